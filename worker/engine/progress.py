@@ -1,0 +1,19 @@
+"""The small recorder interface the engine reports through (CLI bar, Celery job record)."""
+
+from __future__ import annotations
+
+
+class Reporter:
+    """Does nothing; subclasses show or store progress and may cancel."""
+
+    def stage(self, name: str, total: int = 0) -> None:
+        """A new stage starts (load, calibrate, capture, prune, eval_dense, eval_pruned, save)."""
+
+    def step(self, done: int, total: int, message: str | None = None) -> None:
+        """`done` of `total` units of the current stage are finished (layers for prune)."""
+
+    def warn(self, message: str) -> None:
+        """Something the user should know (raised damping, skipped module)."""
+
+    def check_cancel(self) -> None:
+        """Raise engine.errors.Cancelled to stop at the next layer boundary."""
