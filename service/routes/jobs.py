@@ -1,0 +1,84 @@
+"""Jobs: submit, read, list, events, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+
+from service.deps import CeleryDep, DatasetsDep, JobDep, SettingsDep, StoreDep, TenantDep
+from service.errors import ApiError
+from service.jobs import IdempotencyConflict, Record
+from service.queue import enqueue
+from service.schemas import ErrorBody, JobCreate, JobEvent, JobList, JobPublic, JobState
+from service.validation import check_spec
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+ERRORS = {
+    401: {"model": ErrorBody},
+    404: {"model": ErrorBody},
+    409: {"model": ErrorBody},
+    422: {"model": ErrorBody},
+}
+
+
+def to_public(rec: Record) -> JobPublic:
+    return JobPublic.model_validate({k: v for k, v in rec.items() if k in JobPublic.model_fields})
+
+
+@router.post("", status_code=202, response_model=JobPublic, responses=ERRORS)
+def create_job(
+    body: JobCreate,
+    tenant: TenantDep,
+    store: StoreDep,
+    datasets: DatasetsDep,
+    settings: SettingsDep,
+    celery: CeleryDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobPublic:
+    """Queue a pruning job; the same Idempotency-Key returns the same job."""
+    check_spec(body, tenant, settings, datasets)
+    try:
+        rec, created = store.create(tenant, body, idempotency_key)
+    except IdempotencyConflict as exc:
+        raise ApiError(409, str(exc), "Idempotency-Key") from None
+    if created:
+        enqueue(celery, settings, rec["id"])
+    return to_public(rec)
+
+
+@router.get("", response_model=JobList, responses=ERRORS)
+def list_jobs(
+    tenant: TenantDep,
+    store: StoreDep,
+    state: JobState | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
+) -> JobList:
+    """The caller's jobs, newest first; pass next_cursor back as cursor for the next page."""
+    state_value = state.value if state else None
+    items, nxt = store.list(tenant, state_value, limit, int(cursor) if cursor else None)
+    return JobList(items=[to_public(r) for r in items], next_cursor=nxt)
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=ERRORS)
+def get_job(job: JobDep) -> JobPublic:
+    """State, progress, timestamps, error and report summary of one job."""
+    return to_public(job)
+
+
+@router.get("/{job_id}/events", response_model=list[JobEvent], responses=ERRORS)
+def job_events(job: JobDep, store: StoreDep) -> list[JobEvent]:
+    """The job's event log: state and stage changes, per-layer lines, warnings."""
+    return [JobEvent.model_validate(e) for e in store.events(job["id"])]
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=ERRORS)
+def cancel_job(job: JobDep, store: StoreDep) -> JobPublic:
+    """A queued job never starts; a running one stops at the next layer boundary."""
+    state = JobState(job["state"])
+    if state == JobState.cancelled:
+        return to_public(job)
+    if state.terminal:
+        raise ApiError(409, f"job is already {state.value}; only queued or running jobs cancel")
+    return to_public(store.request_cancel(job["id"]) or job)

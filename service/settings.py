@@ -1,0 +1,119 @@
+"""One Settings object, read from PRUNESERVE_* environment variables by the api and the worker.
+
+Unsafe defaults (no API keys, dev-looking keys) are refused outside development mode.
+"""
+
+from __future__ import annotations
+
+import hmac
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_KEY = "dev-key"
+_WEAK_PREFIXES = (
+    "dev", "test", "changeme", "change-me", "replace", "secret", "example", "password", "key"
+)  # fmt: skip
+MIN_KEY_LEN = 16
+
+
+class UnsafeSettingsError(ValueError):
+    """The configuration is only acceptable in development mode."""
+
+
+class Settings(BaseSettings):
+    """Configuration shared by the api and the worker (env prefix PRUNESERVE_)."""
+
+    model_config = SettingsConfigDict(env_prefix="PRUNESERVE_", extra="ignore")
+
+    ENV: str = "production"
+    DEV_MODE: bool = False
+    REDIS_URL: str = "redis://127.0.0.1:6379/0"
+    QUEUE: str = "gpu"
+    ARTIFACTS_DIR: Path = Path("artifacts")
+    MODELS_DIR: Path = Path("models")
+    DATA_DIR: Path = Path("data")
+    UPLOADS_DIR: Path | None = None
+    API_KEYS: str = ""
+    MAX_UPLOAD_BYTES: int = 100 * 1024 * 1024
+    MAX_CALIBRATION_TOKENS: int = 128 * 2048
+    JOB_TIME_LIMIT_S: int = 6 * 3600
+    VISIBILITY_TIMEOUT_S: int | None = None
+    MAX_ATTEMPTS: int = 3
+    HEARTBEAT_S: float = 5.0
+    IDEMPOTENCY_TTL_S: int = 24 * 3600
+    MAX_EVENTS: int = 2000
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        if self.UPLOADS_DIR is None:
+            self.UPLOADS_DIR = self.ARTIFACTS_DIR / "uploads"
+        if self.VISIBILITY_TIMEOUT_S is None:
+            self.VISIBILITY_TIMEOUT_S = self.JOB_TIME_LIMIT_S + 3600
+        if self.VISIBILITY_TIMEOUT_S <= self.JOB_TIME_LIMIT_S and not self.is_dev:
+            raise UnsafeSettingsError(
+                "PRUNESERVE_VISIBILITY_TIMEOUT_S must exceed PRUNESERVE_JOB_TIME_LIMIT_S, "
+                "or a long job is delivered twice"
+            )
+        if self.MAX_ATTEMPTS < 1:
+            raise UnsafeSettingsError("PRUNESERVE_MAX_ATTEMPTS must be >= 1")
+        return self
+
+    @property
+    def is_dev(self) -> bool:
+        return self.DEV_MODE or self.ENV.lower() in ("dev", "development")
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.ARTIFACTS_DIR / "jobs"
+
+    @cached_property
+    def api_keys(self) -> dict[str, str]:
+        """key -> tenant, parsed from `key:tenant,...` or a file with one `key:tenant` a line."""
+        raw = self.API_KEYS.strip()
+        looks_like_path = ":" not in raw or raw.startswith(("/", "./"))
+        if raw and looks_like_path and Path(raw).is_file():
+            raw = Path(raw).read_text()
+        keys: dict[str, str] = {}
+        for item in raw.replace("\n", ",").split(","):
+            item = item.strip()
+            if not item or item.startswith("#"):
+                continue
+            key, sep, tenant = item.partition(":")
+            if not sep or not key.strip() or not tenant.strip():
+                raise UnsafeSettingsError(
+                    "PRUNESERVE_API_KEYS entries must look like key:tenant "
+                    "(comma-separated, or one a line in a file)"
+                )
+            keys[key.strip()] = tenant.strip()
+        if not keys and self.is_dev:
+            keys[DEV_KEY] = "dev"
+        return keys
+
+    def check_api_safety(self) -> None:
+        """Raise UnsafeSettingsError when the api would run with unsafe keys outside dev mode."""
+        if self.is_dev:
+            return
+        if not self.api_keys:
+            raise UnsafeSettingsError(
+                "PRUNESERVE_API_KEYS is empty; set key:tenant pairs (or a file path), "
+                "or set PRUNESERVE_ENV=development for a local dev key"
+            )
+        for key in self.api_keys:
+            lowered = key.lower()
+            if len(key) < MIN_KEY_LEN or lowered.startswith(_WEAK_PREFIXES):
+                raise UnsafeSettingsError(
+                    f"API key {key[:4]}... looks like a development key (needs >= {MIN_KEY_LEN} "
+                    f"random characters, not starting with {', '.join(_WEAK_PREFIXES)}); "
+                    "set PRUNESERVE_ENV=development to allow it"
+                )
+
+    def tenant_for(self, key: str) -> str | None:
+        """Constant-time lookup of the tenant owning `key`."""
+        found = None
+        for known, tenant in self.api_keys.items():
+            if hmac.compare_digest(known.encode(), key.encode()):
+                found = tenant
+        return found

@@ -1,0 +1,44 @@
+"""Checks on a job spec that need the server's settings: model names, datasets, limits."""
+
+from __future__ import annotations
+
+from service.datasets import DatasetStore
+from service.errors import ApiError
+from service.model_names import local_models, resolve_model
+from service.schemas import NAMED_DATASETS, PruneSpec
+from service.settings import Settings
+
+
+def check_spec(spec: PruneSpec, tenant: str, settings: Settings, datasets: DatasetStore) -> None:
+    """Raise ApiError(422) naming the field and what is allowed."""
+    try:
+        resolve_model(spec.model, settings.MODELS_DIR)
+    except ValueError as exc:
+        names = local_models(settings.MODELS_DIR)
+        hint = f" (local models: {', '.join(names)})" if names else ""
+        raise ApiError(422, f"model: {exc}{hint}", "model") from None
+    cal = spec.calibration
+    tokens, limit = cal.nsamples * cal.seqlen, settings.MAX_CALIBRATION_TOKENS
+    if tokens > limit:
+        raise ApiError(
+            422,
+            f"calibration.nsamples: nsamples x seqlen = {cal.nsamples} x {cal.seqlen} = {tokens} "
+            f"tokens is over the limit of {limit}; lower nsamples or seqlen",
+            "calibration.nsamples",
+        )
+    _check_dataset(cal.dataset, "calibration.dataset", tenant, datasets)
+    if spec.evaluation is not None:
+        _check_dataset(spec.evaluation.dataset, "evaluation.dataset", tenant, datasets)
+
+
+def _check_dataset(name: str, field: str, tenant: str, datasets: DatasetStore) -> None:
+    if name in NAMED_DATASETS:
+        return
+    if name.startswith("upload:") and datasets.owned_by(tenant, name.removeprefix("upload:")):
+        return
+    allowed = ", ".join(NAMED_DATASETS)
+    raise ApiError(
+        422,
+        f"{field}: unknown dataset {name!r}; allowed: {allowed}, or upload:<id> of your upload",
+        field,
+    )

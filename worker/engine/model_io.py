@@ -1,0 +1,152 @@
+"""Load a causal LM safely (safetensors only, no remote code), find its decoder layers and
+prunable Linears generically, and save atomically.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from worker.engine.errors import ModelLoadError, UnsupportedModelError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+HUB_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "tokenizer*", "*.model",
+                "*.tiktoken", "*.txt"]  # fmt: skip
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_model(model: str, revision: str | None = None, cache_dir: Path | None = None) -> Path:
+    """A local directory as is; a hub id `org/name` downloaded (weights as safetensors only)."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        return local
+    if not HUB_ID.match(model):
+        raise ModelLoadError(
+            f"model {model!r} is neither a local directory nor a hub id of the form org/name"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(
+            model, revision=revision, allow_patterns=HUB_PATTERNS, cache_dir=cache_dir
+        )
+    except Exception as exc:  # network, auth, missing repo: all end the same way for the user
+        raise ModelLoadError(
+            f"cannot download {model!r} (revision {revision or 'main'}) from the Hugging Face hub: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return Path(path)
+
+
+def check_weights(path: Path) -> None:
+    """Refuse a checkpoint without safetensors weights (pickle files can execute code)."""
+    if any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise ModelLoadError(
+            f"{path} has only pickle weights ({', '.join(pickles[:3])}); pruneserve loads "
+            "safetensors only. Convert it first: save_pretrained(..., safe_serialization=True)"
+        )
+    raise ModelLoadError(f"{path} has no *.safetensors weights (and no config to load?)")
+
+
+def load_model(path: Path, dtype: str = "auto"):
+    """(model, tokenizer) on CPU in eval mode; trust_remote_code is never enabled."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} has no config.json: not a Hugging Face model directory")
+    check_weights(path)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except ValueError as exc:
+        raise UnsupportedModelError(f"{path}: unsupported configuration: {exc}") from exc
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=DTYPES.get(dtype, "auto"),
+            use_safetensors=True,
+            trust_remote_code=False,
+            low_cpu_mem_usage=True,
+        )
+    except ValueError as exc:
+        raise UnsupportedModelError(
+            f"{path}: {type(config).__name__} is not a causal language model transformers "
+            f"supports without remote code ({str(exc).splitlines()[0]})"
+        ) from exc
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot load weights: {exc}") from exc
+    model.eval()
+    model.config.use_cache = False
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: cannot load the tokenizer: {exc}") from exc
+    return model, tokenizer
+
+
+def decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The model's decoder layers: the ModuleList holding the most parameters.
+
+    Generic over architectures (model.layers, transformer.h, gpt_neox.layers, ...).
+    """
+    best, best_name, best_size = None, "", 0
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList) or len(module) == 0:
+            continue
+        if len({type(m) for m in module}) != 1:
+            continue
+        size = sum(p.numel() for p in module.parameters())
+        if size > best_size:
+            best, best_name, best_size = module, name, size
+    if best is None or not prunable_linears(best[0]):
+        raise UnsupportedModelError(
+            f"{type(model).__name__}: no ModuleList of decoder layers with Linear weights was found"
+        )
+    return best_name, best
+
+
+def is_prunable(module: nn.Module) -> bool:
+    """nn.Linear, or GPT-2's Conv1D (a Linear with its weight stored transposed)."""
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+def prunable_linears(layer: nn.Module, prefix: str = "", skip=()) -> dict[str, nn.Module]:
+    """Linears inside one decoder layer, by full name, minus names matching `skip` patterns."""
+    found = {}
+    for name, module in layer.named_modules():
+        full = f"{prefix}.{name}" if prefix else name
+        if is_prunable(module) and not any(fnmatch.fnmatch(full, pat) for pat in skip):
+            found[full] = module
+    return found
+
+
+def get_weight(module: nn.Module) -> torch.Tensor:
+    """The weight as (out, in), whatever the storage layout."""
+    w = module.weight.data
+    return w.t() if type(module).__name__ == "Conv1D" else w
+
+
+def set_weight(module: nn.Module, w: torch.Tensor) -> None:
+    """Write an (out, in) weight back in the module's own layout and dtype."""
+    if type(module).__name__ == "Conv1D":
+        w = w.t()
+    module.weight.data.copy_(w.to(module.weight.dtype))
+
+
+def save_atomic(model, tokenizer, output: Path, extra_files: dict[str, str]) -> None:
+    """save_pretrained into `<output>.partial`, then rename it to `output`."""
+    partial = output.with_name(output.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, safe_serialization=True, max_shard_size="2GB")
+    tokenizer.save_pretrained(partial)
+    for name, text in extra_files.items():
+        (partial / name).write_text(text)
+    partial.rename(output)

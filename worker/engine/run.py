@@ -1,0 +1,155 @@
+"""run(spec) -> PruneReport: load, calibrate, (evaluate dense), walk, (evaluate pruned), save."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from service.schemas import Perplexity, PruneReport, PruneSpec
+from worker.engine import calibration
+from worker.engine.errors import ModelLoadError, SpecError
+from worker.engine.evaluate import perplexity
+from worker.engine.methods import get_method
+from worker.engine.model_io import decoder_layers, load_model, resolve_model, save_atomic
+from worker.engine.progress import Reporter
+from worker.engine.walker import walk
+
+REPORT_NAME = "pruning_report.json"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SpecError("device 'cuda' was asked for but CUDA is not available; use auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def versions() -> dict[str, str]:
+    import accelerate
+    import safetensors
+    import transformers
+
+    return {
+        "pruneserve": "0.1.0",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "safetensors": safetensors.__version__,
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (Linux reports KiB)."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 if sys.platform != "darwin" else kb / 2**20
+
+
+class _Clock:
+    def __init__(self, reporter: Reporter):
+        self.reporter = reporter
+        self.stages: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str, total: int = 0):
+        self.reporter.stage(name, total)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = round(time.perf_counter() - t0, 3)
+
+
+def run(
+    spec: PruneSpec,
+    output: Path,
+    *,
+    reporter: Reporter | None = None,
+    data_dir: Path | None = None,
+    upload_dir: Path | None = None,
+    model_path: Path | None = None,
+    cache_dir: Path | None = None,
+) -> PruneReport:
+    """Prune `spec.model` and write the checkpoint plus pruning_report.json to `output`."""
+    reporter = reporter or Reporter()
+    output = Path(output)
+    if output.exists():
+        raise SpecError(f"output {output} already exists; choose a new directory or remove it")
+    method = get_method(spec.method)
+    device = pick_device(spec.device)
+    clock = _Clock(reporter)
+    report = PruneReport(spec=spec, versions=versions(), device=str(device))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    with clock.stage("load"):
+        path = model_path or resolve_model(spec.model, spec.revision, cache_dir)
+        if not Path(path).is_dir():
+            raise ModelLoadError(f"model directory {path} not found")
+        model, tokenizer = load_model(Path(path), spec.dtype)
+        layers_name, layers = decoder_layers(model)
+        report.architecture = type(model).__name__
+        report.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        report.n_layers = len(layers)
+
+    ids = None
+    if method.needs is not None:
+        with clock.stage("calibrate"):
+            cal = spec.calibration
+            source = calibration.resolve_dataset(cal.dataset, "calibration", data_dir, upload_dir)
+            all_ids = calibration.tokenize(tokenizer, calibration.calibration_text(source))
+            ids = calibration.calibration_windows(all_ids, cal.nsamples, cal.seqlen, cal.seed)
+            del all_ids
+
+    eval_ids = None
+    if spec.evaluation is not None:
+        ev = spec.evaluation
+        source = calibration.resolve_dataset(ev.dataset, "evaluation", data_dir, upload_dir)
+        eval_ids = calibration.eval_ids(tokenizer, source)
+        with clock.stage("eval_dense"):
+            dense, windows = perplexity(
+                model, layers, eval_ids, ev.seqlen, ev.max_windows, device, reporter
+            )
+        report.perplexity = Perplexity(
+            dataset=ev.dataset, seqlen=ev.seqlen, windows=windows, dense=round(dense, 4)
+        )
+
+    with clock.stage("prune", total=len(layers)):
+        modules = walk(model, layers_name, layers, ids, method, spec, device, reporter)
+    report.modules = modules
+    total = sum(m.shape[0] * m.shape[1] for m in modules)
+    report.sparsity = sum(m.sparsity * m.shape[0] * m.shape[1] for m in modules) / max(total, 1)
+    if spec.parsed_sparsity.is_nm:
+        report.nm_ok = all(m.nm_ok for m in modules)
+    for m in modules:
+        if m.damping is not None and m.damping > spec.options.percdamp:
+            report.warnings.append(f"{m.name}: SparseGPT damping raised to {m.damping:g}")
+    for w in report.warnings:
+        reporter.warn(w)
+
+    if eval_ids is not None:
+        ev = spec.evaluation
+        with clock.stage("eval_pruned"):
+            pruned, _ = perplexity(
+                model, layers, eval_ids, ev.seqlen, ev.max_windows, device, reporter
+            )
+        report.perplexity.pruned = round(pruned, 4)
+
+    with clock.stage("save"):
+        report.stages_s = clock.stages
+        report.peak_rss_mb = round(peak_rss_mb(), 1)
+        if device.type == "cuda":
+            report.peak_cuda_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        save_atomic(model, tokenizer, output, {REPORT_NAME: report.model_dump_json(indent=2)})
+    report.stages_s = clock.stages  # now with the save time
+    tmp = output / (REPORT_NAME + ".tmp")
+    tmp.write_text(report.model_dump_json(indent=2))
+    tmp.replace(output / REPORT_NAME)
+    return report

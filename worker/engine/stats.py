@@ -1,0 +1,59 @@
+"""Streaming statistics of a Linear's inputs, accumulated in fp32 over calibration batches.
+
+One `InputStats` serves every Linear that reads the same tensor (q/k/v; gate/up).
+"""
+
+from __future__ import annotations
+
+import torch
+
+SAMPLE_TOKENS = 256  # input rows kept to measure reconstruction error
+
+
+class InputStats:
+    """Column norms (Wanda), Hessian (SparseGPT) and a small token sample of one input."""
+
+    def __init__(self, want_hessian: bool, total_tokens: int):
+        self.want_hessian = want_hessian
+        self.nsamples = 0  # calibration sequences seen
+        self.sumsq: torch.Tensor | None = None  # (in,) sum over tokens of x_j^2
+        self.xtx: torch.Tensor | None = None  # (in, in) sum over tokens of x x^T
+        self.stride = max(1, total_tokens // SAMPLE_TOKENS)
+        self.sample: list[torch.Tensor] = []
+
+    def add(self, x: torch.Tensor) -> None:
+        """x: (B, T, in) or (T, in): one batch of inputs of the Linear."""
+        batch = x.shape[0] if x.dim() == 3 else 1
+        x2 = x.reshape(-1, x.shape[-1])  # (B*T, in)
+        xf = x2.float()
+        ones = torch.ones(1, xf.shape[0], device=xf.device)
+        sq = (ones @ xf.square()).reshape(-1)  # (in,): a matmul reduces faster than sum(0)
+        self.sumsq = sq if self.sumsq is None else self.sumsq.add_(sq)
+        if self.want_hessian:
+            if self.xtx is None:
+                self.xtx = torch.zeros(xf.shape[1], xf.shape[1], device=xf.device)
+            self.xtx.addmm_(xf.t(), xf)
+        self.sample.append(x2[:: self.stride].detach().clone())
+        self.nsamples += batch
+
+    @property
+    def col_norm_sq(self) -> torch.Tensor:
+        """Wanda's s_j: mean over sequences of ||X_j||^2."""
+        return self.sumsq / max(self.nsamples, 1)
+
+    @property
+    def hessian(self) -> torch.Tensor:
+        """SparseGPT's H = 2/n * sum X X^T, n = number of sequences."""
+        return self.xtx * (2.0 / max(self.nsamples, 1))
+
+    def token_sample(self) -> torch.Tensor:
+        return torch.cat(self.sample)[:SAMPLE_TOKENS]  # (K, in)
+
+
+def relative_error(w_dense: torch.Tensor, w_pruned: torch.Tensor, x: torch.Tensor) -> float:
+    """||(W - W') X||^2 / ||W X||^2 on sampled calibration inputs x: (K, in)."""
+    xf = x.float()
+    dense = xf @ w_dense.float().t()
+    err = xf @ (w_dense.float() - w_pruned.float()).t()
+    denom = dense.square().sum().item()
+    return err.square().sum().item() / denom if denom > 0 else 0.0

@@ -1,0 +1,77 @@
+"""The engine's Reporter for Celery jobs: progress and events into the job record, cancel flag."""
+
+from __future__ import annotations
+
+import time
+
+from service.jobs import JobStore, Record
+from service.schemas import JobState
+from worker.engine.errors import Cancelled
+from worker.engine.progress import Reporter
+
+# overall percent range of each engine stage
+STAGES = {
+    "load": (0, 5),
+    "calibrate": (5, 10),
+    "eval_dense": (10, 25),
+    "prune": (25, 85),
+    "eval_pruned": (85, 95),
+    "save": (95, 100),
+}
+
+
+class TimeLimitExceeded(Exception):
+    """The job ran longer than PRUNESERVE_JOB_TIME_LIMIT_S."""
+
+
+class JobReporter(Reporter):
+    """Writes stage, layer i/N, percent and ETA; raises Cancelled when the cancel flag is set."""
+
+    def __init__(self, store: JobStore, job_id: str, owner: str, time_limit_s: float):
+        self.store, self.job_id, self.owner = store, job_id, owner
+        self.deadline = time.monotonic() + time_limit_s
+        self.time_limit_s = time_limit_s
+        self.current, self.stage_t0 = "starting", time.monotonic()
+
+    def stage(self, name: str, total: int = 0) -> None:
+        self.current, self.stage_t0 = name, time.monotonic()
+        fields = {"stage": name, "message": None, "eta_s": None}
+        if name in STAGES:
+            fields["percent"] = STAGES[name][0]
+        if name == "prune":
+            fields.update(layer=0, n_layers=total)
+        self._progress(**fields)
+        self.store.add_event(self.job_id, "stage", name, total=total)
+
+    def step(self, done: int, total: int, message: str | None = None) -> None:
+        lo, hi = STAGES.get(self.current, (0, 100))
+        fraction = done / total if total else 1.0
+        fields = {"percent": round(lo + (hi - lo) * fraction, 1), "message": message}
+        if self.current == "prune":
+            elapsed = time.monotonic() - self.stage_t0
+            eta = elapsed / done * (total - done) if done else None
+            fields.update(
+                layer=done, n_layers=total, eta_s=round(eta, 1) if eta is not None else None
+            )
+            self.store.add_event(self.job_id, "layer", message or f"layer {done}/{total}")
+        self._progress(**fields)
+
+    def warn(self, message: str) -> None:
+        self.store.add_event(self.job_id, "warning", message)
+
+    def check_cancel(self) -> None:
+        if self.store.cancel_requested(self.job_id):
+            raise Cancelled("cancelled on request")
+        if time.monotonic() > self.deadline:
+            raise TimeLimitExceeded(
+                f"the job ran longer than PRUNESERVE_JOB_TIME_LIMIT_S={self.time_limit_s:g} seconds"
+            )
+
+    def _progress(self, **fields) -> None:
+        def apply(rec: Record) -> Record | None:
+            if rec["state"] != JobState.running.value or rec.get("owner") != self.owner:
+                return None
+            rec["progress"] = {**rec["progress"], **fields}
+            return rec
+
+        self.store.update(self.job_id, apply)
