@@ -24,11 +24,11 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     for pid in "${STARTED_PIDS[@]}"; do  # each runs in its own session: stop its whole group
-        kill -TERM -- "-$pid" 2>/dev/null || true
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     done
     for pid in "${STARTED_PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL -- "-$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     done
     if [ "$STARTED_REDIS" = 1 ] && [ -f "$QS/redis.pid" ]; then
         kill "$(cat "$QS/redis.pid")" 2>/dev/null || true
@@ -81,7 +81,7 @@ fi
 # -- 3. default model and data --------------------------------------------------------------
 step "default model: $MODEL"
 HF_HUB_OFFLINE=1 "$PY" scripts/make_smollm2.py "$QS/models/$MODEL"
-SHARED_DATA="$ROOT/../shared/data"
+SHARED_DATA="${QUICKSTART_SHARED_DATA:-$ROOT/../shared/data}"  # wikitext-2, when present
 if [ -f "$SHARED_DATA/wikitext-2-raw/valid.txt" ] && [ -f "$SHARED_DATA/wikitext-2-raw/test.txt" ]; then
     DATA_DIR="$(cd "$SHARED_DATA" && pwd)"
     DATASET=wikitext2
@@ -103,9 +103,10 @@ export PRUNESERVE_URL="http://127.0.0.1:$PORT"
 export PRUNESERVE_API_KEY="$API_KEY"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 step "starting pruneserve api on $PRUNESERVE_URL and one worker"
-setsid "$PRUNESERVE" api --host 127.0.0.1 --port "$PORT" >"$QS/api.log" 2>&1 &
+SETSID="$(command -v setsid || true)"  # own process group, so cleanup stops pool children too
+$SETSID "$PRUNESERVE" api --host 127.0.0.1 --port "$PORT" >"$QS/api.log" 2>&1 &
 STARTED_PIDS+=($!)
-setsid "$PRUNESERVE" worker --concurrency 1 >"$QS/worker.log" 2>&1 &
+$SETSID "$PRUNESERVE" worker --concurrency 1 >"$QS/worker.log" 2>&1 &
 STARTED_PIDS+=($!)
 ready=0
 for _ in $(seq 240); do

@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", parents=[common], help="list your jobs, newest first")
     p.add_argument("--state", choices=[s.value for s in JobState], default=None)
     p.add_argument("--limit", type=int, default=None, help="at most N jobs (one page)")
+    p.add_argument("--cursor", default=None, help="the next page, as the previous one said")
     p.set_defaults(func=_handle(cmd_list))
 
     p = sub.add_parser("watch", parents=[common], help="live progress bar until the job ends")
@@ -166,7 +167,7 @@ def _calib(job: JobPublic) -> str:
 
 
 def cmd_list(args: argparse.Namespace, client: PruneClient) -> int:
-    page = client.list(state=args.state, limit=args.limit)
+    page = client.list(state=args.state, limit=args.limit, cursor=args.cursor)
     if args.json:
         _emit(page.model_dump(mode="json"))
         return 0
@@ -187,7 +188,7 @@ def cmd_list(args: argparse.Namespace, client: PruneClient) -> int:
 
     Console().print(table)
     if page.next_cursor:
-        print(f"more: pruneserve list --limit N (next cursor {page.next_cursor})")
+        print(f"more: pruneserve list --cursor {page.next_cursor}", file=sys.stderr)
     return 0
 
 

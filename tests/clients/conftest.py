@@ -23,6 +23,7 @@ TINY_SPEC = {
 
 @pytest.fixture
 def client(live_service) -> PruneClient:
+    live_service.ensure_worker()  # a kill test elsewhere may have left none
     with PruneClient(live_service.url, live_service.api_key, retries=2, backoff=0.05) as c:
         yield c
 
@@ -30,6 +31,7 @@ def client(live_service) -> PruneClient:
 @pytest.fixture(scope="session")
 def done_job(live_service) -> JobPublic:
     """One succeeded tiny job, calibrated on an uploaded text file (covers upload too)."""
+    live_service.ensure_worker()
     with PruneClient(live_service.url, live_service.api_key) as c:
         text = (live_service.data_dir / "wikitext-2-raw" / "valid.txt").read_bytes()
         upload = live_service.root / "calibration.txt"

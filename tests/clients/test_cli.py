@@ -22,6 +22,7 @@ TINY_FLAGS = [
 @pytest.fixture
 def cli(live_service):
     """Run the CLI with PRUNESERVE_URL / PRUNESERVE_API_KEY set, as a user's shell would."""
+    live_service.ensure_worker()
 
     def run(*args: str, key: str | None = None) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNESERVE_")}
@@ -43,6 +44,11 @@ def test_submit_wait_download_json(cli, tmp_path):
     assert json.loads(status.stdout)["events"]
     listed = cli("list", "--state", "succeeded", "--json")
     assert job["id"] in {j["id"] for j in json.loads(listed.stdout)["items"]}
+    first = json.loads(cli("list", "--limit", "1", "--json").stdout)
+    second = json.loads(
+        cli("list", "--limit", "1", "--cursor", first["next_cursor"], "--json").stdout
+    )
+    assert len(second["items"]) == 1 and second["items"][0]["id"] != first["items"][0]["id"]
     files = cli("download", job["id"], str(tmp_path / "again"), "--json")
     assert files.returncode == 0
     for f in json.loads(files.stdout)["files"]:

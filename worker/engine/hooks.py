@@ -31,10 +31,13 @@ class StatsCollector:
     is counted (the statistics pass discards the layer's output).
     """
 
-    def __init__(self, linears: dict[str, nn.Module], want_hessian: bool, total_tokens: int):
+    def __init__(
+        self, linears: dict[str, nn.Module], want_hessian: bool, total_tokens: int, seqlen: int
+    ):
         self.linears = linears
         self.want_hessian = want_hessian
         self.total_tokens = total_tokens
+        self.seqlen = seqlen
         self.groups: list[InputGroup] = []
         self._group_of: dict[str, InputGroup] = {}
         self._order: list[str] = []  # firing order in the first batch
@@ -52,7 +55,9 @@ class StatsCollector:
             if group is None:
                 group = next((g for g in self.groups if g.last is x), None)
                 if group is None:
-                    group = InputGroup(InputStats(self.want_hessian, self.total_tokens))
+                    group = InputGroup(
+                        InputStats(self.want_hessian, self.total_tokens, self.seqlen)
+                    )
                     self.groups.append(group)
                 group.names.append(name)
                 self._group_of[name] = group

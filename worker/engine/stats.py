@@ -13,18 +13,20 @@ SAMPLE_TOKENS = 256  # input rows kept to measure reconstruction error
 class InputStats:
     """Column norms (Wanda), Hessian (SparseGPT) and a small token sample of one input."""
 
-    def __init__(self, want_hessian: bool, total_tokens: int):
+    def __init__(self, want_hessian: bool, total_tokens: int, seqlen: int | None = None):
         self.want_hessian = want_hessian
-        self.nsamples = 0  # calibration sequences seen
+        self.seqlen = seqlen  # tokens per calibration sequence (inferred from 3-D input if None)
+        self.tokens = 0
         self.sumsq: torch.Tensor | None = None  # (in,) sum over tokens of x_j^2
         self.xtx: torch.Tensor | None = None  # (in, in) sum over tokens of x x^T
         self.stride = max(1, total_tokens // SAMPLE_TOKENS)
         self.sample: list[torch.Tensor] = []
 
     def add(self, x: torch.Tensor) -> None:
-        """x: (B, T, in) or (T, in): one batch of inputs of the Linear."""
-        batch = x.shape[0] if x.dim() == 3 else 1
+        """x: (B, T, in), or (B*T, in) as OPT's MLP flattens it: one batch of inputs."""
         x2 = x.reshape(-1, x.shape[-1])  # (B*T, in)
+        if self.seqlen is None:
+            self.seqlen = x.shape[-2] if x.dim() == 3 else x2.shape[0]
         xf = x2.float()
         ones = torch.ones(1, xf.shape[0], device=xf.device)
         sq = (ones @ xf.square()).reshape(-1)  # (in,): a matmul reduces faster than sum(0)
@@ -34,7 +36,12 @@ class InputStats:
                 self.xtx = torch.zeros(xf.shape[1], xf.shape[1], device=xf.device)
             self.xtx.addmm_(xf.t(), xf)
         self.sample.append(x2[:: self.stride].detach().clone())
-        self.nsamples += batch
+        self.tokens += x2.shape[0]
+
+    @property
+    def nsamples(self) -> float:
+        """Calibration sequences seen."""
+        return self.tokens / self.seqlen if self.seqlen else 0
 
     @property
     def col_norm_sq(self) -> torch.Tensor:

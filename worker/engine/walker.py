@@ -170,7 +170,9 @@ def walk(
         if cap is None:
             groups = [([n], None) for n in linears]  # no statistics: each Linear alone
         else:
-            collector = StatsCollector(linears, method.needs == "hessian", ids.numel())
+            collector = StatsCollector(
+                linears, method.needs == "hessian", ids.numel(), ids.shape[1]
+            )
             with collector.hooks():
                 run_layer(layer, inps, None, cap.calls[i], cap.batch)
             groups = [(g.names, g) for g in collector.groups]

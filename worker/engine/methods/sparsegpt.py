@@ -10,7 +10,7 @@ import torch
 
 from service.schemas import MethodOptions, Sparsity
 from worker.engine.errors import PruningError
-from worker.engine.masks import lowest_per_matrix, lowest_per_row
+from worker.engine.masks import lowest_k, lowest_per_matrix
 from worker.engine.methods.base import MethodResult
 from worker.engine.stats import InputStats
 
@@ -18,21 +18,23 @@ DAMP_STEPS = 8  # each failed Cholesky multiplies the damping by 10
 
 
 def inverse_cholesky(H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, float]:
-    """Upper Cholesky factor of (H + lambda I)^-1, lambda = percdamp * mean(diag H).
+    """Upper Cholesky factor U of (H + lambda I)^-1 (so that Hinv = U^T U), lambda =
+    percdamp * mean(diag H). Raises the damping tenfold until the factorization succeeds and
+    returns the percdamp that worked; never falls back silently.
 
-    Raises the damping tenfold until the factorization succeeds; returns it with the
-    percdamp that worked. Never falls back silently.
+    With J the exchange matrix and J H J = L L^T, U = J L^-1 J: one Cholesky and one
+    triangular inverse instead of the reference's Cholesky, cholesky_inverse, Cholesky.
     """
     eye = torch.eye(H.shape[0], device=H.device, dtype=H.dtype)
     mean_diag = torch.mean(torch.diag(H))
+    flipped = H.flip(0, 1)
     for step in range(DAMP_STEPS):
         p = percdamp * 10**step
-        L, info = torch.linalg.cholesky_ex(H + p * mean_diag * eye)
+        L, info = torch.linalg.cholesky_ex(flipped + p * mean_diag * eye)
         if info.item() != 0:
             continue
-        Hinv = torch.cholesky_inverse(L)
-        U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
-        if info.item() == 0 and torch.isfinite(U).all():
+        U = torch.linalg.solve_triangular(L, eye, upper=False).flip(0, 1)
+        if torch.isfinite(U).all():
             return U, p
     raise PruningError(
         f"SparseGPT: Cholesky of the Hessian failed even with damping {p:g} x mean(diag H); "
@@ -41,11 +43,12 @@ def inverse_cholesky(H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, fl
 
 
 def _block_mask(W1: torch.Tensor, d: torch.Tensor, ratio: float, segments: list[tuple[int, int]]):
-    """Unstructured mask of one block from W^2 / diag(Hinv)^2, one threshold per matrix."""
-    score = W1.square() / d.reshape(1, -1).square()
+    """Unstructured mask of one (B, rows) block from W^2 / diag(Hinv)^2, with one threshold
+    per stacked matrix (its rows a:b)."""
+    score = W1.square() / d.square()
     mask = torch.zeros_like(W1, dtype=torch.bool)
     for a, b in segments:
-        mask[a:b] = lowest_per_matrix(score[a:b], ratio)
+        mask[:, a:b] = lowest_per_matrix(score[:, a:b], ratio)
     return mask
 
 
@@ -55,16 +58,19 @@ def sparsegpt(
     sparsity: Sparsity,
     options: MethodOptions,
 ) -> MethodResult:
-    """Prune `weights` (each (out, in), sharing one input) and update what is kept."""
+    """Prune `weights` (each (out, in), sharing one input) and update what is kept.
+
+    Works on W transposed, (in, rows), so each column step touches contiguous memory.
+    """
     H = stats.hessian.clone()  # (in, in) fp32
-    W = torch.cat([w.float() for w in weights], dim=0)  # (rows, in)
+    WT = torch.cat([w.float() for w in weights], dim=0).t().contiguous()  # (in, rows)
     bounds = torch.tensor([0] + [w.shape[0] for w in weights]).cumsum(0).tolist()
     segments = list(zip(bounds[:-1], bounds[1:], strict=True))
-    cols = W.shape[1]
+    cols = WT.shape[0]
 
     dead = torch.diag(H) == 0
     H[dead, dead] = 1
-    W[:, dead] = 0
+    WT[dead, :] = 0
     Hinv, damp = inverse_cholesky(H, options.percdamp)
 
     n, m = sparsity.n, sparsity.m
@@ -73,27 +79,26 @@ def sparsegpt(
         bs = max(m, bs - bs % m)  # N:M groups must not straddle blocks
     for i1 in range(0, cols, bs):
         i2 = min(i1 + bs, cols)
-        W1 = W[:, i1:i2].clone()
-        Q1 = torch.zeros_like(W1)
-        Err1 = torch.zeros_like(W1)
+        W1 = WT[i1:i2].clone()  # (B, rows)
+        Err1 = torch.empty_like(W1)
         Hinv1 = Hinv[i1:i2, i1:i2]
-        d = torch.diag(Hinv1)
+        d = torch.diag(Hinv1).reshape(-1, 1)  # (B, 1)
         if sparsity.is_nm:
             mask1 = torch.zeros_like(W1, dtype=torch.bool)
+            scale = torch.zeros_like(W1)
         else:
             mask1 = _block_mask(W1, d, sparsity.ratio, segments)
+            scale = mask1 / d  # err = w * mask / d
         for i in range(i2 - i1):
             if sparsity.is_nm and i % m == 0:
-                g = W1[:, i : i + m].square() / d[i : i + m].reshape(1, -1).square()
-                mask1[:, i : i + m] = lowest_per_row(g, min(n, g.shape[1]))
-            w = W1[:, i]
-            q = w.masked_fill(mask1[:, i], 0)
-            Q1[:, i] = q
-            err1 = (w - q) / d[i]
-            W1[:, i:].addr_(err1, Hinv1[i, i:], alpha=-1)
-            Err1[:, i] = err1
-        W[:, i1:i2] = Q1
-        W[:, i2:].addmm_(Err1, Hinv[i1:i2, i2:], alpha=-1)
+                g = W1[i : i + m].square() / d[i : i + m].square()  # (m, rows)
+                mask1[i : i + m] = lowest_k(g, min(n, g.shape[0]), dim=0)
+                scale[i : i + m] = mask1[i : i + m] / d[i : i + m]
+            torch.mul(W1[i], scale[i], out=Err1[i])
+            W1[i:].addr_(Hinv1[i, i:], Err1[i], alpha=-1)
+        WT[i1:i2] = W1.masked_fill_(mask1, 0)  # the update left ~0 there; make it exact
+        WT[i2:].addmm_(Hinv[i1:i2, i2:].t(), Err1, alpha=-1)
 
+    W = WT.t()
     out = [W[a:b].to(w.dtype) for (a, b), w in zip(segments, weights, strict=True)]
     return MethodResult(out, {"damping": damp})

@@ -1,0 +1,84 @@
+"""Helpers shared by the engine tests: architecture table, statistics from given inputs,
+correlated inputs, reference masks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from worker.engine.stats import InputStats
+
+ARCHS = ["llama", "mistral", "qwen2", "gemma", "gemma2", "phi3", "gpt2", "gpt_neox", "opt"]
+
+# Where each architecture keeps its decoder layers, written out by hand so the tests do not
+# rely on the engine's own generic search.
+LAYERS_PATH = {
+    "llama": "model.layers",
+    "mistral": "model.layers",
+    "qwen2": "model.layers",
+    "gemma": "model.layers",
+    "gemma2": "model.layers",
+    "phi3": "model.layers",
+    "gpt2": "transformer.h",
+    "gpt_neox": "gpt_neox.layers",
+    "opt": "model.decoder.layers",
+}
+
+
+def layers_of(model: nn.Module, arch: str) -> nn.ModuleList:
+    return model.get_submodule(LAYERS_PATH[arch])
+
+
+def linear_weights(layers: nn.ModuleList, prefix: str) -> dict[str, torch.Tensor]:
+    """Every Linear (or GPT-2 Conv1D) weight inside `layers`, as (out, in), by full name."""
+    found = {}
+    for name, module in layers.named_modules():
+        if isinstance(module, nn.Linear):
+            found[f"{prefix}.{name}"] = module.weight.detach()
+        elif type(module).__name__ == "Conv1D":  # stores (in, out)
+            found[f"{prefix}.{name}"] = module.weight.detach().t()
+    return found
+
+
+def stats_from(xs: list[torch.Tensor], want_hessian: bool = True) -> InputStats:
+    """InputStats fed with the batches `xs`, each (B, T, in)."""
+    total = sum(x.shape[0] * x.shape[1] for x in xs)
+    stats = InputStats(want_hessian, total)
+    for x in xs:
+        stats.add(x)
+    return stats
+
+
+def correlated_inputs(n_tokens: int, cols: int, seed: int = 0) -> torch.Tensor:
+    """(n_tokens, cols) inputs whose features correlate (random mixing) and differ in scale."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n_tokens, cols, generator=g)
+    mix = torch.randn(cols, cols, generator=g) / cols**0.5
+    scale = torch.exp(torch.randn(cols, generator=g))  # log-normal feature scales
+    return (z @ mix + 0.3 * z) * scale
+
+
+def stable_lowest_per_row(score: torch.Tensor, k: int) -> torch.Tensor:
+    """Reference (Wanda's code): the first k indices of a stable ascending sort of each row."""
+    idx = torch.sort(score, dim=-1, stable=True)[1][:, :k]
+    mask = torch.zeros_like(score, dtype=torch.bool)
+    return mask.scatter_(1, idx, True)
+
+
+def stable_n_of_m(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Reference N:M: per row, the n lowest (stable) of every m columns; a narrower tail
+    group loses min(n, width).
+    """
+    mask = torch.zeros_like(score, dtype=torch.bool)
+    for c in range(0, score.shape[1], m):
+        group = score[:, c : c + m]
+        mask[:, c : c + m] = stable_lowest_per_row(group, min(n, group.shape[1]))
+    return mask
+
+
+def zeros_per_group(w: torch.Tensor, m: int) -> torch.Tensor:
+    """(rows, full groups) count of zeros in each group of m consecutive input weights."""
+    rows, cols = w.shape
+    full = cols - cols % m
+    return (w[:, :full] == 0).reshape(rows, full // m, m).sum(dim=2)

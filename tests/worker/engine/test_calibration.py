@@ -1,0 +1,124 @@
+"""Calibration windows drawn exactly as the reference loaders; datasets resolved or refused
+with a message naming the path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from worker.engine.calibration import (
+    calibration_text,
+    calibration_windows,
+    eval_ids,
+    read_rows,
+    resolve_dataset,
+    tokenize,
+)
+from worker.engine.errors import CalibrationError
+
+
+def reference_windows(ids: torch.Tensor, nsamples: int, seqlen: int, seed: int):
+    """get_wikitext2 / get_c4 of locuslab/wanda: the global `random`, seeded once."""
+    random.seed(seed)
+    out = []
+    for _ in range(nsamples):
+        i = random.randint(0, ids.shape[1] - seqlen - 1)
+        j = i + seqlen
+        out.append(ids[:, i:j])
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize(("nsamples", "seqlen", "seed"), [(4, 32, 0), (16, 100, 7), (3, 999, 1)])
+def test_windows_equal_the_reference_loader(nsamples, seqlen, seed):
+    ids = torch.arange(5, 1005).reshape(1, -1)  # distinct ids: a window names its start
+    got = calibration_windows(ids, nsamples, seqlen, seed)
+    assert got.shape == (nsamples, seqlen)
+    assert torch.equal(got, reference_windows(ids, nsamples, seqlen, seed))
+
+
+def test_seed_changes_windows_and_is_deterministic():
+    ids = torch.arange(2000).reshape(1, -1)
+    a, b = calibration_windows(ids, 8, 64, 0), calibration_windows(ids, 8, 64, 1)
+    assert not torch.equal(a, b)
+    assert torch.equal(a, calibration_windows(ids, 8, 64, 0))
+    assert (a[:, 1:] - a[:, :-1] == 1).all()  # contiguous slices of the text
+
+
+def test_text_just_long_enough_and_too_short():
+    ids = torch.arange(33).reshape(1, -1)
+    assert torch.equal(calibration_windows(ids, 2, 32, 0), ids[:, :32].repeat(2, 1))
+    with pytest.raises(CalibrationError, match="32 tokens; seqlen 32 needs at least 33"):
+        calibration_windows(ids[:, :32], 2, 32, 0)
+
+
+def test_windows_from_a_text_file_through_the_tokenizer(tiny_model_dir, calib_file):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
+    text = calibration_text(calib_file)
+    assert text == calib_file.read_text()  # a .txt file is used whole, as the reference
+    ids = tokenize(tok, text)
+    assert ids.shape == (1, len(text))  # the tiny tokenizer is one token per character
+    got = calibration_windows(ids, 4, 32, 0)
+    assert torch.equal(got, reference_windows(ids, 4, 32, 0))
+    random.seed(0)
+    starts = [random.randint(0, len(text) - 33) for _ in range(4)]
+    expected = torch.cat([tokenize(tok, text[i : i + 32]) for i in starts])
+    assert torch.equal(got, expected)
+
+
+def test_missing_data_file_names_the_path(tmp_path):
+    missing = tmp_path / "nope" / "calib.txt"
+    with pytest.raises(CalibrationError, match=str(missing)):
+        resolve_dataset(str(missing), "calibration")
+
+
+def test_named_dataset_resolves_in_the_data_dir_or_names_the_missing_path(tmp_path):
+    with pytest.raises(CalibrationError) as exc:
+        resolve_dataset("wikitext2", "calibration", data_dir=tmp_path)
+    assert str(tmp_path / "wikitext-2-raw" / "valid.txt") in str(exc.value)
+    (tmp_path / "wikitext-2-raw").mkdir()
+    for split in ("valid", "test"):
+        (tmp_path / "wikitext-2-raw" / f"{split}.txt").write_text(f"{split} text\n")
+    assert resolve_dataset("wikitext2", "calibration", tmp_path).name == "valid.txt"
+    assert resolve_dataset("wikitext2", "evaluation", tmp_path).name == "test.txt"
+
+
+def test_unknown_dataset_lists_what_is_allowed():
+    with pytest.raises(CalibrationError, match="allowed: wikitext2, c4"):
+        resolve_dataset("imagenet", "calibration")
+
+
+def test_uploads_resolve_by_id_only(tmp_path):
+    (tmp_path / "abc123.jsonl").write_text('{"text": "hi"}\n')
+    assert resolve_dataset("upload:abc123", "calibration", upload_dir=tmp_path).suffix == ".jsonl"
+    for bad in ("upload:missing", "upload:../abc123"):
+        with pytest.raises(CalibrationError, match="not found"):
+            resolve_dataset(bad, "calibration", upload_dir=tmp_path)
+
+
+def test_jsonl_and_gzip_rows(tmp_path):
+    rows = ["first row", "second\nrow", ""]
+    jl = tmp_path / "d.jsonl"
+    jl.write_text("".join(json.dumps({"text": r, "id": i}) + "\n" for i, r in enumerate(rows)))
+    gz = tmp_path / "d.json.gz"
+    with gzip.open(gz, "wt", encoding="utf-8") as fh:
+        fh.write(jl.read_text())
+    assert read_rows(jl) == rows and read_rows(gz) == rows
+    assert calibration_text(jl) == " ".join(rows)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"content": "no text field"}\n')
+    with pytest.raises(CalibrationError, match="bad.jsonl"):
+        calibration_text(bad)
+
+
+def test_eval_ids_join_rows_with_blank_lines(tiny_model_dir, tmp_path):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
+    path = tmp_path / "test.txt"
+    path.write_text("ab\n\ncd\n")
+    assert read_rows(path) == ["ab\n", "", "cd\n"]
+    assert torch.equal(eval_ids(tok, path), tok("ab\n\n\n\n\ncd\n", return_tensors="pt").input_ids)

@@ -1,0 +1,36 @@
+"""Perplexity with the standard protocol: non-overlapping windows of the text tokenized once."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from worker.engine.errors import CalibrationError
+from worker.engine.evaluate import perplexity
+from worker.engine.model_io import decoder_layers, load_model
+
+
+def test_perplexity_equals_the_mean_window_loss(tiny_model_dir):
+    model, _ = load_model(tiny_model_dir("llama"))
+    _, layers = decoder_layers(model)
+    ids = torch.randint(4, 260, (1, 32 * 4 + 7), generator=torch.Generator().manual_seed(0))
+    cpu = torch.device("cpu")
+    windows = [ids[:, j * 32 : (j + 1) * 32] for j in range(4)]
+    with torch.no_grad():
+        losses = [model(input_ids=x, labels=x).loss.item() for x in windows]
+    ppl, windows = perplexity(model, layers, ids, 32, None, cpu)
+    assert windows == 4  # the 7 leftover tokens are dropped
+    assert ppl == pytest.approx(math.exp(sum(losses) / 4), rel=1e-5)
+    ppl2, windows2 = perplexity(model, layers, ids, 32, 2, cpu)
+    assert windows2 == 2 and ppl2 == pytest.approx(math.exp(sum(losses[:2]) / 2), rel=1e-5)
+
+
+def test_text_shorter_than_one_window(tiny_model_dir):
+    model, _ = load_model(tiny_model_dir("llama"))
+    _, layers = decoder_layers(model)
+    with pytest.raises(CalibrationError, match="fewer than seqlen 32"):
+        perplexity(
+            model, layers, torch.ones(1, 31, dtype=torch.long), 32, None, torch.device("cpu")
+        )
