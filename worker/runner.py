@@ -156,6 +156,7 @@ class JobRunner:
             data_dir=self.settings.DATA_DIR,
             upload_dir=self.settings.UPLOADS_DIR,
             model_path=model_path,
+            allow_local=False,  # a hub id is never read as a path relative to the worker
         )
 
     def _cleanup(self) -> None:

@@ -33,7 +33,7 @@ def cli(live_service):
     return run
 
 
-def test_submit_wait_download_json(cli, tmp_path):
+def test_submit_wait_download_json(cli, done_job, tmp_path):  # done_job: 2+ jobs to page
     out = cli("submit", *TINY_FLAGS, "--download", str(tmp_path), "--json")
     assert out.returncode == 0, out.stderr
     job = json.loads(out.stdout)

@@ -28,7 +28,7 @@ def test_wait_reports_progress_and_returns_the_summary(client):
     final = client.wait(job.id, on_progress=seen.append, timeout=180, poll=0.2)
     assert final.state == JobState.succeeded
     assert {j.state for j in seen} >= {JobState.running, JobState.succeeded}
-    assert any(j.progress.stage == "prune" and j.progress.n_layers == 2 for j in seen)
+    assert seen[-1].progress.n_layers == 2 and seen[-1].progress.percent == 100.0
     assert final.summary.sparsity == pytest.approx(0.5)
     assert final.summary.nm_ok is True
     assert final.summary.perplexity_dense and final.summary.perplexity_pruned

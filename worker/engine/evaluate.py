@@ -31,6 +31,54 @@ def streamed(model: nn.Module, layers: nn.ModuleList, device: torch.device):
             h.remove()
 
 
+CHUNK = 128  # logits rows materialized at a time
+
+
+class _HeadReached(Exception):
+    pass
+
+
+def mean_nll(logits_of, hidden: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean fp32 cross-entropy, computing `logits_of(hidden[a:b])` a chunk of rows at a time."""
+    total = 0.0
+    for a in range(0, labels.shape[0], CHUNK):
+        part = logits_of(hidden[a : a + CHUNK]).float()
+        total += nn.functional.cross_entropy(part, labels[a : a + CHUNK], reduction="sum").item()
+    return total / labels.shape[0]
+
+
+def head_input(model: nn.Module, head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The hidden states (1, T, H) the output head receives; the head itself is not run."""
+    box = {}
+
+    def grab(module, args):
+        box["h"] = args[0]
+        raise _HeadReached
+
+    handle = head.register_forward_pre_hook(grab)
+    try:
+        model(input_ids=x, use_cache=False)
+    except _HeadReached:
+        pass
+    finally:
+        handle.remove()
+    return box["h"]
+
+
+def plain_head(model: nn.Module, head: nn.Module | None, ids: torch.Tensor) -> bool:
+    """True when logits are just head(hidden) (no softcapping or scaling after it), checked
+    on a short window, so windows can skip materializing the full (T, V) logits."""
+    if head is None:
+        return False
+    x = ids[:, : min(64, ids.shape[1])]
+    full = model(input_ids=x, use_cache=False).logits
+    try:
+        mine = head(head_input(model, head, x))
+    except (KeyError, RuntimeError):
+        return False
+    return mine.shape == full.shape and torch.allclose(mine, full, rtol=1e-5, atol=1e-5)
+
+
 @torch.no_grad()
 def perplexity(
     model: nn.Module,
@@ -53,12 +101,17 @@ def perplexity(
             f"evaluation text has {ids.shape[1]} tokens, fewer than seqlen {seqlen}"
         )
     nll = 0.0
+    head = model.get_output_embeddings()
     with streamed(model, layers, device):
+        chunked = plain_head(model, head, ids.to(device))
         for j in range(windows):
             x = ids[:, j * seqlen : (j + 1) * seqlen].to(device)  # (1, T)
-            logits = model(input_ids=x, use_cache=False).logits.float()  # (1, T, V)
-            loss = nn.functional.cross_entropy(logits[0, :-1], x[0, 1:])
-            nll += loss.item() * seqlen
+            if chunked:
+                hidden = head_input(model, head, x)[0, :-1]  # (T-1, H)
+                nll += mean_nll(head, hidden, x[0, 1:]) * seqlen
+            else:
+                logits = model(input_ids=x, use_cache=False).logits[0, :-1]  # (T-1, V)
+                nll += mean_nll(lambda rows: rows, logits, x[0, 1:]) * seqlen
             if reporter:
                 reporter.step(j + 1, windows, f"window {j + 1}/{windows}")
     return math.exp(nll / (windows * seqlen)), windows

@@ -21,10 +21,13 @@ HUB_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "tokenize
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_model(model: str, revision: str | None = None, cache_dir: Path | None = None) -> Path:
-    """A local directory as is; a hub id `org/name` downloaded (weights as safetensors only)."""
+def resolve_model(
+    model: str, revision: str | None = None, cache_dir: Path | None = None, allow_local=True
+) -> Path:
+    """A local directory as is (unless `allow_local` is off, as in the service); a hub id
+    `org/name` downloaded (weights as safetensors only)."""
     local = Path(model).expanduser()
-    if local.is_dir():
+    if allow_local and local.is_dir():
         return local
     if not HUB_ID.match(model):
         raise ModelLoadError(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import platform
-import resource
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +13,7 @@ from service.schemas import Perplexity, PruneReport, PruneSpec
 from worker.engine import calibration
 from worker.engine.errors import ModelLoadError, SpecError
 from worker.engine.evaluate import perplexity
+from worker.engine.memory import peak_rss_mb, release
 from worker.engine.methods import get_method
 from worker.engine.model_io import decoder_layers, load_model, resolve_model, save_atomic
 from worker.engine.progress import Reporter
@@ -46,12 +45,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process (Linux reports KiB)."""
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024 if sys.platform != "darwin" else kb / 2**20
-
-
 class _Clock:
     def __init__(self, reporter: Reporter):
         self.reporter = reporter
@@ -59,6 +52,7 @@ class _Clock:
 
     @contextmanager
     def stage(self, name: str, total: int = 0):
+        release()
         self.reporter.stage(name, total)
         t0 = time.perf_counter()
         try:
@@ -76,8 +70,13 @@ def run(
     upload_dir: Path | None = None,
     model_path: Path | None = None,
     cache_dir: Path | None = None,
+    allow_local: bool = True,
 ) -> PruneReport:
-    """Prune `spec.model` and write the checkpoint plus pruning_report.json to `output`."""
+    """Prune `spec.model` and write the checkpoint plus pruning_report.json to `output`.
+
+    `model_path` overrides where the model is loaded from; without it `spec.model` is a local
+    directory (if `allow_local`) or a hub id.
+    """
     reporter = reporter or Reporter()
     output = Path(output)
     if output.exists():
@@ -90,7 +89,7 @@ def run(
         torch.cuda.reset_peak_memory_stats()
 
     with clock.stage("load"):
-        path = model_path or resolve_model(spec.model, spec.revision, cache_dir)
+        path = model_path or resolve_model(spec.model, spec.revision, cache_dir, allow_local)
         if not Path(path).is_dir():
             raise ModelLoadError(f"model directory {path} not found")
         model, tokenizer = load_model(Path(path), spec.dtype)

@@ -8,6 +8,20 @@ from __future__ import annotations
 import torch
 
 SAMPLE_TOKENS = 256  # input rows kept to measure reconstruction error
+XTX_BLOCKS = 4  # X^T X is symmetric: accumulate only block rows of the upper triangle
+
+
+def add_xtx_upper(acc: torch.Tensor, x: torch.Tensor, blocks: int = XTX_BLOCKS) -> None:
+    """acc[a:b, a:] += x[:, a:b]^T x[:, a:] per column block: ~5/8 of a full X^T X."""
+    d = x.shape[1]
+    step = -(-d // blocks)
+    for a in range(0, d, step):
+        b = min(a + step, d)
+        acc[a:b, a:].addmm_(x[:, a:b].t(), x[:, a:])
+
+
+def symmetric_from_upper(upper: torch.Tensor) -> torch.Tensor:
+    return torch.triu(upper) + torch.triu(upper, 1).t()
 
 
 class InputStats:
@@ -18,7 +32,7 @@ class InputStats:
         self.seqlen = seqlen  # tokens per calibration sequence (inferred from 3-D input if None)
         self.tokens = 0
         self.sumsq: torch.Tensor | None = None  # (in,) sum over tokens of x_j^2
-        self.xtx: torch.Tensor | None = None  # (in, in) sum over tokens of x x^T
+        self._xtx_upper: torch.Tensor | None = None  # (in, in) upper part of sum x x^T
         self.stride = max(1, total_tokens // SAMPLE_TOKENS)
         self.sample: list[torch.Tensor] = []
 
@@ -32,9 +46,9 @@ class InputStats:
         sq = (ones @ xf.square()).reshape(-1)  # (in,): a matmul reduces faster than sum(0)
         self.sumsq = sq if self.sumsq is None else self.sumsq.add_(sq)
         if self.want_hessian:
-            if self.xtx is None:
-                self.xtx = torch.zeros(xf.shape[1], xf.shape[1], device=xf.device)
-            self.xtx.addmm_(xf.t(), xf)
+            if self._xtx_upper is None:
+                self._xtx_upper = torch.zeros(xf.shape[1], xf.shape[1], device=xf.device)
+            add_xtx_upper(self._xtx_upper, xf)
         self.sample.append(x2[:: self.stride].detach().clone())
         self.tokens += x2.shape[0]
 
@@ -42,6 +56,15 @@ class InputStats:
     def nsamples(self) -> float:
         """Calibration sequences seen."""
         return self.tokens / self.seqlen if self.seqlen else 0
+
+    @property
+    def xtx(self) -> torch.Tensor | None:
+        """(in, in) sum over tokens of x x^T."""
+        return None if self._xtx_upper is None else symmetric_from_upper(self._xtx_upper)
+
+    @xtx.setter
+    def xtx(self, value: torch.Tensor) -> None:
+        self._xtx_upper = value
 
     @property
     def col_norm_sq(self) -> torch.Tensor:

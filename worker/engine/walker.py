@@ -21,7 +21,7 @@ from worker.engine.model_io import get_weight, prunable_linears, set_weight
 from worker.engine.progress import Reporter
 from worker.engine.stats import relative_error
 
-TOKENS_PER_BATCH = 4096  # samples per layer call = this // seqlen (at least 1)
+TOKENS_PER_BATCH = 1024  # samples per layer call = this // seqlen (at least 1)
 
 LayerCalls = dict[int, tuple[tuple, dict]]  # batch size -> (positional args, keyword args)
 

@@ -8,18 +8,24 @@ import pytest
 import torch
 
 from worker.engine.errors import CalibrationError
-from worker.engine.evaluate import perplexity
+from worker.engine.evaluate import perplexity, plain_head
 from worker.engine.model_io import decoder_layers, load_model
 
 
-def test_perplexity_equals_the_mean_window_loss(tiny_model_dir):
-    model, _ = load_model(tiny_model_dir("llama"))
+# llama: logits = lm_head(hidden), evaluated a chunk at a time; gemma2 soft-caps its logits
+# after the head, so the full logits path must be taken.
+@pytest.mark.parametrize(("arch", "plain"), [("llama", True), ("gemma2", False)])
+def test_perplexity_equals_the_mean_window_loss(tiny_model_dir, arch, plain):
+    model, _ = load_model(tiny_model_dir(arch))
+    if arch == "gemma2":  # random-init logits are tiny; a small cap makes tanh clearly bend them
+        model.config.final_logit_softcapping = 0.05
     _, layers = decoder_layers(model)
     ids = torch.randint(4, 260, (1, 32 * 4 + 7), generator=torch.Generator().manual_seed(0))
     cpu = torch.device("cpu")
     windows = [ids[:, j * 32 : (j + 1) * 32] for j in range(4)]
     with torch.no_grad():
         losses = [model(input_ids=x, labels=x).loss.item() for x in windows]
+    assert plain_head(model, model.get_output_embeddings(), ids) is plain
     ppl, windows = perplexity(model, layers, ids, 32, None, cpu)
     assert windows == 4  # the 7 leftover tokens are dropped
     assert ppl == pytest.approx(math.exp(sum(losses) / 4), rel=1e-5)
