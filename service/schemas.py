@@ -104,11 +104,12 @@ class PruneSpec(_Strict):
     device: str = "auto"
     dtype: str = "auto"
 
-    @field_validator("method")
+    @field_validator("method", "device", "dtype")
     @classmethod
-    def _method(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ValueError(f"unknown method {v!r}; allowed: {', '.join(METHODS)}")
+    def _one_of(cls, v: str, info) -> str:
+        allowed = {"method": METHODS, "device": DEVICES, "dtype": DTYPES}[info.field_name]
+        if v not in allowed:
+            raise ValueError(f"unknown {info.field_name} {v!r}; allowed: {', '.join(allowed)}")
         return v
 
     @field_validator("sparsity")
@@ -116,20 +117,6 @@ class PruneSpec(_Strict):
     def _sparsity(cls, v: float | str) -> float | str:
         parsed = parse_sparsity(v)
         return str(parsed) if parsed.is_nm else parsed.ratio
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if v not in DEVICES:
-            raise ValueError(f"unknown device {v!r}; allowed: {', '.join(DEVICES)}")
-        return v
-
-    @field_validator("dtype")
-    @classmethod
-    def _dtype(cls, v: str) -> str:
-        if v not in DTYPES:
-            raise ValueError(f"unknown dtype {v!r}; allowed: {', '.join(DTYPES)}")
-        return v
 
     @property
     def parsed_sparsity(self) -> Sparsity:

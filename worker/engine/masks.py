@@ -43,14 +43,18 @@ def lowest_per_matrix(score: torch.Tensor, ratio: float) -> torch.Tensor:
 def n_of_m(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """The n lowest scores in every group of m consecutive columns, per row.
 
-    A last group narrower than m (width not divisible by m) loses min(n, width) weights.
+    Chosen with torch.topk as the reference implementations do, so ties (common in
+    quantized checkpoints) fall exactly as there. A last group narrower than m (width not
+    divisible by m) loses min(n, width) weights.
     """
     rows, cols = score.shape  # (out, in)
     full = cols - cols % m
     mask = torch.zeros_like(score, dtype=torch.bool)
     if full:
         groups = score[:, :full].reshape(rows, full // m, m)  # (out, G, m)
-        mask[:, :full] = lowest_k(groups, n, dim=2).reshape(rows, full)
+        idx = torch.topk(groups, n, dim=2, largest=False)[1]
+        picked = torch.zeros_like(groups, dtype=torch.bool).scatter_(2, idx, True)
+        mask[:, :full] = picked.reshape(rows, full)
     if full < cols:
         mask[:, full:] = lowest_per_row(score[:, full:], min(n, cols - full))
     return mask

@@ -66,14 +66,18 @@ def stable_lowest_per_row(score: torch.Tensor, k: int) -> torch.Tensor:
     return mask.scatter_(1, idx, True)
 
 
-def stable_n_of_m(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """Reference N:M: per row, the n lowest (stable) of every m columns; a narrower tail
-    group loses min(n, width).
+def reference_n_of_m(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """N:M as the reference loop (locuslab/wanda): per group of m columns,
+    scatter(ii + topk(group, n, largest=False)), so ties fall as topk puts them; a narrower
+    tail group (which the reference does not handle) loses its min(n, width) lowest, stably.
     """
     mask = torch.zeros_like(score, dtype=torch.bool)
     for c in range(0, score.shape[1], m):
         group = score[:, c : c + m]
-        mask[:, c : c + m] = stable_lowest_per_row(group, min(n, group.shape[1]))
+        if group.shape[1] == m:
+            mask.scatter_(1, c + torch.topk(group, n, dim=1, largest=False)[1], True)
+        else:
+            mask[:, c : c + m] = stable_lowest_per_row(group, min(n, group.shape[1]))
     return mask
 
 

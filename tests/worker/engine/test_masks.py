@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.worker.engine.support import stable_lowest_per_row, stable_n_of_m
+from tests.worker.engine.support import reference_n_of_m, stable_lowest_per_row
 from worker.engine.masks import (
     check_n_of_m,
     lowest_k,
@@ -62,7 +62,7 @@ def test_lowest_per_matrix_uses_one_threshold_for_the_whole_matrix():
 def test_n_of_m_exact_groups(make, n, m, cols):
     score = make(10, cols, seed=2)
     mask = n_of_m(score, n, m)
-    assert torch.equal(mask, stable_n_of_m(score, n, m))
+    assert torch.equal(mask, reference_n_of_m(score, n, m))
     full = cols - cols % m
     per_group = mask[:, :full].reshape(10, full // m, m).sum(dim=2)
     assert (per_group == n).all()

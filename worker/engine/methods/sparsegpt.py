@@ -10,7 +10,7 @@ import torch
 
 from service.schemas import MethodOptions, Sparsity
 from worker.engine.errors import PruningError
-from worker.engine.masks import lowest_k, lowest_per_matrix
+from worker.engine.masks import lowest_per_matrix, n_of_m
 from worker.engine.methods.base import MethodResult
 from worker.engine.stats import InputStats
 
@@ -92,7 +92,7 @@ def sparsegpt(
         for i in range(i2 - i1):
             if sparsity.is_nm and i % m == 0:
                 g = W1[i : i + m].square() / d[i : i + m].square()  # (m, rows)
-                mask1[i : i + m] = lowest_k(g, min(n, g.shape[0]), dim=0)
+                mask1[i : i + m] = n_of_m(g.t(), n, m).t()  # one group per row
                 scale[i : i + m] = mask1[i : i + m] / d[i : i + m]
             torch.mul(W1[i], scale[i], out=Err1[i])
             W1[i:].addr_(Hinv1[i, i:], Err1[i], alpha=-1)
