@@ -26,13 +26,25 @@ NAMED = {
         "evaluation": "c4/c4-validation.00000-of-00008.json.gz",
     },
 }
-HUB_SOURCES = {  # used only when the file is absent and the hub is reachable
-    "wikitext2": (
-        "wikitext",
-        "wikitext-2-raw-v1",
-        {"calibration": "validation", "evaluation": "test"},
-    ),
+HUB_SOURCES = {  # used only when the file is absent and the hub is reachable: load_dataset kwargs
+    "wikitext2": {
+        "calibration": dict(path="wikitext", name="wikitext-2-raw-v1", split="validation"),
+        "evaluation": dict(path="wikitext", name="wikitext-2-raw-v1", split="test"),
+    },
+    "c4": {
+        "calibration": dict(
+            path="allenai/c4",
+            data_files={"train": "en/c4-train.00000-of-01024.json.gz"},
+            split="train",
+        ),
+        "evaluation": dict(
+            path="allenai/c4",
+            data_files={"validation": "en/c4-validation.00000-of-00008.json.gz"},
+            split="validation",
+        ),
+    },
 }
+MAX_DRAWS_PER_SAMPLE = 100  # documents tried per sample before giving up (all too short)
 TEXT_SUFFIXES = (".txt", ".jsonl", ".json.gz", ".jsonl.gz")
 UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -78,8 +90,7 @@ def _hub_rows(name: str, split: str) -> list[str] | None:
     try:
         from datasets import load_dataset
 
-        repo, config, splits = HUB_SOURCES[name]
-        return list(load_dataset(repo, config, split=splits[split])["text"])
+        return list(load_dataset(**HUB_SOURCES[name][split])["text"])
     except Exception:  # not installed, offline: the caller names the missing path
         return None
 
@@ -130,6 +141,44 @@ def calibration_windows(ids: torch.Tensor, nsamples: int, seqlen: int, seed: int
     rng = random.Random(seed)
     starts = [rng.randint(0, total - seqlen - 1) for _ in range(nsamples)]
     return torch.stack([ids[0, i : i + seqlen] for i in starts])
+
+
+def document_windows(
+    tokenizer, rows: list[str], nsamples: int, seqlen: int, seed: int
+) -> torch.Tensor:
+    """(nsamples, seqlen) windows as the reference C4 loader: per sample, draw documents until
+    one is longer than seqlen tokens, then a random window inside it."""
+    rng = random.Random(seed)
+    windows = []
+    for _ in range(nsamples):
+        for _ in range(MAX_DRAWS_PER_SAMPLE):
+            ids = tokenize(tokenizer, rows[rng.randint(0, len(rows) - 1)])
+            if ids.shape[1] > seqlen:
+                break
+        else:
+            raise CalibrationError(
+                f"no document of more than seqlen {seqlen} tokens found in "
+                f"{MAX_DRAWS_PER_SAMPLE} draws; use a smaller seqlen or longer documents"
+            )
+        i = rng.randint(0, ids.shape[1] - seqlen - 1)
+        windows.append(ids[0, i : i + seqlen])
+    return torch.stack(windows)
+
+
+def calibration_ids(
+    tokenizer, name: str, source: Path | list[str], nsamples: int, seqlen: int, seed: int
+) -> torch.Tensor:
+    """Calibration windows (nsamples, seqlen) as the reference loaders draw them: documents
+    for C4 and JSON lines; one long text (a .txt read whole, or wikitext rows joined by
+    spaces) otherwise."""
+    by_document = name == "c4" or (isinstance(source, Path) and not source.name.endswith(".txt"))
+    if by_document:
+        rows = [r for r in read_rows(source) if r.strip()]
+        if not rows:
+            raise CalibrationError(f"calibration data {name!r} has no text")
+        return document_windows(tokenizer, rows, nsamples, seqlen, seed)
+    ids = tokenize(tokenizer, calibration_text(source))
+    return calibration_windows(ids, nsamples, seqlen, seed)
 
 
 def eval_ids(tokenizer, source: Path | list[str]) -> torch.Tensor:

@@ -103,9 +103,9 @@ def run(
         with clock.stage("calibrate"):
             cal = spec.calibration
             source = calibration.resolve_dataset(cal.dataset, "calibration", data_dir, upload_dir)
-            all_ids = calibration.tokenize(tokenizer, calibration.calibration_text(source))
-            ids = calibration.calibration_windows(all_ids, cal.nsamples, cal.seqlen, cal.seed)
-            del all_ids
+            ids = calibration.calibration_ids(
+                tokenizer, cal.dataset, source, cal.nsamples, cal.seqlen, cal.seed
+            )
 
     eval_ids = None
     if spec.evaluation is not None:

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoTokenizer
 
 from worker.engine.calibration import (
+    calibration_ids,
     calibration_text,
     calibration_windows,
     eval_ids,
@@ -122,3 +123,40 @@ def test_eval_ids_join_rows_with_blank_lines(tiny_model_dir, tmp_path):
     path.write_text("ab\n\ncd\n")
     assert read_rows(path) == ["ab\n", "", "cd\n"]
     assert torch.equal(eval_ids(tok, path), tok("ab\n\n\n\n\ncd\n", return_tensors="pt").input_ids)
+
+
+def reference_c4_windows(tok, rows: list[str], nsamples: int, seqlen: int, seed: int):
+    """get_c4 of locuslab/wanda: per sample, draw documents until one is longer than seqlen
+    tokens, then a random window inside it (the global `random`, seeded once)."""
+    random.seed(seed)
+    out = []
+    for _ in range(nsamples):
+        while True:
+            enc = tok(rows[random.randint(0, len(rows) - 1)], return_tensors="pt").input_ids
+            if enc.shape[1] > seqlen:
+                break
+        i = random.randint(0, enc.shape[1] - seqlen - 1)
+        out.append(enc[:, i : i + seqlen])
+    return torch.cat(out)
+
+
+def test_jsonl_windows_are_drawn_per_document_as_the_c4_loader(tiny_model_dir, tmp_path):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
+    docs = [f"doc {k}: " + "short" if k % 3 else f"document {k} " * (5 + k) for k in range(30)]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    got = calibration_ids(tok, str(path), path, 6, 40, 3)
+    assert torch.equal(got, reference_c4_windows(tok, docs, 6, 40, 3))
+    assert not torch.equal(got, calibration_ids(tok, str(path), path, 6, 40, 4))
+    with pytest.raises(CalibrationError, match="no document of more than seqlen 4000"):
+        calibration_ids(tok, str(path), path, 2, 4000, 0)
+
+
+def test_text_files_and_wikitext_rows_are_one_long_text(tiny_model_dir, calib_file):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
+    ids = tokenize(tok, calib_file.read_text())
+    got = calibration_ids(tok, str(calib_file), calib_file, 4, 32, 0)
+    assert torch.equal(got, reference_windows(ids, 4, 32, 0))
+    rows = ["first row", "", "second row of text " * 5]  # hub rows: joined by spaces
+    got = calibration_ids(tok, "wikitext2", rows, 2, 16, 0)
+    assert torch.equal(got, reference_windows(tokenize(tok, " ".join(rows)), 2, 16, 0))
