@@ -27,13 +27,17 @@ def test_wait_reports_progress_and_returns_the_summary(client):
     assert job.state == JobState.queued
     final = client.wait(job.id, on_progress=seen.append, timeout=180, poll=0.2)
     assert final.state == JobState.succeeded
-    assert {j.state for j in seen} >= {JobState.running, JobState.succeeded}
+    # called on every change: first while the job was still pending, last when it finished
+    # (a warm worker can finish this tiny job between two polls, so `running` may be skipped)
+    assert seen[0].state in (JobState.queued, JobState.running)
+    assert seen[-1].state == JobState.succeeded
     assert seen[-1].progress.n_layers == 2 and seen[-1].progress.percent == 100.0
     assert final.summary.sparsity == pytest.approx(0.5)
     assert final.summary.nm_ok is True
     assert final.summary.perplexity_dense and final.summary.perplexity_pruned
-    kinds = {e.kind for e in client.events(job.id)}
-    assert {"state", "stage", "layer"} <= kinds
+    events = client.events(job.id)
+    assert {"state", "stage", "layer"} <= {e.kind for e in events}
+    assert any(e.kind == "state" and e.message.startswith("running") for e in events)
 
 
 def test_same_idempotency_key_returns_the_same_job(client):
