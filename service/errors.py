@@ -7,9 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.schemas import ErrorBody
-
-_LOC_ROOTS = ("body", "query", "path", "header", "form", "file", "cookie")
+from service.schemas import ErrorBody, describe_errors
 
 
 class ApiError(Exception):
@@ -22,27 +20,15 @@ class ApiError(Exception):
         self.status, self.detail, self.field, self.headers = status, detail, field, headers
 
 
-def field_name(loc: tuple | list) -> str | None:
-    """("body", "calibration", "nsamples") -> "calibration.nsamples"."""
-    parts = [str(p) for p in loc]
-    if parts and parts[0] in _LOC_ROOTS:
-        parts = parts[1:]
-    return ".".join(parts) or None
-
-
 def _body(status: int, detail: str, field: str | None = None, headers=None) -> JSONResponse:
     content = ErrorBody(detail=detail or "error", field=field).model_dump()
     return JSONResponse(status_code=status, content=content, headers=headers)
 
 
 async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
-    fields = [field_name(e.get("loc", ())) for e in errors]
-    messages = []
-    for err, name in zip(errors, fields, strict=True):
-        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        messages.append(f"{name}: {msg}" if name else msg)
-    return _body(422, "; ".join(messages), next((f for f in fields if f), None))
+    described = describe_errors(exc.errors())
+    messages = [f"{name}: {msg}" if name else msg for name, msg in described]
+    return _body(422, "; ".join(messages), next((n for n, _ in described if n), None))
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -15,7 +15,22 @@ METHODS = ("magnitude", "wanda", "sparsegpt")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 NAMED_DATASETS = ("wikitext2", "c4")
+REPORT_FILE = "pruning_report.json"  # written next to every pruned checkpoint
 _NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+_LOC_ROOTS = ("body", "query", "path", "header", "form", "file", "cookie")
+
+
+def describe_errors(errors: list[dict]) -> list[tuple[str | None, str]]:
+    """pydantic errors -> (field such as "calibration.nsamples", message) pairs, as the API
+    and the CLI print them."""
+    out = []
+    for err in errors:
+        parts = [str(p) for p in err.get("loc", ())]
+        if parts and parts[0] in _LOC_ROOTS:
+            parts = parts[1:]
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        out.append((".".join(parts) or None, msg))
+    return out
 
 
 class _Strict(BaseModel):

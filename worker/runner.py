@@ -18,13 +18,13 @@ from pathlib import Path
 from service.artifacts import list_artifacts
 from service.jobs import JobStore, Record, now_iso
 from service.model_names import resolve_model
+from service.schemas import REPORT_FILE as REPORT_NAME
 from service.schemas import JobState, PruneReport, PruneSpec
 from service.settings import Settings
 from worker.heartbeat import Ticker
 from worker.job_reporter import JobReporter
 
 log = logging.getLogger(__name__)
-REPORT_NAME = "pruning_report.json"
 HOST = socket.gethostname()
 
 

@@ -6,7 +6,14 @@ import argparse
 
 from pydantic import ValidationError
 
-from service.schemas import METHODS, CalibrationSpec, EvalSpec, MethodOptions, PruneSpec
+from service.schemas import (
+    METHODS,
+    CalibrationSpec,
+    EvalSpec,
+    MethodOptions,
+    PruneSpec,
+    describe_errors,
+)
 
 
 def add_spec_args(p: argparse.ArgumentParser) -> None:
@@ -66,10 +73,5 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
 
 
 def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem: 'field: message'."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "spec"
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
+    """One line for all problems: 'field: message; ...'."""
+    return "; ".join(f"{name or 'spec'}: {msg}" for name, msg in describe_errors(exc.errors()))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from service.schemas import REPORT_FILE as REPORT_NAME
 from service.schemas import Perplexity, PruneReport, PruneSpec
 from worker.engine import calibration
 from worker.engine.errors import ModelLoadError, SpecError
@@ -18,8 +19,6 @@ from worker.engine.methods import get_method
 from worker.engine.model_io import decoder_layers, load_model, resolve_model, save_atomic
 from worker.engine.progress import Reporter
 from worker.engine.walker import walk
-
-REPORT_NAME = "pruning_report.json"
 
 
 def pick_device(name: str) -> torch.device:
