@@ -6,14 +6,7 @@ import argparse
 
 from pydantic import ValidationError
 
-from service.schemas import (
-    METHODS,
-    CalibrationSpec,
-    EvalSpec,
-    MethodOptions,
-    PruneSpec,
-    describe_errors,
-)
+from service.schemas import METHODS, PruneSpec, describe_errors
 
 
 def add_spec_args(p: argparse.ArgumentParser) -> None:
@@ -38,36 +31,38 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
 
 
 def spec_from_args(args: argparse.Namespace) -> PruneSpec:
-    """Build the spec; raises SystemExit with one clear line on bad input."""
+    """Build the spec in one validation, so every bad flag is named with its full field path
+    (e.g. calibration.nsamples); raises SystemExit with one clear line on bad input."""
+    evaluation = None
+    if args.eval:
+        evaluation = {
+            "dataset": args.eval,
+            "seqlen": args.eval_seqlen or args.seqlen,
+            "max_windows": args.eval_windows,
+        }
+    data = {
+        "model": args.model,
+        "revision": args.revision,
+        "method": args.method,
+        "sparsity": args.sparsity,
+        "calibration": {
+            "dataset": args.calibration,
+            "nsamples": args.nsamples,
+            "seqlen": args.seqlen,
+            "seed": args.seed,
+        },
+        "evaluation": evaluation,
+        "options": {
+            "magnitude_scope": args.magnitude_scope,
+            "blocksize": args.blocksize,
+            "percdamp": args.percdamp,
+        },
+        "skip": args.skip,
+        "device": args.device,
+        "dtype": args.dtype,
+    }
     try:
-        evaluation = None
-        if args.eval:
-            evaluation = EvalSpec(
-                dataset=args.eval,
-                seqlen=args.eval_seqlen or args.seqlen,
-                max_windows=args.eval_windows,
-            )
-        return PruneSpec(
-            model=args.model,
-            revision=args.revision,
-            method=args.method,
-            sparsity=args.sparsity,
-            calibration=CalibrationSpec(
-                dataset=args.calibration,
-                nsamples=args.nsamples,
-                seqlen=args.seqlen,
-                seed=args.seed,
-            ),
-            evaluation=evaluation,
-            options=MethodOptions(
-                magnitude_scope=args.magnitude_scope,
-                blocksize=args.blocksize,
-                percdamp=args.percdamp,
-            ),
-            skip=args.skip,
-            device=args.device,
-            dtype=args.dtype,
-        )
+        return PruneSpec.model_validate(data)
     except ValidationError as exc:
         raise SystemExit(f"error: {format_validation_error(exc)}") from None
 
