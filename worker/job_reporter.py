@@ -9,16 +9,6 @@ from service.schemas import JobState
 from worker.engine.errors import Cancelled
 from worker.engine.progress import Reporter
 
-# overall percent range of each engine stage
-STAGES = {
-    "load": (0, 5),
-    "calibrate": (5, 10),
-    "eval_dense": (10, 25),
-    "prune": (25, 85),
-    "eval_pruned": (85, 95),
-    "save": (95, 100),
-}
-
 
 class TimeLimitExceeded(Exception):
     """The job ran longer than PRUNESERVE_JOB_TIME_LIMIT_S."""
@@ -32,19 +22,18 @@ class JobReporter(Reporter):
         self.deadline = time.monotonic() + time_limit_s
         self.time_limit_s = time_limit_s
         self.current, self.stage_t0 = "starting", time.monotonic()
+        self.span = (0.0, 100.0)
 
-    def stage(self, name: str, total: int = 0) -> None:
-        self.current, self.stage_t0 = name, time.monotonic()
-        fields = {"stage": name, "message": None, "eta_s": None}
-        if name in STAGES:
-            fields["percent"] = STAGES[name][0]
+    def stage(self, name: str, total: int = 0, span: tuple[float, float] = (0.0, 100.0)) -> None:
+        self.current, self.stage_t0, self.span = name, time.monotonic(), span
+        fields = {"stage": name, "message": None, "eta_s": None, "percent": span[0]}
         if name == "prune":
             fields.update(layer=0, n_layers=total)
         self._progress(**fields)
         self.store.add_event(self.job_id, "stage", name, total=total)
 
     def step(self, done: int, total: int, message: str | None = None) -> None:
-        lo, hi = STAGES.get(self.current, (0, 100))
+        lo, hi = self.span
         fraction = done / total if total else 1.0
         fields = {"percent": round(lo + (hi - lo) * fraction, 1), "message": message}
         if self.current == "prune":

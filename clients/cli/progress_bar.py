@@ -30,7 +30,7 @@ class BarReporter(Reporter):
     def __exit__(self, *exc) -> None:
         self.bar.stop()
 
-    def stage(self, name: str, total: int = 0) -> None:
+    def stage(self, name: str, total: int = 0, span: tuple[float, float] = (0.0, 100.0)) -> None:
         if self.task is not None:
             self.bar.update(self.task, completed=self.bar.tasks[self.task].total or 1)
         self.task = self.bar.add_task(name, total=total or None, msg="")

@@ -6,8 +6,9 @@ from __future__ import annotations
 class Reporter:
     """Does nothing; subclasses show or store progress and may cancel."""
 
-    def stage(self, name: str, total: int = 0) -> None:
-        """A new stage starts (load, calibrate, capture, prune, eval_dense, eval_pruned, save)."""
+    def stage(self, name: str, total: int = 0, span: tuple[float, float] = (0.0, 100.0)) -> None:
+        """A new stage starts (load, calibrate, eval_dense, prune, eval_pruned, save); it has
+        `total` steps and covers `span` = (start, end) of the job's overall percent."""
 
     def step(self, done: int, total: int, message: str | None = None) -> None:
         """`done` of `total` units of the current stage are finished (layers for prune)."""

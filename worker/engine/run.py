@@ -44,15 +44,32 @@ def versions() -> dict[str, str]:
     }
 
 
+# relative cost of each stage, for overall percent: the plan's stages share 0-100 by weight
+STAGE_WEIGHTS = {"load": 5, "calibrate": 5, "eval_dense": 15, "prune": 60, "eval_pruned": 10,
+                 "save": 5}  # fmt: skip
+
+
+def stage_spans(names: list[str]) -> dict[str, tuple[float, float]]:
+    """(start, end) percent of each planned stage, in plan order."""
+    total = sum(STAGE_WEIGHTS.get(n, 10) for n in names)
+    spans, at = {}, 0.0
+    for n in names:
+        end = at + 100.0 * STAGE_WEIGHTS.get(n, 10) / total
+        spans[n] = (round(at, 1), round(end, 1))
+        at = end
+    return spans
+
+
 class _Clock:
-    def __init__(self, reporter: Reporter):
+    def __init__(self, reporter: Reporter, plan: list[str]):
         self.reporter = reporter
+        self.spans = stage_spans(plan)
         self.stages: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str, total: int = 0):
         release()
-        self.reporter.stage(name, total)
+        self.reporter.stage(name, total, self.spans.get(name, (0.0, 100.0)))
         t0 = time.perf_counter()
         try:
             yield
@@ -82,7 +99,12 @@ def run(
         raise SpecError(f"output {output} already exists; choose a new directory or remove it")
     method = get_method(spec.method)
     device = pick_device(spec.device)
-    clock = _Clock(reporter)
+    plan = ["load"] + (["calibrate"] if method.needs is not None else [])
+    if spec.evaluation is not None:
+        plan.append("eval_dense")
+    plan.append("prune")
+    plan += (["eval_pruned"] if spec.evaluation is not None else []) + ["save"]
+    clock = _Clock(reporter, plan)
     report = PruneReport(spec=spec, versions=versions(), device=str(device))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
