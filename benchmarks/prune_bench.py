@@ -33,6 +33,7 @@ def dense_forward_s(model_dir: Path, data_dir: Path, nsamples: int, seqlen: int)
 
     from worker.engine import calibration
     from worker.engine.model_io import decoder_layers, load_model
+    from worker.engine.streaming import LayerStreamer
     from worker.engine.walker import batch_size, capture, run_layer
 
     model, tok = load_model(model_dir, "float32")
@@ -41,7 +42,7 @@ def dense_forward_s(model_dir: Path, data_dir: Path, nsamples: int, seqlen: int)
     ids = calibration.calibration_ids(tok, "wikitext2", src, nsamples, seqlen, 0)
     batch = batch_size(seqlen, nsamples)
     t0 = time.perf_counter()
-    cap = capture(model, layers, ids, torch.device("cpu"), batch)
+    cap = capture(LayerStreamer(model, layers, torch.device("cpu")), ids, batch)
     inps, outs = cap.hidden, torch.empty_like(cap.hidden)
     for i, layer in enumerate(layers):
         run_layer(layer, inps, outs, cap.calls[i], batch)

@@ -12,15 +12,16 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
 ALLOWED = "a hub id such as org/name, or the name of a model directory under MODELS_DIR"
 
 
-def resolve_model(name: str, models_dir: Path) -> Path | None:
-    """The local model directory for `name`, or None for a hub id; ValueError when refused."""
+def resolve_model(name: str, models_dir: Path | None) -> Path | None:
+    """The local model directory for `name` (under `models_dir`, when there is one), or None
+    for a hub id; ValueError when refused."""
     if "\\" in name or name.startswith(("/", "~")) or ".." in name.split("/"):
         raise ValueError(f"model {name!r} is a path; allowed: {ALLOWED}")
     if not _NAME.match(name) or ".." in name:
         raise ValueError(f"model {name!r} is not a valid name; allowed: {ALLOWED}")
-    root = Path(models_dir).resolve()
-    candidate = Path(models_dir) / name
-    if candidate.is_symlink() or candidate.exists():
+    candidate = Path(models_dir) / name if models_dir is not None else None
+    if candidate is not None and (candidate.is_symlink() or candidate.exists()):
+        root = Path(models_dir).resolve()
         target = candidate.resolve()
         if not target.is_relative_to(root) or target == root:
             raise ValueError(f"model {name!r} resolves outside MODELS_DIR; allowed: {ALLOWED}")
@@ -29,9 +30,8 @@ def resolve_model(name: str, models_dir: Path) -> Path | None:
         return target
     if "/" in name:
         return None
-    raise ValueError(
-        f"model {name!r} is not under MODELS_DIR and is not a hub id; allowed: {ALLOWED}"
-    )
+    where = "is not under MODELS_DIR and " if models_dir is not None else ""
+    raise ValueError(f"model {name!r} {where}is not a hub id (org/name); allowed: {ALLOWED}")
 
 
 def local_models(models_dir: Path) -> list[str]:

@@ -7,17 +7,24 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-METHODS = ("magnitude", "wanda", "sparsegpt")
+from service.methods import METHODS, Options, options_schema, validate_options
+
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 NAMED_DATASETS = ("wikitext2", "c4")
 REPORT_FILE = "pruning_report.json"  # written next to every pruned checkpoint
 _NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 _LOC_ROOTS = ("body", "query", "path", "header", "form", "file", "cookie")
+
+
+def partial_dir(output: Path) -> Path:
+    """Where a checkpoint is written before it is complete; renamed to `output` at the end."""
+    return output.with_name(output.name + ".partial")
 
 
 def describe_errors(errors: list[dict]) -> list[tuple[str | None, str]]:
@@ -94,24 +101,16 @@ class EvalSpec(_Strict):
     max_windows: int | None = Field(None, ge=1)
 
 
-class MethodOptions(_Strict):
-    """Per-method knobs; defaults follow the papers' reference code."""
-
-    magnitude_scope: Literal["matrix", "row"] = "matrix"
-    blocksize: int = Field(128, ge=1, description="SparseGPT column block size")
-    percdamp: float = Field(0.01, gt=0, le=10, description="SparseGPT damping, x mean(diag H)")
-
-
 class PruneSpec(_Strict):
     """What to prune and how. The same fields in JSON, on the CLI and in the client."""
 
     model: str = Field(..., min_length=1, description="hub id org/name, or a local model name")
     revision: str | None = None
-    method: str = Field(..., description="magnitude | wanda | sparsegpt")
+    method: str = Field(..., description="a registered method, e.g. magnitude | wanda | sparsegpt")
     sparsity: float | str = Field(..., description='fraction in (0, 1), or "N:M" such as "2:4"')
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     evaluation: EvalSpec | None = None
-    options: MethodOptions = Field(default_factory=MethodOptions)
+    options: dict[str, Any] = Field(default_factory=dict, json_schema_extra=options_schema)
     skip: list[str] = Field(
         default_factory=list,
         description="extra module name patterns (fnmatch) to keep dense, e.g. '*.mlp.down_proj'",
@@ -121,11 +120,20 @@ class PruneSpec(_Strict):
 
     @field_validator("method", "device", "dtype")
     @classmethod
-    def _one_of(cls, v: str, info) -> str:
-        allowed = {"method": METHODS, "device": DEVICES, "dtype": DTYPES}[info.field_name]
+    def _one_of(cls, v: str, info: ValidationInfo) -> str:
+        allowed = {"method": tuple(METHODS), "device": DEVICES, "dtype": DTYPES}[info.field_name]
         if v not in allowed:
             raise ValueError(f"unknown {info.field_name} {v!r}; allowed: {', '.join(allowed)}")
         return v
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Validated against the method's own options model; stored with its defaults."""
+        method = info.data.get("method")
+        if method is None:  # the method itself is wrong: that error is reported
+            return v
+        return validate_options(method, v).model_dump()
 
     @field_validator("sparsity")
     @classmethod
@@ -136,6 +144,11 @@ class PruneSpec(_Strict):
     @property
     def parsed_sparsity(self) -> Sparsity:
         return parse_sparsity(self.sparsity)
+
+    @property
+    def method_options(self) -> Options:
+        """`options` as the method's own typed model."""
+        return METHODS[self.method].model_validate(self.options)
 
 
 class JobCreate(PruneSpec):

@@ -17,9 +17,8 @@ from pathlib import Path
 
 from service.artifacts import list_artifacts
 from service.jobs import JobStore, Record, now_iso
-from service.model_names import resolve_model
 from service.schemas import REPORT_FILE as REPORT_NAME
-from service.schemas import JobState, PruneReport, PruneSpec
+from service.schemas import JobState, PruneReport, PruneSpec, partial_dir
 from service.settings import Settings
 from worker.heartbeat import Ticker
 from worker.job_reporter import JobReporter
@@ -51,7 +50,7 @@ class JobRunner:
         self.store, self.settings, self.job_id = store, settings, job_id
         self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.out = Path(settings.jobs_dir) / job_id
-        self.partial = self.out.with_name(self.out.name + ".partial")
+        self.partial = partial_dir(self.out)
 
     def run(self) -> str:
         """Returns the job's state after this delivery."""
@@ -139,15 +138,10 @@ class JobRunner:
         return None
 
     def _prune(self, spec: PruneSpec) -> PruneReport:
-        from worker.engine.errors import ModelLoadError
         from worker.engine.run import run
 
         self._cleanup()
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            model_path = resolve_model(spec.model, self.settings.MODELS_DIR)
-        except ValueError as exc:
-            raise ModelLoadError(str(exc)) from None
         reporter = JobReporter(self.store, self.job_id, self.owner, self.settings.JOB_TIME_LIMIT_S)
         return run(
             spec,
@@ -155,7 +149,7 @@ class JobRunner:
             reporter=reporter,
             data_dir=self.settings.DATA_DIR,
             upload_dir=self.settings.UPLOADS_DIR,
-            model_path=model_path,
+            models_dir=self.settings.MODELS_DIR,
             allow_local=False,  # a hub id is never read as a path relative to the worker
         )
 

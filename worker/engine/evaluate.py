@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from worker.engine.errors import CalibrationError
 from worker.engine.progress import Reporter
-from worker.engine.walker import shell_on
-
-
-@contextmanager
-def streamed(model: nn.Module, layers: nn.ModuleList, device: torch.device):
-    """Run a full forward with only one decoder layer on `device` at a time."""
-    if device.type == "cpu":
-        yield
-        return
-    handles = []
-    for layer in layers:
-        handles.append(layer.register_forward_pre_hook(lambda m, a: m.to(device) and None))
-        handles.append(layer.register_forward_hook(lambda m, a, o: m.to("cpu") and None))
-    try:
-        with shell_on(model, layers, device):
-            yield
-    finally:
-        for h in handles:
-            h.remove()
-
+from worker.engine.streaming import LayerStreamer
 
 CHUNK = 128  # logits rows materialized at a time
 
@@ -81,12 +61,10 @@ def plain_head(model: nn.Module, head: nn.Module | None, ids: torch.Tensor) -> b
 
 @torch.no_grad()
 def perplexity(
-    model: nn.Module,
-    layers: nn.ModuleList,
+    streamer: LayerStreamer,
     ids: torch.Tensor,
     seqlen: int,
     max_windows: int | None,
-    device: torch.device,
     reporter: Reporter | None = None,
 ) -> tuple[float, int]:
     """exp(mean NLL) over non-overlapping windows of `seqlen` tokens; returns (ppl, windows).
@@ -101,8 +79,9 @@ def perplexity(
             f"evaluation text has {ids.shape[1]} tokens, fewer than seqlen {seqlen}"
         )
     nll = 0.0
+    model, device = streamer.model, streamer.device
     head = model.get_output_embeddings()
-    with streamed(model, layers, device):
+    with streamer.forward():
         chunked = plain_head(model, head, ids.to(device))
         for j in range(windows):
             x = ids[:, j * seqlen : (j + 1) * seqlen].to(device)  # (1, T)

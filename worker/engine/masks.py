@@ -5,7 +5,25 @@ A mask is a bool tensor shaped like the scores; True marks a weight to prune.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """What a mask must satisfy: a share `ratio` of zeros, or n zeros in every m inputs."""
+
+    ratio: float
+    n: int = 0
+    m: int = 0
+
+    @property
+    def is_nm(self) -> bool:
+        return self.m > 0
+
+    def __str__(self) -> str:
+        return f"{self.n}:{self.m}" if self.is_nm else f"{self.ratio:g}"
 
 
 def lowest_k(score: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
@@ -60,11 +78,12 @@ def n_of_m(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
     return mask
 
 
-def check_n_of_m(weight: torch.Tensor, n: int, m: int) -> bool:
-    """True when every full group of m consecutive input weights of every row has >= n zeros."""
-    rows, cols = weight.shape
+def check_n_of_m(pruned: torch.Tensor, n: int, m: int) -> bool:
+    """True when every complete group of m consecutive inputs of every row has >= n pruned
+    (`pruned`: a bool mask, True = pruned). Only complete groups count; none at all is False."""
+    rows, cols = pruned.shape
     full = cols - cols % m
-    if not full:
-        return True
-    zeros = (weight[:, :full] == 0).reshape(rows, full // m, m).sum(dim=2)
-    return bool((zeros >= n).all())
+    if not full or not rows:
+        return False
+    count = pruned[:, :full].reshape(rows, full // m, m).sum(dim=2)
+    return bool((count >= n).all())

@@ -5,34 +5,50 @@ prunable Linears generically, and save atomically.
 from __future__ import annotations
 
 import fnmatch
-import re
 import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from service.model_names import resolve_model
 from worker.engine.errors import ModelLoadError, UnsupportedModelError
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 HUB_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "tokenizer*", "*.model",
                 "*.tiktoken", "*.txt"]  # fmt: skip
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_model(
-    model: str, revision: str | None = None, cache_dir: Path | None = None, allow_local=True
+def locate_model(
+    model: str,
+    revision: str | None = None,
+    *,
+    models_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    allow_local: bool = True,
 ) -> Path:
-    """A local directory as is (unless `allow_local` is off, as in the service); a hub id
-    `org/name` downloaded (weights as safetensors only)."""
+    """The directory holding `model`: any local directory (local runs, if `allow_local`), a
+    model under `models_dir` (the service; the naming rules of service/model_names.py), or a
+    hub id `org/name` downloaded (weights as safetensors only)."""
     local = Path(model).expanduser()
     if allow_local and local.is_dir():
         return local
-    if not HUB_ID.match(model):
-        raise ModelLoadError(
-            f"model {model!r} is neither a local directory nor a hub id of the form org/name"
-        )
+    try:
+        found = resolve_model(model, models_dir)
+    except ValueError as exc:
+        if allow_local:  # a local run: the name was meant as a directory or a hub id
+            raise ModelLoadError(
+                f"model {model!r} is neither a local directory nor a hub id of the form org/name"
+            ) from None
+        raise ModelLoadError(str(exc)) from None
+    if found is not None:
+        return found
+    return download(model, revision, cache_dir)
+
+
+def download(model: str, revision: str | None, cache_dir: Path | None) -> Path:
+    """Fetch hub id `model` (safetensors, configs and tokenizer files only)."""
     try:
         from huggingface_hub import snapshot_download
 
@@ -144,12 +160,8 @@ def set_weight(module: nn.Module, w: torch.Tensor) -> None:
     module.weight.data.copy_(w.to(module.weight.dtype))
 
 
-def save_atomic(model, tokenizer, output: Path, extra_files: dict[str, str]) -> None:
-    """save_pretrained into `<output>.partial`, then rename it to `output`."""
-    partial = output.with_name(output.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial, safe_serialization=True, max_shard_size="2GB")
-    tokenizer.save_pretrained(partial)
-    for name, text in extra_files.items():
-        (partial / name).write_text(text)
-    partial.rename(output)
+def save_model(model, tokenizer, directory: Path) -> None:
+    """save_pretrained (safetensors) and the tokenizer into a fresh `directory`."""
+    shutil.rmtree(directory, ignore_errors=True)
+    model.save_pretrained(directory, safe_serialization=True, max_shard_size="2GB")
+    tokenizer.save_pretrained(directory)

@@ -62,10 +62,6 @@ class InputStats:
         """(in, in) sum over tokens of x x^T."""
         return None if self._xtx_upper is None else symmetric_from_upper(self._xtx_upper)
 
-    @xtx.setter
-    def xtx(self, value: torch.Tensor) -> None:
-        self._xtx_upper = value
-
     @property
     def col_norm_sq(self) -> torch.Tensor:
         """Wanda's s_j: mean over sequences of ||X_j||^2."""

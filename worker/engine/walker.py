@@ -2,28 +2,29 @@
 
 Capture the inputs of decoder layer 0 once; then, per layer: hooks -> stats -> prune ->
 re-run the layer to propagate pruned activations. One layer on the device at a time.
+The walker knows nothing of the request: it gets the Linears to prune and a prune callable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from service.schemas import ModuleReport, PruneSpec
 from worker.engine.hooks import InputGroup, LayerStop, StatsCollector
-from worker.engine.masks import check_n_of_m
-from worker.engine.methods import Method
-from worker.engine.model_io import get_weight, prunable_linears, set_weight
+from worker.engine.model_io import get_weight, set_weight
 from worker.engine.progress import Reporter
-from worker.engine.stats import relative_error
+from worker.engine.stats import InputStats
+from worker.engine.streaming import LayerStreamer
 
 TOKENS_PER_BATCH = 1024  # samples per layer call = this // seqlen (at least 1)
 
 LayerCalls = dict[int, tuple[tuple, dict]]  # batch size -> (positional args, keyword args)
+# (names, their dense (out, in) weights, the statistics of their shared input) -> new weights
+PruneFn = Callable[[list[str], list[torch.Tensor], InputStats | None], list[torch.Tensor]]
 
 
 @dataclass
@@ -45,30 +46,14 @@ def batch_size(seqlen: int, nsamples: int) -> int:
     return max(1, min(nsamples, TOKENS_PER_BATCH // seqlen))
 
 
-@contextmanager
-def shell_on(model: nn.Module, layers: nn.ModuleList, device: torch.device) -> Iterator[None]:
-    """Move everything but the decoder layers (embeddings, rotary, norm, head) to `device`."""
-    if device.type == "cpu":
-        yield
-        return
-    inside = {id(m) for m in layers.modules()}
-    shell = [m for m in model.modules() if id(m) not in inside]
-    for m in shell:
-        m._apply(lambda t: t.to(device), recurse=False)
-    try:
-        yield
-    finally:
-        for m in shell:
-            m._apply(lambda t: t.to("cpu"), recurse=False)
-
-
 @torch.no_grad()
-def capture(model, layers: nn.ModuleList, ids: torch.Tensor, device, batch: int) -> Captured:
+def capture(streamer: LayerStreamer, ids: torch.Tensor, batch: int) -> Captured:
     """Run the embeddings on `ids` (nsamples, seqlen) and record every layer's call arguments.
 
     Layers are replaced by recorders that pass hidden states through, so no layer computes;
     the forward stops at the last layer, before the final norm and head.
     """
+    model, layers, device = streamer.model, streamer.layers, streamer.device
     n, seqlen = ids.shape
     calls: list[LayerCalls] = [{} for _ in layers]
     state: dict = {"hidden": None, "span": (0, 0)}
@@ -91,7 +76,7 @@ def capture(model, layers: nn.ModuleList, ids: torch.Tensor, device, batch: int)
     for idx, layer in enumerate(layers):
         layer.forward = recorder(idx)
     try:
-        with shell_on(model, layers, device):
+        with streamer.shell():
             for s, e in spans(n, batch):
                 state["span"] = (s, e)
                 with suppress(_StopCapture):
@@ -115,75 +100,48 @@ def run_layer(layer, inps: torch.Tensor, outs: torch.Tensor | None, calls: Layer
             outs[s:e] = y[0] if isinstance(y, tuple) else y
 
 
-def prune_group(
-    names: list[str],
-    modules: dict[str, nn.Module],
-    method: Method,
-    spec: PruneSpec,
-    group: InputGroup | None,
-) -> list[ModuleReport]:
-    """Prune Linears sharing one input with `method`; write weights back; report each."""
-    sparsity = spec.parsed_sparsity
-    stats = group.stats if group is not None else None
-    dense = [get_weight(modules[n]) for n in names]
-    result = method.fn(dense, stats, sparsity, spec.options)
-    sample = stats.token_sample() if stats is not None else None
-    reports = []
-    for name, w0, w in zip(names, dense, result.weights, strict=True):
-        reports.append(
-            ModuleReport(
-                name=name,
-                shape=tuple(w.shape),
-                sparsity=float((w == 0).float().mean()),
-                nm_ok=check_n_of_m(w, sparsity.n, sparsity.m) if sparsity.is_nm else None,
-                rel_error=relative_error(w0, w, sample) if sample is not None else None,
-                damping=result.info.get("damping"),
-            )
-        )
-        set_weight(modules[name], w)
-    return reports
+def prune_groups(groups, linears: dict[str, nn.Module], prune: PruneFn) -> None:
+    """Prune each group of Linears sharing one input and write the new weights back."""
+    for names, stats in groups:
+        dense = [get_weight(linears[n]) for n in names]
+        for name, w in zip(names, prune(names, dense, stats), strict=True):
+            set_weight(linears[name], w)
 
 
 @torch.no_grad()
 def walk(
-    model,
-    layers_name: str,
-    layers: nn.ModuleList,
+    streamer: LayerStreamer,
     ids: torch.Tensor | None,
-    method: Method,
-    spec: PruneSpec,
-    device: torch.device,
+    needs: str | None,
+    targets: list[dict[str, nn.Module]],
+    prune: PruneFn,
     reporter: Reporter,
-) -> list[ModuleReport]:
-    """Prune every decoder layer in order; returns one report per pruned Linear."""
-    reports: list[ModuleReport] = []
-    n_layers = len(layers)
+) -> None:
+    """Prune `targets[i]` (full name -> Linear) of every decoder layer i, in order.
+
+    `needs` is the statistics to collect: None (no calibration), "norms" or "hessian".
+    """
+    n_layers = len(streamer.layers)
     cap = None
-    if method.needs is not None:
-        batch = batch_size(ids.shape[1], ids.shape[0])
-        cap = capture(model, layers, ids, device, batch)
+    if needs is not None:
+        cap = capture(streamer, ids, batch_size(ids.shape[1], ids.shape[0]))
         inps, outs = cap.hidden, torch.empty_like(cap.hidden)
-    for i, layer in enumerate(layers):
+    for i in range(n_layers):
         reporter.check_cancel()
-        layer.to(device)
-        linears = prunable_linears(layer, f"{layers_name}.{i}", spec.skip)
-        if cap is None:
-            groups = [([n], None) for n in linears]  # no statistics: each Linear alone
-        else:
-            collector = StatsCollector(
-                linears, method.needs == "hessian", ids.numel(), ids.shape[1]
-            )
-            with collector.hooks():
-                run_layer(layer, inps, None, cap.calls[i], cap.batch)
-            groups = [(g.names, g) for g in collector.groups]
-        for names, group in groups:
-            reports.extend(prune_group(names, linears, method, spec, group))
-        if cap is not None:
-            run_layer(layer, inps, outs, cap.calls[i], cap.batch)
-            inps, outs = outs, inps
-        layer.to("cpu")
+        linears = targets[i]
+        with streamer.layer(i) as layer:
+            if cap is None:
+                groups = [([n], None) for n in linears]  # no statistics: each Linear alone
+            else:
+                collector = StatsCollector(linears, needs == "hessian", ids.numel(), ids.shape[1])
+                with collector.hooks():
+                    run_layer(layer, inps, None, cap.calls[i], cap.batch)
+                groups = [(g.names, g.stats) for g in collector.groups]
+            prune_groups(groups, linears, prune)
+            if cap is not None:
+                run_layer(layer, inps, outs, cap.calls[i], cap.batch)
+                inps, outs = outs, inps
         reporter.step(i + 1, n_layers, f"layer {i + 1}/{n_layers}")
-    return reports
 
 
-__all__ = ["Captured", "InputGroup", "capture", "run_layer", "walk", "shell_on", "spans"]
+__all__ = ["Captured", "InputGroup", "capture", "run_layer", "walk", "spans"]

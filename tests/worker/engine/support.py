@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from service.schemas import parse_sparsity
+from worker.engine.masks import Pattern
 from worker.engine.stats import InputStats
 
 ARCHS = ["llama", "mistral", "qwen2", "gemma", "gemma2", "phi3", "gpt2", "gpt_neox", "opt"]
@@ -86,3 +88,9 @@ def zeros_per_group(w: torch.Tensor, m: int) -> torch.Tensor:
     rows, cols = w.shape
     full = cols - cols % m
     return (w[:, :full] == 0).reshape(rows, full // m, m).sum(dim=2)
+
+
+def pattern(sparsity) -> Pattern:
+    """The engine's Pattern for a sparsity as users write it (0.5, "2:4")."""
+    s = parse_sparsity(sparsity)
+    return Pattern(s.ratio, s.n, s.m)

@@ -10,6 +10,7 @@ import torch
 from worker.engine.errors import CalibrationError
 from worker.engine.evaluate import perplexity, plain_head
 from worker.engine.model_io import decoder_layers, load_model
+from worker.engine.streaming import LayerStreamer
 
 
 # llama: logits = lm_head(hidden), evaluated a chunk at a time; gemma2 soft-caps its logits
@@ -26,10 +27,10 @@ def test_perplexity_equals_the_mean_window_loss(tiny_model_dir, arch, plain):
     with torch.no_grad():
         losses = [model(input_ids=x, labels=x).loss.item() for x in windows]
     assert plain_head(model, model.get_output_embeddings(), ids) is plain
-    ppl, windows = perplexity(model, layers, ids, 32, None, cpu)
+    ppl, windows = perplexity(LayerStreamer(model, layers, cpu), ids, 32, None)
     assert windows == 4  # the 7 leftover tokens are dropped
     assert ppl == pytest.approx(math.exp(sum(losses) / 4), rel=1e-5)
-    ppl2, windows2 = perplexity(model, layers, ids, 32, 2, cpu)
+    ppl2, windows2 = perplexity(LayerStreamer(model, layers, cpu), ids, 32, 2)
     assert windows2 == 2 and ppl2 == pytest.approx(math.exp(sum(losses[:2]) / 2), rel=1e-5)
 
 
@@ -37,6 +38,5 @@ def test_text_shorter_than_one_window(tiny_model_dir):
     model, _ = load_model(tiny_model_dir("llama"))
     _, layers = decoder_layers(model)
     with pytest.raises(CalibrationError, match="fewer than seqlen 32"):
-        perplexity(
-            model, layers, torch.ones(1, 31, dtype=torch.long), 32, None, torch.device("cpu")
-        )
+        streamer = LayerStreamer(model, layers, torch.device("cpu"))
+        perplexity(streamer, torch.ones(1, 31, dtype=torch.long), 32, None)

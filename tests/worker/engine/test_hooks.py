@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM
 from tests.worker.engine.support import LAYERS_PATH, layers_of
 from worker.engine.hooks import StatsCollector
 from worker.engine.model_io import prunable_linears
+from worker.engine.streaming import LayerStreamer
 from worker.engine.walker import capture, run_layer
 
 GROUPS = {  # Linears of one layer grouped by the tensor they read, in firing order
@@ -50,7 +51,7 @@ def collect_layer1(model_dir, arch, nseq=5):
     model = AutoModelForCausalLM.from_pretrained(model_dir(arch)).eval()
     layers = layers_of(model, arch)
     ids = torch.randint(4, 260, (nseq, 32), generator=torch.Generator().manual_seed(0))
-    cap = capture(model, layers, ids, torch.device("cpu"), batch=2)
+    cap = capture(LayerStreamer(model, layers, torch.device("cpu")), ids, batch=2)
     prefix = f"{LAYERS_PATH[arch]}.1"
     hidden = cap.hidden.clone()
     run_layer(layers[0], cap.hidden, hidden, cap.calls[0], cap.batch)

@@ -80,9 +80,16 @@ def test_n_of_m_tail_narrower_than_n():
 @pytest.mark.parametrize(("n", "m"), [(2, 4), (3, 7)])
 def test_check_n_of_m(n, m):
     w = continuous(6, 4 * m) + 0.1
-    assert not check_n_of_m(w, n, m)
-    w = w.masked_fill(n_of_m(w, n, m), 0)
-    assert check_n_of_m(w, n, m)
-    w[3, m + 1 :: m] = 1.0  # refill one zero in every later group of row 3...
-    w[3, m : 2 * m] = torch.arange(1, m + 1).float()  # ...and all of group 1 of row 3
-    assert not check_n_of_m(w, n, m)
+    assert not check_n_of_m(torch.zeros_like(w, dtype=torch.bool), n, m)
+    mask = n_of_m(w, n, m)
+    assert check_n_of_m(mask, n, m)
+    mask[3, m : 2 * m] = False  # group 1 of row 3 keeps everything
+    assert not check_n_of_m(mask, n, m)
+
+
+def test_check_n_of_m_counts_complete_groups_only():
+    assert not check_n_of_m(torch.ones(4, 3, dtype=torch.bool), 2, 4)  # no complete group
+    assert not check_n_of_m(torch.ones(4, 1, dtype=torch.bool), 1, 1_000_000)
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[:, :2] = True  # the one complete group of 4 has 2 pruned; the tail is not counted
+    assert check_n_of_m(mask, 2, 4)

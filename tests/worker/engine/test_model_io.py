@@ -17,9 +17,9 @@ from worker.engine.model_io import (
     decoder_layers,
     get_weight,
     load_model,
+    locate_model,
     prunable_linears,
-    resolve_model,
-    save_atomic,
+    save_model,
     set_weight,
 )
 
@@ -101,13 +101,13 @@ def test_model_without_decoder_layers_is_unsupported():
 
 
 def test_local_directory_resolves_as_is(tmp_path):
-    assert resolve_model(str(tmp_path)) == tmp_path
+    assert locate_model(str(tmp_path)) == tmp_path
 
 
 @pytest.mark.parametrize("bad", ["not a model", "a/b/c", "/no/such/dir", "model-without-org"])
 def test_neither_directory_nor_hub_id_is_refused(bad):
     with pytest.raises(ModelLoadError, match="neither a local directory nor a hub id"):
-        resolve_model(bad)
+        locate_model(bad)
 
 
 def test_hub_id_offline_fails_clearly(monkeypatch, tmp_path):
@@ -116,19 +116,18 @@ def test_hub_id_offline_fails_clearly(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import time
     with pytest.raises(ModelLoadError) as exc:
-        resolve_model("some-org/some-model", "v1", cache_dir=tmp_path)
+        locate_model("some-org/some-model", "v1", cache_dir=tmp_path)
     msg = str(exc.value)
     assert "'some-org/some-model'" in msg and "revision v1" in msg and "hub" in msg
 
 
-def test_save_atomic_writes_a_loadable_directory(tiny_model_dir, tmp_path):
+def test_save_model_writes_a_loadable_directory(tiny_model_dir, tmp_path):
     model, tok = load_model(tiny_model_dir("opt"))
     out = tmp_path / "out"
-    (tmp_path / "out.partial").mkdir()  # a leftover of an interrupted save is replaced
-    (tmp_path / "out.partial" / "junk").write_text("x")
-    save_atomic(model, tok, out, {"extra.json": "{}"})
-    assert not (tmp_path / "out.partial").exists()
-    assert (out / "extra.json").read_text() == "{}" and not (out / "junk").exists()
+    out.mkdir()  # a leftover of an interrupted save is replaced
+    (out / "junk").write_text("x")
+    save_model(model, tok, out)
+    assert not (out / "junk").exists()
     assert list(out.glob("*.safetensors")) and not list(out.glob("*.bin"))
     again, _ = load_model(out)
     for (n, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):

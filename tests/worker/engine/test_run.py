@@ -14,11 +14,12 @@ from pydantic import ValidationError
 from transformers import AutoModelForCausalLM
 
 import worker.engine.run as run_module
+from service.schemas import REPORT_FILE as REPORT_NAME
 from service.schemas import CalibrationSpec, EvalSpec, PruneSpec
 from tests.worker.engine.support import ARCHS, LAYERS_PATH, layers_of, linear_weights
 from worker.engine.errors import CalibrationError, ModelLoadError, SpecError
 from worker.engine.methods import get_method
-from worker.engine.run import REPORT_NAME, run
+from worker.engine.run import run
 
 
 def spec_for(model_dir, calib_file, method="wanda", sparsity="2:4", **kw) -> PruneSpec:
@@ -31,13 +32,13 @@ def spec_for(model_dir, calib_file, method="wanda", sparsity="2:4", **kw) -> Pru
 def pruned_models(monkeypatch):
     """The in-memory model of every run() in the test, caught as it is saved."""
     models = []
-    real_save = run_module.save_atomic
+    real_save = run_module.save_model
 
-    def save(model, tokenizer, output, extra):
+    def save(model, tokenizer, directory):
         models.append(model)
-        real_save(model, tokenizer, output, extra)
+        real_save(model, tokenizer, directory)
 
-    monkeypatch.setattr(run_module, "save_atomic", save)
+    monkeypatch.setattr(run_module, "save_model", save)
     return models
 
 

@@ -8,10 +8,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from service.schemas import PruneSpec
+from service.methods import WandaOptions
 from tests.worker.engine.support import ARCHS, LAYERS_PATH, layers_of, stable_lowest_per_row
+from worker.engine.mask_state import MaskState
+from worker.engine.masks import Pattern
 from worker.engine.methods import get_method
+from worker.engine.model_io import prunable_linears
 from worker.engine.progress import Reporter
+from worker.engine.pruner import Pruner
+from worker.engine.streaming import LayerStreamer
 from worker.engine.walker import capture, run_layer, walk
 
 # Sliding windows shorter than the sequence, so per-layer-type masks matter.
@@ -53,7 +58,7 @@ def test_dense_walk_reproduces_the_model_forward(tiny_model_dir, arch, attn):
     layers = layers_of(model, arch)
     ids = token_ids(5, 32)
     # batch 2 over 5 samples: calls of size 2 and 1 must both be recorded and replayed
-    cap = capture(model, layers, ids, torch.device("cpu"), batch=2)
+    cap = capture(LayerStreamer(model, layers, torch.device("cpu")), ids, batch=2)
     assert cap.hidden.shape == (5, 32, model.config.hidden_size)
     assert all(sorted(calls) == [1, 2] for calls in cap.calls)
     inps, outs = cap.hidden, torch.empty_like(cap.hidden)
@@ -109,9 +114,10 @@ def test_next_layer_sees_pruned_activations(tiny_model_dir):
     dense1 = {n: layers[1].get_submodule(n).weight.detach().clone() for n in names}
     from_dense_model = wanda_masks_from_forward(model, layers[1], dense1, ids)
 
-    spec = PruneSpec(model="x", method="wanda", sparsity=0.5, device="cpu")
-    cpu = torch.device("cpu")
-    walk(model, LAYERS_PATH[arch], layers, ids, get_method("wanda"), spec, cpu, Reporter())
+    pruner = Pruner(get_method("wanda"), Pattern(0.5), WandaOptions(), MaskState(), Reporter())
+    targets = [prunable_linears(t, f"{LAYERS_PATH[arch]}.{i}") for i, t in enumerate(layers)]
+    streamer = LayerStreamer(model, layers, torch.device("cpu"))
+    walk(streamer, ids, "norms", targets, pruner, Reporter())
     walked = {n: layers[1].get_submodule(n).weight == 0 for n in names}
 
     # Reference: layer 1 dense again (its Linears were scored together before any was

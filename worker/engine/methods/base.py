@@ -1,32 +1,38 @@
-"""What every pruning method takes and returns."""
+"""What every pruning method takes and returns: (weights, stats, pattern, its options) -> result.
+
+Methods are pure math: they never touch the model, files, devices or the wire contract.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from service.schemas import MethodOptions, Sparsity
+from worker.engine.masks import Pattern
 from worker.engine.stats import InputStats
 
 
 @dataclass
 class MethodResult:
-    """New weights (same order and shapes as given) and numbers worth reporting."""
+    """New weights and their masks (True = pruned), in the order and shapes given; warnings
+    for the user; numbers worth reporting."""
 
     weights: list[torch.Tensor]
+    masks: list[torch.Tensor]
+    warnings: list[str] = field(default_factory=list)
     info: dict[str, float] = field(default_factory=dict)
 
 
-# (weights (out, in) sharing one input, stats of that input, sparsity, options) -> result
-MethodFn = Callable[[list[torch.Tensor], InputStats | None, Sparsity, MethodOptions], MethodResult]
+# (weights (out, in) sharing one input, stats of that input or None, pattern, options) -> result
+MethodFn = Callable[[list[torch.Tensor], InputStats | None, Pattern, Any], MethodResult]
 
 
 @dataclass(frozen=True)
 class Method:
     """A registered method: its function and the statistics the walker must collect."""
 
-    name: str
     fn: MethodFn
     needs: str | None  # None (no calibration), "norms" or "hessian"

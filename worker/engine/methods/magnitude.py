@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from service.schemas import MethodOptions, Sparsity
-from worker.engine.masks import lowest_per_matrix, lowest_per_row, n_of_m
+from worker.engine.masks import Pattern, lowest_per_matrix, lowest_per_row, n_of_m
 from worker.engine.methods.base import MethodResult
 from worker.engine.stats import InputStats
 
+if TYPE_CHECKING:
+    from service.methods import MagnitudeOptions
 
-def magnitude_mask(w: torch.Tensor, sparsity: Sparsity, scope: str = "matrix") -> torch.Tensor:
+
+def magnitude_mask(w: torch.Tensor, pattern: Pattern, scope: str = "matrix") -> torch.Tensor:
     score = w.abs()
-    if sparsity.is_nm:
-        return n_of_m(score, sparsity.n, sparsity.m)
+    if pattern.is_nm:
+        return n_of_m(score, pattern.n, pattern.m)
     if scope == "row":
-        return lowest_per_row(score, int(w.shape[1] * sparsity.ratio))
-    return lowest_per_matrix(score, sparsity.ratio)
+        return lowest_per_row(score, int(w.shape[1] * pattern.ratio))
+    return lowest_per_matrix(score, pattern.ratio)
 
 
 def magnitude(
     weights: list[torch.Tensor],
     stats: InputStats | None,
-    sparsity: Sparsity,
-    options: MethodOptions,
+    pattern: Pattern,
+    options: MagnitudeOptions,
 ) -> MethodResult:
     """Zero the smallest |W|; needs no calibration data."""
-    out = []
-    for w in weights:
-        mask = magnitude_mask(w, sparsity, options.magnitude_scope)
-        out.append(w.masked_fill(mask, 0))
-    return MethodResult(out)
+    masks = [magnitude_mask(w, pattern, options.magnitude_scope) for w in weights]
+    return MethodResult([w.masked_fill(m, 0) for w, m in zip(weights, masks, strict=True)], masks)

@@ -6,13 +6,17 @@ Several Linears that read the same input share H, so they are pruned as one stac
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from service.schemas import MethodOptions, Sparsity
 from worker.engine.errors import PruningError
-from worker.engine.masks import lowest_per_matrix, n_of_m
+from worker.engine.masks import Pattern, lowest_per_matrix, n_of_m
 from worker.engine.methods.base import MethodResult
 from worker.engine.stats import InputStats
+
+if TYPE_CHECKING:
+    from service.methods import SparseGPTOptions
 
 DAMP_STEPS = 8  # each failed Cholesky multiplies the damping by 10
 
@@ -55,8 +59,8 @@ def _block_mask(W1: torch.Tensor, d: torch.Tensor, ratio: float, segments: list[
 def sparsegpt(
     weights: list[torch.Tensor],
     stats: InputStats | None,
-    sparsity: Sparsity,
-    options: MethodOptions,
+    pattern: Pattern,
+    options: SparseGPTOptions,
 ) -> MethodResult:
     """Prune `weights` (each (out, in), sharing one input) and update what is kept.
 
@@ -67,15 +71,16 @@ def sparsegpt(
     bounds = torch.tensor([0] + [w.shape[0] for w in weights]).cumsum(0).tolist()
     segments = list(zip(bounds[:-1], bounds[1:], strict=True))
     cols = WT.shape[0]
+    pruned = torch.zeros_like(WT, dtype=torch.bool)  # (in, rows): the mask, True = pruned
 
     dead = torch.diag(H) == 0
     H[dead, dead] = 1
     WT[dead, :] = 0
     Hinv, damp = inverse_cholesky(H, options.percdamp)
 
-    n, m = sparsity.n, sparsity.m
+    n, m = pattern.n, pattern.m
     bs = options.blocksize
-    if sparsity.is_nm:
+    if pattern.is_nm:
         bs = max(m, bs - bs % m)  # N:M groups must not straddle blocks
     for i1 in range(0, cols, bs):
         i2 = min(i1 + bs, cols)
@@ -83,22 +88,27 @@ def sparsegpt(
         Err1 = torch.empty_like(W1)
         Hinv1 = Hinv[i1:i2, i1:i2]
         d = torch.diag(Hinv1).reshape(-1, 1)  # (B, 1)
-        if sparsity.is_nm:
+        if pattern.is_nm:
             mask1 = torch.zeros_like(W1, dtype=torch.bool)
             scale = torch.zeros_like(W1)
         else:
-            mask1 = _block_mask(W1, d, sparsity.ratio, segments)
+            mask1 = _block_mask(W1, d, pattern.ratio, segments)
             scale = mask1 / d  # err = w * mask / d
         for i in range(i2 - i1):
-            if sparsity.is_nm and i % m == 0:
+            if pattern.is_nm and i % m == 0:
                 g = W1[i : i + m].square() / d[i : i + m].square()  # (m, rows)
                 mask1[i : i + m] = n_of_m(g.t(), n, m).t()  # one group per row
                 scale[i : i + m] = mask1[i : i + m] / d[i : i + m]
             torch.mul(W1[i], scale[i], out=Err1[i])
             W1[i:].addr_(Hinv1[i, i:], Err1[i], alpha=-1)
         WT[i1:i2] = W1.masked_fill_(mask1, 0)  # the update left ~0 there; make it exact
+        pruned[i1:i2] = mask1
         WT[i2:].addmm_(Hinv[i1:i2, i2:].t(), Err1, alpha=-1)
 
-    W = WT.t()
+    W, M = WT.t(), pruned.t()
     out = [W[a:b].to(w.dtype) for (a, b), w in zip(segments, weights, strict=True)]
-    return MethodResult(out, {"damping": damp})
+    masks = [M[a:b].contiguous() for a, b in segments]
+    warnings = []
+    if damp > options.percdamp:
+        warnings.append(f"SparseGPT damping raised to {damp:g} (asked {options.percdamp:g})")
+    return MethodResult(out, masks, warnings, {"damping": damp})

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from service.schemas import MethodOptions, Sparsity
-from worker.engine.masks import lowest_per_row, n_of_m
+from worker.engine.masks import Pattern, lowest_per_row, n_of_m
 from worker.engine.methods.base import MethodResult
 from worker.engine.stats import InputStats
+
+if TYPE_CHECKING:
+    from service.methods import WandaOptions
 
 
 def wanda_score(w: torch.Tensor, col_norm_sq: torch.Tensor) -> torch.Tensor:
@@ -15,20 +19,18 @@ def wanda_score(w: torch.Tensor, col_norm_sq: torch.Tensor) -> torch.Tensor:
     return w.abs().float() * torch.sqrt(col_norm_sq.float()).reshape(1, -1)
 
 
+def wanda_mask(score: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+    if pattern.is_nm:
+        return n_of_m(score, pattern.n, pattern.m)
+    return lowest_per_row(score, int(score.shape[1] * pattern.ratio))
+
+
 def wanda(
     weights: list[torch.Tensor],
     stats: InputStats | None,
-    sparsity: Sparsity,
-    options: MethodOptions,
+    pattern: Pattern,
+    options: WandaOptions,
 ) -> MethodResult:
     """Prune the lowest-scoring weights of every row; kept weights are unchanged."""
-    s = stats.col_norm_sq
-    out = []
-    for w in weights:
-        score = wanda_score(w, s)
-        if sparsity.is_nm:
-            mask = n_of_m(score, sparsity.n, sparsity.m)
-        else:
-            mask = lowest_per_row(score, int(w.shape[1] * sparsity.ratio))
-        out.append(w.masked_fill(mask, 0))
-    return MethodResult(out)
+    masks = [wanda_mask(wanda_score(w, stats.col_norm_sq), pattern) for w in weights]
+    return MethodResult([w.masked_fill(m, 0) for w, m in zip(weights, masks, strict=True)], masks)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from service.schemas import MethodOptions, parse_sparsity
-from tests.worker.engine.support import correlated_inputs, stats_from
+from service.methods import METHODS
+from tests.worker.engine.support import correlated_inputs, pattern, stats_from
 from worker.engine.methods import REGISTRY
 
 
@@ -25,7 +25,7 @@ def test_sparsegpt_beats_wanda_beats_magnitude(sp):
     stats = stats_from([x.reshape(nseq, seqlen, cols)])
     err = {}
     for name, method in REGISTRY.items():
-        [pruned] = method.fn([w], stats, parse_sparsity(sp), MethodOptions()).weights
+        [pruned] = method.fn([w], stats, pattern(sp), METHODS[name]()).weights
         assert abs((pruned == 0).float().mean().item() - 0.5) < 0.02
         err[name] = reconstruction_error(w, pruned, x)
     assert err["sparsegpt"] < err["wanda"] < err["magnitude"], err

@@ -7,13 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from service.schemas import MethodOptions, Sparsity, parse_sparsity
-from tests.worker.engine.support import correlated_inputs, stats_from, zeros_per_group
+from service.methods import SparseGPTOptions
+from tests.worker.engine.support import correlated_inputs, pattern, stats_from, zeros_per_group
 from worker.engine.errors import PruningError
+from worker.engine.masks import Pattern
 from worker.engine.methods.sparsegpt import sparsegpt
 from worker.engine.stats import InputStats
 
-OPTS = MethodOptions()
+OPTS = SparseGPTOptions()
 
 
 def problem(rows: int = 24, cols: int = 200, seed: int = 0):
@@ -27,7 +28,7 @@ def problem(rows: int = 24, cols: int = 200, seed: int = 0):
 def with_hessian(H: torch.Tensor) -> InputStats:
     """InputStats whose `hessian` is exactly H (one sequence: H = 2 * xtx)."""
     stats = InputStats(True, 1, seqlen=1)
-    stats.xtx, stats.tokens = H / 2, 1
+    stats._xtx_upper, stats.tokens = torch.triu(H) / 2, 1
     return stats
 
 
@@ -81,7 +82,7 @@ def reference_fasterprune(W, H, sparsity, prunen=0, prunem=0, blocksize=128, per
 @pytest.mark.parametrize("sp", ["0.5", "2:4", "4:8"])
 def test_equals_reference_fasterprune(sp):
     w, stats = problem()  # 200 columns: one full block of 128 and a tail block of 72
-    sparsity = parse_sparsity(sp)
+    sparsity = pattern(sp)
     result = sparsegpt([w], stats, sparsity, OPTS)
     [out] = result.weights
     ref = reference_fasterprune(w, stats.hessian, sparsity.ratio, sparsity.n, sparsity.m)
@@ -93,7 +94,7 @@ def test_equals_reference_fasterprune(sp):
 @pytest.mark.parametrize("nm", ["2:4", "4:8", "3:7"])
 def test_n_of_m_exact_groups(nm):
     w, stats = problem(rows=10, cols=140, seed=1)  # 3:7 -> blocks of 126, groups never split
-    sp = parse_sparsity(nm)
+    sp = pattern(nm)
     [out] = sparsegpt([w], stats, sp, OPTS).weights
     assert (zeros_per_group(out, sp.m) == sp.n).all()
 
@@ -101,7 +102,7 @@ def test_n_of_m_exact_groups(nm):
 @pytest.mark.parametrize("ratio", [0.5, 0.6])
 def test_unstructured_per_block_counts(ratio):
     w, stats = problem(rows=16, cols=256, seed=2)
-    [out] = sparsegpt([w], stats, parse_sparsity(ratio), OPTS).weights
+    [out] = sparsegpt([w], stats, pattern(ratio), OPTS).weights
     for b in range(2):  # the reference prunes int(numel * ratio) + 1 per 128-column block
         block = out[:, b * 128 : (b + 1) * 128]
         assert (block == 0).sum().item() == int(block.numel() * ratio) + 1
@@ -109,7 +110,7 @@ def test_unstructured_per_block_counts(ratio):
 
 def test_sparsity_zero_leaves_weights_unchanged():
     w, stats = problem(seed=3)
-    [out] = sparsegpt([w], stats, Sparsity(ratio=0.0), OPTS).weights
+    [out] = sparsegpt([w], stats, Pattern(ratio=0.0), OPTS).weights
     torch.testing.assert_close(out, w, rtol=0, atol=1e-6)
 
 
@@ -117,7 +118,7 @@ def test_sparsity_zero_leaves_weights_unchanged():
 def test_stacked_weights_equal_pruning_each_alone(sp):
     w, stats = problem(rows=30, cols=140, seed=4)
     parts = [w[:8], w[8:20], w[20:]]
-    sparsity = parse_sparsity(sp)
+    sparsity = pattern(sp)
     together = sparsegpt(parts, stats, sparsity, OPTS).weights
     for part, got in zip(parts, together, strict=True):
         [alone] = sparsegpt([part], stats, sparsity, OPTS).weights
@@ -130,7 +131,7 @@ def test_dead_input_columns_are_zeroed():
     x = correlated_inputs(4 * 16, cols, seed=5)
     x[:, [3, 17]] = 0  # these features never fire
     w = torch.randn(8, cols, generator=torch.Generator().manual_seed(5))
-    [out] = sparsegpt([w], stats_from([x.reshape(4, 16, cols)]), parse_sparsity(0.25), OPTS).weights
+    [out] = sparsegpt([w], stats_from([x.reshape(4, 16, cols)]), pattern(0.25), OPTS).weights
     assert torch.isfinite(out).all()
     assert (out[:, [3, 17]] == 0).all()
     assert (out != 0).sum() > 0.5 * out.numel()
@@ -140,7 +141,7 @@ def test_failed_cholesky_raises_damping_and_records_it():
     # indefinite at the default damping (-0.05 + 0.01 * mean diag < 0), fine at 10x
     H = torch.diag(torch.tensor([1.0] * 7 + [-0.05]))
     w = torch.randn(4, 8, generator=torch.Generator().manual_seed(6))
-    result = sparsegpt([w], with_hessian(H), parse_sparsity("2:4"), OPTS)
+    result = sparsegpt([w], with_hessian(H), pattern("2:4"), OPTS)
     assert result.info["damping"] > OPTS.percdamp
     assert torch.isfinite(result.weights[0]).all()
     assert (zeros_per_group(result.weights[0], 4) == 2).all()
@@ -151,11 +152,11 @@ def test_hessian_that_never_factors_raises_pruning_error():
     H[2, 5] = H[5, 2] = float("nan")
     w = torch.randn(4, 8)
     with pytest.raises(PruningError, match="Cholesky"):
-        sparsegpt([w], with_hessian(H), parse_sparsity(0.5), OPTS)
+        sparsegpt([w], with_hessian(H), pattern(0.5), OPTS)
 
 
 def test_keeps_the_dtype_of_each_weight():
     w, stats = problem(rows=8, cols=64, seed=7)
-    out = sparsegpt([w.to(torch.bfloat16), w[:3].clone()], stats, parse_sparsity(0.5), OPTS)
+    out = sparsegpt([w.to(torch.bfloat16), w[:3].clone()], stats, pattern(0.5), OPTS)
     assert [t.dtype for t in out.weights] == [torch.bfloat16, torch.float32]
     assert [t.shape for t in out.weights] == [(8, 64), (3, 64)]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from service.schemas import MethodOptions, parse_sparsity
+from service.methods import WandaOptions
 from tests.worker.engine.support import (
+    pattern,
     reference_n_of_m,
     stable_lowest_per_row,
     stats_from,
@@ -14,7 +15,7 @@ from tests.worker.engine.support import (
 )
 from worker.engine.methods.wanda import wanda, wanda_score
 
-OPTS = MethodOptions()
+OPTS = WandaOptions()
 
 
 def inputs(seed: int = 0, cols: int = 40):
@@ -42,7 +43,7 @@ def test_score_equals_abs_w_times_column_norm_computed_directly():
 def test_unstructured_mask_equals_stable_sort_per_row(ratio):
     xs, tokens, _ = inputs(seed=2)
     w = weight(16, 40, seed=3)
-    [out] = wanda([w], stats_from(xs, want_hessian=False), parse_sparsity(ratio), OPTS).weights
+    [out] = wanda([w], stats_from(xs, want_hessian=False), pattern(ratio), OPTS).weights
     score = w.abs() * torch.linalg.vector_norm(tokens, dim=0)
     k = int(40 * ratio)
     assert torch.equal(out == 0, stable_lowest_per_row(score, k))
@@ -53,7 +54,7 @@ def test_unstructured_mask_equals_stable_sort_per_row(ratio):
 def test_ties_go_to_the_lower_column():
     xs = [torch.ones(2, 4, 10)]  # equal column norms
     w = torch.tensor([[1.0, -2, 1, 2, 1, -1, 3, 1, 2, 1]] * 3)
-    [out] = wanda([w], stats_from(xs, want_hessian=False), parse_sparsity(0.3), OPTS).weights
+    [out] = wanda([w], stats_from(xs, want_hessian=False), pattern(0.3), OPTS).weights
     zero_cols = (out[0] == 0).nonzero().flatten().tolist()
     assert zero_cols == [0, 2, 4]  # of the six |W| == 1 columns, the three lowest indices
 
@@ -62,7 +63,7 @@ def test_ties_go_to_the_lower_column():
 def test_n_of_m_exact_groups(nm):
     xs, tokens, _ = inputs(seed=4, cols=42)
     w = weight(10, 42, seed=5)
-    sp = parse_sparsity(nm)
+    sp = pattern(nm)
     [out] = wanda([w], stats_from(xs, want_hessian=False), sp, OPTS).weights
     score = w.abs() * torch.linalg.vector_norm(tokens, dim=0)
     assert torch.equal(out == 0, reference_n_of_m(score, sp.n, sp.m))
@@ -73,8 +74,8 @@ def test_weights_sharing_one_input_are_pruned_each_by_its_own_rows():
     xs, _, _ = inputs(seed=6)
     stats = stats_from(xs, want_hessian=False)
     w1, w2 = weight(8, 40, seed=7), weight(5, 40, seed=8)
-    together = wanda([w1, w2], stats, parse_sparsity(0.5), OPTS).weights
-    alone = [wanda([w], stats, parse_sparsity(0.5), OPTS).weights[0] for w in (w1, w2)]
+    together = wanda([w1, w2], stats, pattern(0.5), OPTS).weights
+    alone = [wanda([w], stats, pattern(0.5), OPTS).weights[0] for w in (w1, w2)]
     assert all(torch.equal(a, b) for a, b in zip(together, alone, strict=True))
     assert [t.shape for t in together] == [w1.shape, w2.shape]
 
@@ -83,6 +84,6 @@ def test_activation_outliers_protect_small_weights():
     xs = [torch.randn(4, 8, 6)]
     xs[0][..., 0] *= 1000  # column 0 carries huge activations
     w = torch.tensor([[0.01, 1.0, 1.1, 1.2, 1.3, 1.4]])
-    [out] = wanda([w], stats_from(xs, want_hessian=False), parse_sparsity(0.5), OPTS).weights
+    [out] = wanda([w], stats_from(xs, want_hessian=False), pattern(0.5), OPTS).weights
     assert out[0, 0] != 0  # magnitude alone would prune it first
     assert (out == 0).sum() == 3

@@ -1,0 +1,94 @@
+"""The methods the API offers: one options model per method, registered under the method's name.
+
+The one list of allowed methods is `METHODS`, filled by `@method_options(...)`; the engine's
+registry (worker/engine/methods) must hold the same names. Pure pydantic, no torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+METHODS: dict[str, type[BaseModel]] = {}  # name -> its options model, in registration order
+
+
+class Options(BaseModel):
+    """Base of every method's options: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def method_options(name: str):
+    """Class decorator: register `cls` as the options of method `name`."""
+
+    def register(cls: type[Options]) -> type[Options]:
+        METHODS[name] = cls
+        return cls
+
+    return register
+
+
+@method_options("magnitude")
+class MagnitudeOptions(Options):
+    """Magnitude pruning: score |W|."""
+
+    magnitude_scope: Literal["matrix", "row"] = Field(
+        "matrix", description="one threshold per matrix (the reference) or per output row"
+    )
+
+
+@method_options("wanda")
+class WandaOptions(Options):
+    """Wanda: score |W| * ||X_j||, lowest per output row; no options."""
+
+
+@method_options("sparsegpt")
+class SparseGPTOptions(Options):
+    """SparseGPT: column-wise pruning with inverse-Hessian weight updates."""
+
+    blocksize: int = Field(128, ge=1, le=65536, description="SparseGPT column block size")
+    percdamp: float = Field(
+        0.01, gt=0, le=10, description="SparseGPT damping, as a multiple of mean(diag H)"
+    )
+
+
+def _legacy_defaults() -> dict[str, Any]:
+    """Options of every method at their defaults: the old flat `options` object sent all of
+    them whatever the method, so a key of another method left at its default is ignored."""
+    out: dict[str, Any] = {}
+    for model in METHODS.values():
+        for key, field in model.model_fields.items():
+            out.setdefault(key, field.default)
+    return out
+
+
+def validate_options(method: str, raw: dict[str, Any]) -> Options:
+    """The options of `method` from `raw`; ValueError naming an option the method lacks."""
+    model = METHODS[method]
+    legacy = _legacy_defaults()
+    own: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in model.model_fields:
+            own[key] = value
+        elif key in legacy and value == legacy[key]:
+            continue  # the old flat bag: another method's option at its default
+        else:
+            mine = ", ".join(model.model_fields) or "none"
+            raise ValueError(f"method {method!r} has no option {key!r}; its options: {mine}")
+    try:
+        return model.model_validate(own)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{where}: {first['msg']}") from None
+
+
+def options_schema(schema: dict[str, Any]) -> None:
+    """JSON schema of `options`: any registered method's options (called when the schema is
+    generated, so methods registered later appear too)."""
+    schema.pop("additionalProperties", None)
+    schema["anyOf"] = [
+        {**m.model_json_schema(), "title": f"{name} options"} for name, m in METHODS.items()
+    ]
+    schema["description"] = "options of the chosen method; see each method's options"

@@ -1,0 +1,69 @@
+"""The one way a model's parts reach the compute device: the shell (embeddings, rotary,
+final norm, head) for a whole stage, decoder layers one at a time — for the walker and for
+a full forward (evaluation) alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class LayerStreamer:
+    """Moves `model`'s shell and its decoder `layers` to `device` and back to the CPU."""
+
+    def __init__(self, model: nn.Module, layers: nn.ModuleList, device: torch.device):
+        self.model, self.layers, self.device = model, layers, device
+        self.on_cpu = device.type == "cpu"
+
+    def load(self, i: int) -> nn.Module:
+        """Layer i, on the device."""
+        layer = self.layers[i]
+        return layer if self.on_cpu else layer.to(self.device)
+
+    def unload(self, i: int) -> None:
+        if not self.on_cpu:
+            self.layers[i].to("cpu")
+
+    @contextmanager
+    def layer(self, i: int) -> Iterator[nn.Module]:
+        try:
+            yield self.load(i)
+        finally:
+            self.unload(i)
+
+    @contextmanager
+    def shell(self) -> Iterator[None]:
+        """Everything but the decoder layers on the device for the duration."""
+        if self.on_cpu:
+            yield
+            return
+        inside = {id(m) for m in self.layers.modules()}
+        parts = [m for m in self.model.modules() if id(m) not in inside]
+        for m in parts:
+            m._apply(lambda t: t.to(self.device), recurse=False)
+        try:
+            yield
+        finally:
+            for m in parts:
+                m._apply(lambda t: t.to("cpu"), recurse=False)
+
+    @contextmanager
+    def forward(self) -> Iterator[None]:
+        """A whole-model forward inside runs with one decoder layer on the device at a time."""
+        if self.on_cpu:
+            yield
+            return
+        handles = []
+        for i, layer in enumerate(self.layers):
+            handles.append(layer.register_forward_pre_hook(lambda m, a, i=i: self.load(i) and None))
+            handles.append(layer.register_forward_hook(lambda m, a, o, i=i: self.unload(i)))
+        try:
+            with self.shell():
+                yield
+        finally:
+            for h in handles:
+                h.remove()
