@@ -101,6 +101,7 @@ def add_option_args(group) -> None:
         group.add_argument(
             "--" + name.replace("_", "-"),
             dest=OPTION_DEST + name,
+            metavar=name.upper() if "choices" not in kind and "action" not in kind else None,
             default=None,
             help=f"{about} ({'; '.join(seen[name])})",
             **kind,

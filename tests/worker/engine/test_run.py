@@ -19,6 +19,7 @@ from service.schemas import CalibrationSpec, EvalSpec, PruneSpec
 from tests.worker.engine.support import ARCHS, LAYERS_PATH, layers_of, linear_weights
 from worker.engine.errors import CalibrationError, ModelLoadError, SpecError
 from worker.engine.methods import get_method
+from worker.engine.progress import Reporter
 from worker.engine.run import run
 
 
@@ -246,3 +247,64 @@ def test_cuda_asked_without_cuda(tiny_model_dir, calib_file, tmp_path, monkeypat
     spec = spec_for(tiny_model_dir("llama"), calib_file).model_copy(update={"device": "cuda"})
     with pytest.raises(SpecError, match="CUDA is not available"):
         run(spec, tmp_path / "out")
+
+
+class Recorder(Reporter):
+    """Every stage start (name, steps, span) and warning, in order."""
+
+    def __init__(self):
+        self.events = []
+
+    def stage(self, name, total=0, span=(0.0, 100.0)):
+        self.events.append(("stage", name, total, span))
+
+    def warn(self, message):
+        self.events.append(("warn", message))
+
+
+@pytest.mark.parametrize(
+    ("sparsity", "message"),
+    [("1:1000000", "has 64 inputs"), ("2:3", "has 64 inputs"), (1e-300, "prunes no weight")],
+)
+def test_patterns_that_cannot_fit_are_refused_before_any_work(
+    tiny_model_dir, calib_file, tmp_path, sparsity, message
+):
+    rec = Recorder()
+    with pytest.raises(SpecError, match=message):
+        run(
+            spec_for(tiny_model_dir("llama"), calib_file, "wanda", sparsity),
+            tmp_path / "o",
+            reporter=rec,
+        )
+    assert [e[1] for e in rec.events] == ["load"]  # not calibrated, not walked
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+
+
+def test_a_skip_pattern_that_matches_nothing_names_real_modules(
+    tiny_model_dir, calib_file, tmp_path
+):
+    spec = spec_for(tiny_model_dir("llama"), calib_file, skip=["*.mlp.down_proj", "mlp"])
+    with pytest.raises(SpecError, match=r"'mlp' match no prunable module.*model\.layers\.0\."):
+        run(spec, tmp_path / "o")
+
+
+def test_progress_spans_come_from_the_plan_and_warnings_arrive_during_prune(
+    tiny_model_dir, calib_file, tmp_path, monkeypatch
+):
+    sgpt = importlib.import_module("worker.engine.methods.sparsegpt")
+    real = sgpt.inverse_cholesky
+    monkeypatch.setattr(sgpt, "inverse_cholesky", lambda H, p: real(H, p * 10))
+    ev = EvalSpec(dataset=str(calib_file), seqlen=32, max_windows=1)
+    spec = spec_for(tiny_model_dir("llama"), calib_file, "sparsegpt", "2:4", evaluation=ev)
+    rec = Recorder()
+    run(spec, tmp_path / "o", reporter=rec)
+    stages = [e for e in rec.events if e[0] == "stage"]
+    names = [e[1] for e in stages]
+    assert names == ["load", "calibrate", "eval_dense", "prune", "eval_pruned", "save"]
+    spans = [e[3] for e in stages]
+    assert spans[0][0] == 0 and spans[-1][1] == 100
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert stages[3][2] == 2  # prune counts layers
+    kinds = [e[0] if e[0] == "warn" else e[1] for e in rec.events]
+    first_warn = kinds.index("warn")
+    assert kinds.index("prune") < first_warn < kinds.index("eval_pruned")
