@@ -6,7 +6,7 @@ registry (worker/engine/methods) must hold the same names. Pure pydantic, no tor
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -17,6 +17,7 @@ class Options(BaseModel):
     """Base of every method's options: unknown keys are refused."""
 
     model_config = ConfigDict(extra="forbid")
+    TRAINS: ClassVar[bool] = False  # the method runs the training engine (needs `training`)
 
 
 def method_options(name: str):
@@ -50,6 +51,16 @@ class SparseGPTOptions(Options):
     blocksize: int = Field(128, ge=1, le=65536, description="SparseGPT column block size")
     percdamp: float = Field(
         0.01, gt=0, le=10, description="SparseGPT damping, as a multiple of mean(diag H)"
+    )
+
+
+@method_options("smp")
+class SMPOptions(Options):
+    """Static Model Pruning: weights frozen, the mask learned from first-order scores."""
+
+    TRAINS: ClassVar[bool] = True
+    init_method: Literal["wanda", "sparsegpt", "magnitude"] = Field(
+        "wanda", description="one-shot method whose mask the learned scores start from"
     )
 
 

@@ -27,6 +27,12 @@ def partial_dir(output: Path) -> Path:
     return output.with_name(output.name + ".partial")
 
 
+def resume_dir(output: Path) -> Path:
+    """Where a running job keeps what it needs to resume (training checkpoints); removed when
+    the job ends."""
+    return output.with_name(output.name + ".resume")
+
+
 def describe_errors(errors: list[dict]) -> list[tuple[str | None, str]]:
     """pydantic errors -> (field such as "calibration.nsamples", message) pairs, as the API
     and the CLI print them."""
@@ -101,6 +107,49 @@ class EvalSpec(_Strict):
     max_windows: int | None = Field(None, ge=1)
 
 
+class TrainingSpec(_Strict):
+    """One run of the training engine: data, step budget, optimizer, objective.
+
+    Defaults: distillation from the dense teacher at T = 2 with no LM term, because the
+    teacher's soft labels carry the LM signal and what the pruned model lost; AdamW with 10%
+    linear warm-up then linear decay; the learning rate defaults per use (see `lr`).
+    """
+
+    dataset: str = Field(
+        "wikitext2", description="as calibration.dataset; named datasets train on their "
+        "calibration split (wikitext2: valid), never on the evaluation split"
+    )  # fmt: skip
+    steps: int = Field(100, ge=1, le=1_000_000, description="optimizer steps")
+    seqlen: int = Field(256, ge=8, le=32768, description="tokens per training sequence")
+    batch_size: int = Field(4, ge=1, le=4096, description="sequences per optimizer step")
+    micro_batch: int = Field(
+        1, ge=1, le=4096, description="sequences per forward; gradients accumulate to batch_size"
+    )
+    lr: float | None = Field(
+        None, gt=0, le=1, description="peak learning rate (default: 1e-4 for weights, "
+        "5e-3 for mask scores)"
+    )  # fmt: skip
+    lr_warmup_steps: int | None = Field(None, ge=0, description="default: 10% of steps")
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    distill: bool = Field(True, description="KL(teacher || student) on the logits")
+    temperature: float = Field(2.0, gt=0, le=100)
+    lm_weight: float = Field(
+        0.0, ge=0, le=100, description="weight of the language-model loss (1.0 when not distilling)"
+    )
+    seed: int = 0
+    checkpoint_every: int = Field(
+        25, ge=1, description="steps between checkpoints of the trainable state (for resume)"
+    )
+
+    @model_validator(mode="after")
+    def _batches(self) -> TrainingSpec:
+        if self.batch_size % self.micro_batch:
+            raise ValueError(
+                f"batch_size {self.batch_size} must be a multiple of micro_batch {self.micro_batch}"
+            )
+        return self
+
+
 class PruneSpec(_Strict):
     """What to prune and how. The same fields in JSON, on the CLI and in the client."""
 
@@ -117,6 +166,12 @@ class PruneSpec(_Strict):
     )
     device: str = "auto"
     dtype: str = "auto"
+    training: TrainingSpec | None = Field(
+        None, description="the method's own training (methods that learn, e.g. smp)"
+    )
+    recovery: TrainingSpec | None = Field(
+        None, description="after pruning: masks fixed, kept weights trained with distillation"
+    )
 
     @field_validator("method", "device", "dtype")
     @classmethod
@@ -140,6 +195,19 @@ class PruneSpec(_Strict):
     def _sparsity(cls, v: float | str) -> float | str:
         parsed = parse_sparsity(v)
         return str(parsed) if parsed.is_nm else parsed.ratio
+
+    @model_validator(mode="after")
+    def _training_fits_method(self) -> PruneSpec:
+        trains = METHODS[self.method].TRAINS
+        if trains and self.training is None:
+            self.training = TrainingSpec()
+        if not trains and self.training is not None:
+            learners = ", ".join(n for n, m in METHODS.items() if m.TRAINS)
+            raise ValueError(
+                f"training: method {self.method!r} does not train; training is for {learners} "
+                "(for fine-tuning after pruning use recovery)"
+            )
+        return self
 
     @property
     def parsed_sparsity(self) -> Sparsity:
@@ -176,6 +244,9 @@ class Progress(BaseModel):
     percent: float = 0.0
     eta_s: float | None = None
     message: str | None = None
+    step: int = 0  # training steps done (stage train / recover)
+    n_steps: int = 0
+    loss: float | None = None
 
 
 class JobError(BaseModel):
@@ -199,7 +270,30 @@ class Perplexity(BaseModel):
     seqlen: int
     windows: int
     dense: float | None = None
-    pruned: float | None = None
+    pruned: float | None = None  # after the last stage
+    after: dict[str, float] = Field(
+        default_factory=dict, description="after each stage that changed weights"
+    )
+
+
+class TrainingReport(BaseModel):
+    """What one run of the training engine did."""
+
+    stage: str  # "train" (the method's own) or "recover"
+    dataset: str
+    split: str  # which file or split the windows came from
+    steps: int
+    seqlen: int
+    batch_size: int
+    tokens: int = 0
+    trainable: str = ""  # what trained, e.g. "mask scores (weights frozen)"
+    trainable_params: int = 0
+    objective: str = ""
+    teacher: str | None = None  # e.g. "dense copy, float32, cpu"
+    lr: float = 0.0
+    loss: list[float] = Field(default_factory=list, description="per step")
+    time_per_step_s: float = 0.0  # median
+    resumed_from_step: int = 0
 
 
 class PruneReport(BaseModel):
@@ -218,6 +312,7 @@ class PruneReport(BaseModel):
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float | None = None
     perplexity: Perplexity | None = None
+    training: list[TrainingReport] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 
     def summary(self) -> ReportSummary:

@@ -9,6 +9,8 @@ from service.schemas import JobState
 from worker.engine.errors import Cancelled
 from worker.engine.progress import Reporter
 
+TRAINING_STAGES = ("train", "recover")
+
 
 class TimeLimitExceeded(Exception):
     """The job ran longer than PRUNESERVE_JOB_TIME_LIMIT_S."""
@@ -32,17 +34,19 @@ class JobReporter(Reporter):
         self._progress(**fields)
         self.store.add_event(self.job_id, "stage", name, total=total)
 
-    def step(self, done: int, total: int, message: str | None = None) -> None:
+    def step(self, done: int, total: int, message: str | None = None, **values: float) -> None:
         lo, hi = self.span
         fraction = done / total if total else 1.0
         fields = {"percent": round(lo + (hi - lo) * fraction, 1), "message": message}
+        elapsed = time.monotonic() - self.stage_t0
+        eta = round(elapsed / done * (total - done), 1) if done else None
         if self.current == "prune":
-            elapsed = time.monotonic() - self.stage_t0
-            eta = elapsed / done * (total - done) if done else None
-            fields.update(
-                layer=done, n_layers=total, eta_s=round(eta, 1) if eta is not None else None
-            )
+            fields.update(layer=done, n_layers=total, eta_s=eta)
             self.store.add_event(self.job_id, "layer", message or f"layer {done}/{total}")
+        elif self.current in TRAINING_STAGES:
+            fields.update(step=done, n_steps=total, eta_s=eta, loss=values.get("loss"))
+            if done == total or done % 10 == 0:  # the full curve is in the report
+                self.store.add_event(self.job_id, "info", message or f"step {done}/{total}")
         self._progress(**fields)
 
     def warn(self, message: str) -> None:

@@ -35,7 +35,7 @@ class BarReporter(Reporter):
             self.bar.update(self.task, completed=self.bar.tasks[self.task].total or 1)
         self.task = self.bar.add_task(name, total=total or None, msg="")
 
-    def step(self, done: int, total: int, message: str | None = None) -> None:
+    def step(self, done: int, total: int, message: str | None = None, **values: float) -> None:
         self.bar.update(self.task, completed=done, total=total, msg=message or "")
 
     def warn(self, message: str) -> None:

@@ -27,3 +27,7 @@ class PruningError(EngineError):
 
 class Cancelled(EngineError):
     """The job was cancelled; raised at a layer boundary."""
+
+
+class ResourceError(EngineError):
+    """The job cannot fit the device's memory (found before the work that would need it)."""

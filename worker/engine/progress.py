@@ -10,8 +10,9 @@ class Reporter:
         """A new stage starts (load, calibrate, eval_dense, prune, eval_pruned, save); it has
         `total` steps and covers `span` = (start, end) of the job's overall percent."""
 
-    def step(self, done: int, total: int, message: str | None = None) -> None:
-        """`done` of `total` units of the current stage are finished (layers for prune)."""
+    def step(self, done: int, total: int, message: str | None = None, **values: float) -> None:
+        """`done` of `total` units of the current stage are finished (layers for prune,
+        windows for evaluation, steps for training, with `loss=` among `values`)."""
 
     def warn(self, message: str) -> None:
         """Something the user should know (raised damping, skipped module)."""

@@ -34,6 +34,7 @@ class Pruner:
     reporter: Reporter
     results: list[ModuleResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)  # learned-mask methods
 
     def __call__(
         self, names: list[str], weights: list[torch.Tensor], stats: InputStats | None
@@ -44,6 +45,8 @@ class Pruner:
             self.masks.record(name, mask, self.pattern)
             err = relative_error(w0, w, sample) if sample is not None else None
             self.results.append(ModuleResult(name, err, result.info.get("damping")))
+        for name, score in zip(names, result.scores or [], strict=False):
+            self.scores[name] = score
         for text in result.warnings:
             message = f"{', '.join(names)}: {text}"
             self.warnings.append(message)

@@ -4,7 +4,9 @@ pruned?, save), each stage a small function. The only engine file that reads the
 
 from __future__ import annotations
 
+import copy
 import fnmatch
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +14,15 @@ from pathlib import Path
 
 import torch
 
-from service.schemas import Perplexity, PruneReport, PruneSpec, partial_dir
+from service.schemas import (
+    Perplexity,
+    PruneReport,
+    PruneSpec,
+    TrainingReport,
+    TrainingSpec,
+    partial_dir,
+    resume_dir,
+)
 from worker.engine import calibration, report
 from worker.engine.errors import SpecError
 from worker.engine.evaluate import perplexity
@@ -31,7 +41,14 @@ from worker.engine.model_io import (
 from worker.engine.progress import Reporter
 from worker.engine.pruner import Pruner
 from worker.engine.streaming import LayerStreamer
+from worker.engine.train import memory as train_memory
+from worker.engine.train.checkpoint import Checkpoints
+from worker.engine.train.loop import LoopConfig, train
+from worker.engine.train.objective import Objective
+from worker.engine.train.tasks import Recovery
 from worker.engine.walker import walk
+
+LR_DEFAULTS = {"train": 5e-3, "recover": 1e-4}  # mask scores move in [0, 1); weights fine-tune
 
 
 @dataclass
@@ -63,6 +80,15 @@ class Run:
     targets: list[dict] = field(default_factory=list)
     ids: torch.Tensor | None = None
     eval_ids: torch.Tensor | None = None
+    dense: object = None  # a copy of the model before pruning (teacher, SMP's frozen weights)
+    scores: dict = field(default_factory=dict)  # learned-mask methods: initial scores by name
+    results: list = field(default_factory=list)  # what pruning measured per module
+    last_changed: str = "prune"  # the last stage that changed weights (for perplexity)
+
+    @property
+    def modules(self) -> dict:
+        """Every pruned module by full name, in pruning order."""
+        return {n: m for per_layer in self.targets for n, m in per_layer.items()}
 
     @property
     def n_layers(self) -> int:
@@ -105,6 +131,9 @@ def load(run: Run) -> None:
     run.targets = skip(every, spec.skip)
     shapes = {n: tuple(get_weight(m).shape) for t in run.targets for n, m in t.items()}
     check_fits(shapes, pattern_of(spec))
+    check_training_fits(run, shapes)
+    if needs_dense_copy(spec):
+        run.dense = copy.deepcopy(run.model)
     run.report.architecture = type(run.model).__name__
     run.report.dtype = str(next(run.model.parameters()).dtype).removeprefix("torch.")
     run.report.n_layers = len(layers)
@@ -130,10 +159,10 @@ def prune(run: Run) -> None:
     spec = run.spec
     method = get_method(spec.method)
     pruner = Pruner(method, pattern_of(spec), spec.method_options, run.masks, run.reporter)
-    walk(run.streamer, run.ids, method.needs, run.targets, pruner, run.reporter)
-    modules = {n: m for t in run.targets for n, m in t.items()}
-    checks = run.masks.check(lambda name: get_weight(modules[name]))
-    report.add_masks(run.report, checks, pruner.results)
+    needs = method.stats_for(spec.method_options)
+    walk(run.streamer, run.ids, needs, run.targets, pruner, run.reporter)
+    run.results = pruner.results
+    run.scores = pruner.scores
     run.report.warnings.extend(pruner.warnings)
 
 
@@ -141,21 +170,131 @@ def eval_pruned(run: Run) -> None:
     ev = run.spec.evaluation
     ppl, _ = perplexity(run.streamer, run.eval_ids, ev.seqlen, ev.max_windows, run.reporter)
     run.report.perplexity.pruned = round(ppl, 4)
+    run.report.perplexity.after[run.last_changed] = round(ppl, 4)
+
+
+def learn(run: Run) -> None:
+    """The method's own training (e.g. SMP's learned mask)."""
+    spec = run.spec
+    method = get_method(spec.method)
+    modules = run.modules
+    task = method.task(modules, run.masks, run.scores, pattern_of(spec),
+                       lambda name: get_weight(run.dense.get_submodule(name)))  # fmt: skip
+    run_training(run, spec.training, task)
+
+
+def recover(run: Run) -> None:
+    run_training(run, run.spec.recovery, Recovery(run.modules, run.masks))
+
+
+def run_training(run: Run, ts: TrainingSpec, task) -> None:
+    """One use of the training engine; its masks replace the mask state's."""
+    source = run.sources[task.stage]
+    ids = calibration.calibration_ids(
+        run.tokenizer, ts.dataset, source, ts.steps * ts.batch_size, ts.seqlen, ts.seed
+    )
+    objective = Objective(ts.distill, ts.temperature, ts.lm_weight)
+    cfg = LoopConfig(
+        steps=ts.steps, batch_size=ts.batch_size, micro_batch=ts.micro_batch,
+        lr=ts.lr or LR_DEFAULTS[task.stage],
+        warmup_steps=ts.lr_warmup_steps if ts.lr_warmup_steps is not None else ts.steps // 10,
+        weight_decay=ts.weight_decay, checkpoint_every=ts.checkpoint_every,
+    )  # fmt: skip
+    teacher = run.dense if ts.distill else None
+    on_device = run.device.type != "cpu"
+    if on_device:
+        run.model.to(run.device)
+        if teacher is not None:
+            teacher.to(run.device, torch.bfloat16)
+    checkpoints = Checkpoints(resume_dir(run.where.output), task.stage, run_key(run.spec))
+    try:
+        result = train(run.model, teacher, ids, task, objective, cfg, run.reporter, checkpoints)
+    finally:
+        if on_device:
+            run.model.to("cpu")
+            if teacher is not None:
+                teacher.to("cpu", next(run.model.parameters()).dtype)
+    pattern = pattern_of(run.spec)
+    for name, mask in result.masks.items():
+        run.masks.record(name, mask, pattern)
+    run.last_changed = task.stage
+    run.report.training.append(
+        TrainingReport(
+            stage=task.stage,
+            dataset=ts.dataset,
+            split=str(getattr(source, "name", "hub rows")),
+            steps=ts.steps,
+            seqlen=ts.seqlen,
+            batch_size=ts.batch_size,
+            tokens=(ts.steps - result.resumed_from_step) * ts.batch_size * ts.seqlen,
+            trainable=task.trainable,
+            trainable_params=result.trainable_params,
+            objective=objective.describe(),
+            teacher=teacher_note(run, teacher),
+            lr=cfg.lr,
+            loss=result.loss,
+            time_per_step_s=result.time_per_step_s,
+            resumed_from_step=result.resumed_from_step,
+        )  # fmt: skip
+    )
+
+
+def teacher_note(run: Run, teacher) -> str | None:
+    if teacher is None:
+        return None
+    dtype = "bfloat16" if run.device.type != "cpu" else run.report.dtype
+    return f"the dense model before pruning, {dtype}, {run.device.type}"
+
+
+def run_key(spec: PruneSpec) -> str:
+    """Ties a training checkpoint to the spec that made it."""
+    import hashlib
+
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+
+
+def needs_dense_copy(spec: PruneSpec) -> bool:
+    learns = spec.training is not None  # SMP keeps the dense weights, frozen
+    return learns or (spec.recovery is not None and spec.recovery.distill)
+
+
+def check_training_fits(run: Run, shapes: dict) -> None:
+    """Before any work: the teacher copy, optimizer state and activations fit the device."""
+    trainable = sum(a * b for a, b in shapes.values())
+    vocab = run.model.get_output_embeddings().weight.shape[0]
+    for stage, ts in (("train", run.spec.training), ("recover", run.spec.recovery)):
+        if ts is None:
+            continue
+        need = train_memory.training_bytes(
+            run.model, trainable, needs_dense_copy(run.spec), ts.micro_batch * ts.seqlen, vocab
+        )
+        train_memory.check_fits(need, run.device, f"training stage {stage!r}")
 
 
 def save(run: Run) -> None:
+    """The final checks on the mask state, then the checkpoint."""
+    modules = run.modules
+    checks = run.masks.check(lambda name: get_weight(modules[name]))
+    report.add_masks(run.report, checks, run.results)
     save_model(run.model, run.tokenizer, partial_dir(run.where.output))
 
 
 def plan(spec: PruneSpec) -> list[Stage]:
     """The stages this spec needs, in order."""
     evaluate = spec.evaluation is not None
+    method = get_method(spec.method)
     stages = [Stage("load", load, 5)]
-    if get_method(spec.method).needs is not None:
+    if method.stats_for(spec.method_options) is not None:
         stages.append(Stage("calibrate", calibrate, 5))
     if evaluate:
         stages.append(Stage("eval_dense", eval_dense, 15))
     stages.append(Stage("prune", prune, 60, steps=lambda r: r.n_layers))
+    for name, fn, ts in (("train", learn, spec.training), ("recover", recover, spec.recovery)):
+        if ts is None:
+            continue
+        if evaluate:  # perplexity after each stage that changes weights
+            stages.append(Stage(f"eval_{stages[-1].name}", eval_pruned, 10))
+        stages.append(Stage(name, fn, 0.6 * ts.steps, steps=lambda r, n=ts.steps: n))
     if evaluate:
         stages.append(Stage("eval_pruned", eval_pruned, 10))
     stages.append(Stage("save", save, 5))
@@ -212,7 +351,12 @@ def run(
 
 def datasets(spec: PruneSpec, where: Where) -> dict[str, Path | str]:
     out = {}
-    if get_method(spec.method).needs is not None:
+    for stage, ts in (("train", spec.training), ("recover", spec.recovery)):
+        if ts is not None:  # a named dataset trains on its calibration split, never on eval
+            out[stage] = calibration.resolve_dataset(
+                ts.dataset, "calibration", where.data_dir, where.upload_dir
+            )
+    if get_method(spec.method).stats_for(spec.method_options) is not None:
         out["calibration"] = calibration.resolve_dataset(
             spec.calibration.dataset, "calibration", where.data_dir, where.upload_dir
         )
@@ -231,6 +375,7 @@ def finish(run: Run) -> None:
     partial = partial_dir(run.where.output)
     report.write(run.report, partial)
     partial.rename(run.where.output)
+    shutil.rmtree(resume_dir(run.where.output), ignore_errors=True)
 
 
 def skip(linears: list[dict], patterns: list[str]) -> list[dict]:

@@ -4,15 +4,18 @@ registered under the same name in service/methods.py)."""
 from __future__ import annotations
 
 from worker.engine.errors import SpecError
+from worker.engine.methods import smp as smp_method
 from worker.engine.methods.base import Method, MethodResult
 from worker.engine.methods.magnitude import magnitude
 from worker.engine.methods.sparsegpt import sparsegpt
 from worker.engine.methods.wanda import wanda
+from worker.engine.train.tasks import LearnedMask
 
 REGISTRY: dict[str, Method] = {
     "magnitude": Method(magnitude, needs=None),
     "wanda": Method(wanda, needs="norms"),
     "sparsegpt": Method(sparsegpt, needs="hessian"),
+    "smp": Method(smp_method.smp, needs=smp_method.needs, task=LearnedMask.smp),
 }
 
 

@@ -24,6 +24,7 @@ class MethodResult:
     masks: list[torch.Tensor]
     warnings: list[str] = field(default_factory=list)
     info: dict[str, float] = field(default_factory=dict)
+    scores: list[torch.Tensor] | None = None  # for methods that go on to learn their mask
 
 
 # (weights (out, in) sharing one input, stats of that input or None, pattern, options) -> result
@@ -32,7 +33,12 @@ MethodFn = Callable[[list[torch.Tensor], InputStats | None, Pattern, Any], Metho
 
 @dataclass(frozen=True)
 class Method:
-    """A registered method: its function and the statistics the walker must collect."""
+    """A registered method: its function, the statistics the walker must collect and, for
+    methods that learn, the training task the engine runs after the walk."""
 
     fn: MethodFn
-    needs: str | None  # None (no calibration), "norms" or "hessian"
+    needs: str | None | Callable[[Any], str | None]  # None, "norms", "hessian" (or per options)
+    task: Callable[..., Any] | None = None  # (modules, masks, scores, pattern, dense) -> Task
+
+    def stats_for(self, options: Any) -> str | None:
+        return self.needs(options) if callable(self.needs) else self.needs

@@ -18,7 +18,7 @@ from worker.engine.run import run
 
 
 def test_engine_registry_and_contract_name_the_same_methods():
-    assert list(REGISTRY) == list(METHODS) == ["magnitude", "wanda", "sparsegpt"]
+    assert list(REGISTRY) == list(METHODS) == ["magnitude", "wanda", "sparsegpt", "smp"]
 
 
 def toy(weights, stats, pattern, options):
@@ -48,7 +48,7 @@ def test_a_new_method_appears_everywhere(toy_method, tmp_path, capsys):
         r = client.post("/v1/jobs", json={"model": "org/m", "method": "nope", "sparsity": 0.5},
                         headers={"Authorization": "Bearer dev-key"})  # fmt: skip
     assert r.status_code == 422
-    assert "allowed: magnitude, wanda, sparsegpt, toy" in r.json()["detail"]
+    assert "allowed: magnitude, wanda, sparsegpt, smp, toy" in r.json()["detail"]
 
     from clients.cli.main import build_parser
 
@@ -56,7 +56,7 @@ def test_a_new_method_appears_everywhere(toy_method, tmp_path, capsys):
         build_parser().parse_args(["prune", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--centre CENTRE prune the weights nearest this value (toy, default 0.25)" in text
-    assert "one of: magnitude, wanda, sparsegpt, toy" in text
+    assert "one of: magnitude, wanda, sparsegpt, smp, toy" in text
 
 
 def test_a_new_method_runs_through_the_engine(toy_method, tiny_model_dir, tmp_path):

@@ -1,0 +1,69 @@
+"""Static Model Pruning (Li et al., ACL 2023), one-shot part: the mask of an init method and
+the scores the training engine then learns (weights stay frozen, see train/tasks.py).
+
+Initial scores S0 reproduce the init method's mask exactly under the SMP selector (lowest
+per row, or n lowest of every m): kept weights get S0 in [0.5, 1), pruned ones [0, 0.5),
+ordered within each class by the per-row rank of the Wanda score (|W| without statistics).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from service.methods import METHODS
+from worker.engine.masks import Pattern, lowest_per_row, n_of_m
+from worker.engine.methods.base import MethodResult
+from worker.engine.methods.magnitude import magnitude
+from worker.engine.methods.sparsegpt import sparsegpt
+from worker.engine.methods.wanda import wanda, wanda_score
+from worker.engine.stats import InputStats
+
+if TYPE_CHECKING:
+    from service.methods import SMPOptions
+
+INIT = {"wanda": wanda, "sparsegpt": sparsegpt, "magnitude": magnitude}
+INIT_NEEDS = {"wanda": "norms", "sparsegpt": "hessian", "magnitude": None}
+
+
+def needs(options: SMPOptions) -> str | None:
+    return INIT_NEEDS[options.init_method]
+
+
+def select(pattern: Pattern):
+    """The SMP mask of scores S (out, in): the lowest per row, or n lowest of every m."""
+
+    def pruned(scores: torch.Tensor) -> torch.Tensor:
+        if pattern.is_nm:
+            return n_of_m(scores, pattern.n, pattern.m)
+        return lowest_per_row(scores, int(scores.shape[1] * pattern.ratio))
+
+    return pruned
+
+
+def row_rank(score: torch.Tensor) -> torch.Tensor:
+    """Per-row rank / width in [0, 1), ties to the lower column (a stable sort)."""
+    order = torch.sort(score, dim=1, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(score.shape[1]).expand_as(order).contiguous())
+    return ranks.float() / score.shape[1]
+
+
+def initial_scores(w: torch.Tensor, pruned: torch.Tensor, stats: InputStats | None):
+    base = wanda_score(w, stats.col_norm_sq) if stats is not None else w.abs().float()
+    return 0.5 * (~pruned).float() + 0.5 * row_rank(base)
+
+
+def smp(
+    weights: list[torch.Tensor],
+    stats: InputStats | None,
+    pattern: Pattern,
+    options: SMPOptions,
+) -> MethodResult:
+    """The init method's mask on the unchanged weights, and the scores to learn from."""
+    init = options.init_method
+    base = INIT[init](weights, stats, pattern, METHODS[init]())
+    out = [w.masked_fill(m, 0) for w, m in zip(weights, base.masks, strict=True)]
+    scores = [initial_scores(w, m, stats) for w, m in zip(weights, base.masks, strict=True)]
+    return MethodResult(out, base.masks, base.warnings, base.info, scores=scores)

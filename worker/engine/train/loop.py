@@ -1,0 +1,130 @@
+"""THE training loop: AdamW, linear warm-up then linear decay, gradient accumulation to the
+batch size, a step budget, progress and cancel every step, checkpoints every K steps."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from worker.engine.errors import Cancelled
+from worker.engine.progress import Reporter
+from worker.engine.train.checkpoint import Checkpoints, Saved
+from worker.engine.train.objective import Objective
+
+GRAD_CLIP = 1.0
+
+
+class Task(Protocol):
+    """What a training-based use supplies: what trains, what happens after each step, and
+    the final masks."""
+
+    stage: str  # "train" or "recover"
+    trainable: str  # for the report, e.g. "kept weights"
+
+    def attach(self) -> dict[str, nn.Parameter]:
+        """Parametrize the model; return the parameters to train, by stable name."""
+
+    def after_step(self, step: int) -> None:
+        """Called after optimizer step `step` (0-based), e.g. to prune on a schedule."""
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        """Remove the parametrizations, bake the weights; the final masks by module name."""
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    steps: int
+    batch_size: int
+    micro_batch: int
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    checkpoint_every: int
+
+
+@dataclass
+class LoopResult:
+    loss: list[float]
+    times: list[float]
+    resumed_from_step: int
+    trainable_params: int
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def time_per_step_s(self) -> float:
+        return round(statistics.median(self.times), 3) if self.times else 0.0
+
+
+def lr_at(step: int, cfg: LoopConfig) -> float:
+    """Linear warm-up over `warmup_steps`, then linear decay to 0 at the last step."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    rest = max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * max(0.0, 1 - (step - cfg.warmup_steps) / rest)
+
+
+def train(
+    model: nn.Module,
+    teacher: nn.Module | None,
+    ids: torch.Tensor,
+    task: Task,
+    objective: Objective,
+    cfg: LoopConfig,
+    reporter: Reporter,
+    checkpoints: Checkpoints,
+) -> LoopResult:
+    """Train `task` on windows `ids` (steps * batch_size, seqlen); step t uses rows
+    [t * batch_size, (t + 1) * batch_size), so a resumed run sees the same data."""
+    device = next(model.parameters()).device
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = task.attach()
+    for p in params.values():
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    saved = checkpoints.load(params, opt) or Saved(0, [], [])
+    start = saved.step
+    losses, times = list(saved.loss), list(saved.times)
+    seqlen = ids.shape[1]
+    for step in range(start, cfg.steps):
+        try:
+            reporter.check_cancel()
+        except Cancelled:
+            checkpoints.save(params, opt, Saved(step, losses, times))
+            raise
+        t0 = time.perf_counter()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        total = 0.0
+        for a in range(0, cfg.batch_size, cfg.micro_batch):
+            row = step * cfg.batch_size + a
+            x = ids[row : row + cfg.micro_batch].to(device)  # (micro, T)
+            with torch.no_grad():
+                t = teacher(input_ids=x, use_cache=False).logits if teacher is not None else None
+            s = model(input_ids=x, use_cache=False).logits
+            loss = objective(s, t, x) * (x.shape[0] / cfg.batch_size)
+            loss.backward()
+            total += loss.item()
+            del s, t, loss
+        nn.utils.clip_grad_norm_(list(params.values()), GRAD_CLIP)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        task.after_step(step)
+        dt = time.perf_counter() - t0
+        losses.append(round(total, 6))
+        times.append(round(dt, 4))
+        speed = cfg.batch_size * seqlen / dt
+        message = f"step {step + 1}/{cfg.steps} loss {total:.4f}, {speed:.0f} tok/s"
+        reporter.step(step + 1, cfg.steps, message, loss=round(total, 6))
+        done = step + 1
+        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
+            checkpoints.save(params, opt, Saved(done, losses, times))
+    n_params = sum(p.numel() for p in params.values())
+    masks = task.finish()
+    checkpoints.clear()
+    return LoopResult(losses, times, start, n_params, masks)

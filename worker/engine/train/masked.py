@@ -1,0 +1,79 @@
+"""Masked weights as a parametrization, W' = W * M, so the model's own forward runs unchanged.
+
+`FixedMask`: M is given (recovery). `ScoreMask`: M = select(S) from trainable scores S with a
+straight-through estimator, dL/dS = dL/dM = W * dL/dW' (SMP, movement). Masks are kept in the
+(out, in) layout of get_weight; modules storing weights transposed (GPT-2 Conv1D) get M^T.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+Select = Callable[[torch.Tensor], torch.Tensor]  # scores (out, in) -> pruned mask (True = pruned)
+
+
+def transposed(module: nn.Module) -> bool:
+    return type(module).__name__ == "Conv1D"
+
+
+class _StraightThrough(torch.autograd.Function):
+    """keep = 1 - select(S) forward; the gradient passes to S unchanged."""
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, select: Select) -> torch.Tensor:
+        return (~select(scores.detach())).to(scores.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
+class FixedMask(nn.Module):
+    def __init__(self, pruned: torch.Tensor, transpose: bool):
+        super().__init__()
+        keep = ~pruned
+        self.register_buffer("keep", keep.t().contiguous() if transpose else keep)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * self.keep.to(w.dtype)
+
+
+class ScoreMask(nn.Module):
+    def __init__(self, scores: torch.Tensor, select: Select, transpose: bool):
+        super().__init__()
+        self.scores = nn.Parameter(scores.float().clone())  # (out, in)
+        self.select, self.transpose = select, transpose
+
+    def keep(self) -> torch.Tensor:
+        return _StraightThrough.apply(self.scores, self.select)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        keep = self.keep()
+        return w * (keep.t() if self.transpose else keep).to(w.dtype)
+
+    def pruned(self) -> torch.Tensor:
+        """The mask the current scores select, (out, in), True = pruned."""
+        with torch.no_grad():
+            return self.select(self.scores)
+
+
+def attach(module: nn.Module, mask: nn.Module) -> None:
+    parametrize.register_parametrization(module, "weight", mask, unsafe=True)
+
+
+def original(module: nn.Module) -> nn.Parameter:
+    """The unmasked weight under the parametrization (what trains when weights train)."""
+    return module.parametrizations.weight.original
+
+
+def bake(module: nn.Module, pruned: torch.Tensor) -> None:
+    """Remove the parametrization; the weight becomes exactly W with `pruned` set to +0."""
+    w = original(module).detach()
+    parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+    mask = pruned.t() if transposed(module) else pruned
+    module.weight.data.copy_(w.masked_fill(mask.to(w.device), 0))
+    module.weight.requires_grad_(False)

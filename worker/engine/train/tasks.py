@@ -1,0 +1,91 @@
+"""The uses of the training engine: what trains and how the mask comes out.
+
+`Recovery` (Prune Once for All's distilled sparse fine-tuning): masks fixed, kept weights
+train. `LearnedMask` (SMP): weights frozen at their dense values, scores train, the mask is
+the SMP selector of the scores (straight-through).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from worker.engine.mask_state import MaskState
+from worker.engine.masks import Pattern
+from worker.engine.model_io import get_weight, set_weight
+from worker.engine.train.masked import FixedMask, ScoreMask, attach, bake, original, transposed
+
+Modules = dict[str, nn.Module]  # full name -> Linear, in pruning order
+
+
+class Recovery:
+    stage, trainable = "recover", "kept weights of the pruned Linears (masks fixed)"
+
+    def __init__(self, modules: Modules, masks: MaskState):
+        self.modules, self.masks = modules, masks
+
+    def attach(self) -> dict[str, nn.Parameter]:
+        params = {}
+        for name, module in self.modules.items():
+            attach(module, FixedMask(self.masks.modules[name].mask(), transposed(module)))
+            params[name] = original(module)
+        return params
+
+    def after_step(self, step: int) -> None:
+        pass
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, module in self.modules.items():
+            out[name] = self.masks.modules[name].mask()
+            bake(module, out[name])
+        return out
+
+
+class LearnedMask:
+    stage, trainable = "train", "mask scores (weights frozen at their dense values)"
+
+    def __init__(
+        self,
+        modules: Modules,
+        scores: dict[str, torch.Tensor],
+        select: Callable[[torch.Tensor], torch.Tensor],
+        dense_weight: Callable[[str], torch.Tensor],
+    ):
+        self.modules, self.scores, self.select = modules, scores, select
+        self.dense_weight = dense_weight
+        self.masks: dict[str, ScoreMask] = {}
+
+    @classmethod
+    def smp(cls, modules: Modules, masks: MaskState, scores, pattern: Pattern, dense_weight):
+        from worker.engine.methods.smp import select
+
+        return cls(modules, scores, select(pattern), dense_weight)
+
+    def attach(self) -> dict[str, nn.Parameter]:
+        params = {}
+        for name, module in self.modules.items():
+            set_weight(module, self.dense_weight(name))  # the walk zeroed the init mask
+            mask = ScoreMask(self.scores[name], self.select, transposed(module))
+            mask.to(module.weight.device)
+            attach(module, mask)
+            original(module).requires_grad_(False)
+            self.masks[name] = mask
+            params[name] = mask.scores
+        return params
+
+    def after_step(self, step: int) -> None:
+        pass
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, module in self.modules.items():
+            out[name] = self.masks[name].pruned().cpu()
+            bake(module, out[name])
+        return out
+
+
+def weights_of(modules: Modules) -> dict[str, torch.Tensor]:
+    return {n: get_weight(m).detach().clone() for n, m in modules.items()}
