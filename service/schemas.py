@@ -127,7 +127,7 @@ class TrainingSpec(_Strict):
     )
     lr: float | None = Field(
         None, gt=0, le=1, description="peak learning rate (default: 1e-4 for weights, "
-        "5e-3 for mask scores)"
+        "1e-2 for mask scores)"
     )  # fmt: skip
     lr_warmup_steps: int | None = Field(None, ge=0, description="default: 10% of steps")
     weight_decay: float = Field(0.0, ge=0, le=1)

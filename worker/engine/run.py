@@ -48,7 +48,7 @@ from worker.engine.train.objective import Objective
 from worker.engine.train.tasks import Recovery
 from worker.engine.walker import walk
 
-LR_DEFAULTS = {"train": 5e-3, "recover": 1e-4}  # mask scores move in [0, 1); weights fine-tune
+LR_DEFAULTS = {"train": 1e-2, "recover": 1e-4}  # mask scores live in [0, 1); weights fine-tune
 
 
 @dataclass

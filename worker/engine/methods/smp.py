@@ -2,8 +2,9 @@
 the scores the training engine then learns (weights stay frozen, see train/tasks.py).
 
 Initial scores S0 reproduce the init method's mask exactly under the SMP selector (lowest
-per row, or n lowest of every m): kept weights get S0 in [0.5, 1), pruned ones [0, 0.5),
-ordered within each class by the per-row rank of the Wanda score (|W| without statistics).
+per row, or n lowest of every m): S0 is the per-row rank of the Wanda score (|W| without
+statistics) in [0, 1), which already gives Wanda's mask; when the init mask is not that
+order's (SparseGPT), kept weights are lifted by 0.5 so the selector picks the init mask.
 """
 
 from __future__ import annotations
@@ -50,9 +51,14 @@ def row_rank(score: torch.Tensor) -> torch.Tensor:
     return ranks.float() / score.shape[1]
 
 
-def initial_scores(w: torch.Tensor, pruned: torch.Tensor, stats: InputStats | None):
+def initial_scores(
+    w: torch.Tensor, pruned: torch.Tensor, stats: InputStats | None, pattern: Pattern
+) -> torch.Tensor:
     base = wanda_score(w, stats.col_norm_sq) if stats is not None else w.abs().float()
-    return 0.5 * (~pruned).float() + 0.5 * row_rank(base)
+    rank = row_rank(base)
+    if torch.equal(select(pattern)(rank), pruned):
+        return rank
+    return 0.5 * (~pruned).float() + 0.5 * rank
 
 
 def smp(
@@ -65,5 +71,7 @@ def smp(
     init = options.init_method
     base = INIT[init](weights, stats, pattern, METHODS[init]())
     out = [w.masked_fill(m, 0) for w, m in zip(weights, base.masks, strict=True)]
-    scores = [initial_scores(w, m, stats) for w, m in zip(weights, base.masks, strict=True)]
+    scores = [
+        initial_scores(w, m, stats, pattern) for w, m in zip(weights, base.masks, strict=True)
+    ]
     return MethodResult(out, base.masks, base.warnings, base.info, scores=scores)

@@ -46,7 +46,8 @@ class Checkpoints:
                 tensors[f"opt.{idx}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
         meta = {"key": self.key, "step": saved.step, "loss": saved.loss, "times": saved.times,
                 "param_groups": state["param_groups"]}  # fmt: skip
-        tmp_t, tmp_m = self._tensors.with_suffix(".tmp"), self._meta.with_suffix(".tmp")
+        tmp_t = self._tensors.with_name(self._tensors.name + ".tmp")
+        tmp_m = self._meta.with_name(self._meta.name + ".tmp")
         save_file(tensors, str(tmp_t))
         tmp_m.write_text(json.dumps(meta))
         tmp_t.replace(self._tensors)  # tensors first: meta names a complete tensor file
