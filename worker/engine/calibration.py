@@ -1,6 +1,5 @@
-"""Calibration windows and evaluation text from named corpora, local files or uploads.
-
-Windows are drawn as the reference loaders do, so results compare token for token.
+"""Calibration windows and evaluation token ids, drawn as the reference loaders do, so results
+compare token for token (datasets.py finds and reads the text).
 """
 
 from __future__ import annotations
@@ -10,10 +9,9 @@ from pathlib import Path
 
 import torch
 
-from worker.engine.datasets import calibration_text, read_rows, resolve_dataset
+from worker.engine.datasets import calibration_text, read_rows
+from worker.engine.datasets import resolve_dataset as resolve_dataset  # run.py's entry point
 from worker.engine.errors import CalibrationError
-
-__all__ = ["calibration_ids", "calibration_text", "eval_ids", "read_rows", "resolve_dataset"]
 
 MAX_DRAWS_PER_SAMPLE = 100  # documents tried per sample before giving up (all too short)
 
