@@ -7,6 +7,7 @@ exit status from exits.py (PRUNESERVE_DEBUG=1 or --debug also prints the traceba
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import os
 import sys
@@ -22,13 +23,23 @@ COMMAND_MODULES = ("clients.cli.prune", "clients.cli.serve", "clients.cli.remote
 class DefaultsFormatter(argparse.HelpFormatter):
     """Every flag's help ends with its default, unless the help already states it."""
 
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and _has_default(action):  # argparse skips an empty help
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        default = action.default
-        unset = default is None or default is False or default == [] or default is argparse.SUPPRESS
-        if unset or not action.option_strings or "default" in text or f"({default})" in text:
+        if not _has_default(action) or "default" in text or f"({action.default})" in text:
             return text
-        return f"{text} (default: %(default)s)".lstrip()
+        return f"{text} (default: %(default)s)"
+
+
+def _has_default(action: argparse.Action) -> bool:
+    d = action.default
+    unset = d is None or d is False or d == [] or d is argparse.SUPPRESS
+    return bool(action.option_strings) and action.help is not argparse.SUPPRESS and not unset
 
 
 class Parser(argparse.ArgumentParser):
