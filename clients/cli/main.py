@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from clients.cli.exits import FAILED, INTERRUPTED, CliError
+from clients.cli.exits import FAILED, INTERRUPTED, USAGE, CliError
 
 # Each module registers its subcommands with `register(subparsers)`; imported lazily
 # so `pruneserve api` never imports torch.
@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         _traceback(debug)
         print(exc.line(), file=sys.stderr)
         return exc.code
+    except SystemExit as exc:  # a command refusing its input or settings: `error: ...`
+        if not isinstance(exc.code, str):
+            raise
+        print(exc.code, file=sys.stderr)
+        return USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return INTERRUPTED
