@@ -115,6 +115,16 @@ def test_engine_errors_exit_3_with_the_error(tiny_model, tmp_path, capsys):
     assert err.startswith("error: CalibrationError: ") and "seqlen 32 needs at least 33" in err
 
 
+def test_a_spec_error_found_by_the_engine_exits_2(tiny_model, calib, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    assert main(argv(tiny_model, calib, tmp_path / "out", device="cuda")) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: SpecError: device 'cuda' was asked for")
+
+
 def test_an_unexpected_error_is_one_line_and_the_traceback_only_on_request(
     tiny_model, calib, tmp_path
 ):
