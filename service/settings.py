@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     QUEUE: str = "gpu"
     ARTIFACTS_DIR: Path = Path("artifacts")
     MODELS_DIR: Path = Path("models")
-    DATA_DIR: Path = Path("data")
+    DATA_DIR: Path = Path("data")  # the one default: the worker and `pruneserve prune` read it
     UPLOADS_DIR: Path | None = None
     API_KEYS: str = ""
     MAX_UPLOAD_BYTES: int = 100 * 1024 * 1024

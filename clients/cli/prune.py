@@ -1,63 +1,97 @@
-"""`pruneserve prune`: run the engine locally, no server needed, with a progress bar per layer."""
+"""`pruneserve prune`: run the engine locally, no server needed, with one progress display.
+
+Inputs are checked (preflight.py) before torch is imported; errors end as exits.py says.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+import os
 from pathlib import Path
 
-from clients.cli.spec_args import add_spec_args, spec_from_args
+from clients.cli.exits import CANCELLED, FAILED, USAGE, CliError, describe, validated_spec
+from clients.cli.spec_args import add_spec_args
+
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="prune a model locally (no server)")
     add_spec_args(p)
     p.add_argument("--output", required=True, type=Path, help="new directory for the checkpoint")
-    p.add_argument("--data-dir", type=Path, default=None, help="where wikitext2/c4 files live")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where wikitext2/c4 files live (default: PRUNESERVE_DATA_DIR, else ./data, "
+        "else a ../shared/data beside the checkout)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.set_defaults(func=cmd_prune)
 
 
-def default_data_dir() -> Path:
-    """PRUNESERVE_DATA_DIR, else ./data, else a ../shared/data beside the checkout."""
-    import os
+def data_dir_for(flag: Path | None) -> Path:
+    """--data-dir, else Settings.DATA_DIR (the one default, ./data, or PRUNESERVE_DATA_DIR) when
+    set or present, else a ../shared/data beside the checkout when there is one."""
+    if flag is not None:
+        return flag
+    from pydantic import ValidationError
 
-    if os.environ.get("PRUNESERVE_DATA_DIR"):
-        return Path(os.environ["PRUNESERVE_DATA_DIR"])
-    for cand in (Path("data"), Path(__file__).resolve().parents[3] / "shared" / "data"):
-        if cand.is_dir():
-            return cand
-    return Path("data")
+    from service.settings import Settings
+
+    try:
+        configured = Settings().DATA_DIR
+    except ValidationError as exc:
+        raise CliError(USAGE, "SettingsError", describe(exc)) from None
+    if os.environ.get("PRUNESERVE_DATA_DIR") or configured.is_dir():
+        return configured
+    beside = CHECKOUT.parent / "shared" / "data"
+    return beside if beside.is_dir() else configured
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    spec = spec_from_args(args)
-    from clients.cli.progress_bar import BarReporter
-    from worker.engine.errors import EngineError
-    from worker.engine.run import run
+    from clients.cli.preflight import check_inputs
+    from worker.engine.errors import Cancelled, EngineError, SpecError
 
+    spec = validated_spec(args)
+    data_dir = data_dir_for(args.data_dir)
     try:
-        with BarReporter() as reporter:
-            report = run(
-                spec, args.output, reporter=reporter, data_dir=args.data_dir or default_data_dir()
-            )
+        check_inputs(spec, args.output, data_dir, data_dir_given=args.data_dir is not None)
     except EngineError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(USAGE, type(exc).__name__, str(exc)) from None
+    try:
+        report = _run(spec, args.output, data_dir)
+    except Cancelled as exc:
+        raise CliError(CANCELLED, type(exc).__name__, str(exc)) from exc
+    except EngineError as exc:  # a SpecError is bad input found late; the rest: the run failed
+        code = USAGE if isinstance(exc, SpecError) else FAILED
+        raise CliError(code, type(exc).__name__, str(exc)) from exc
     if args.json:
         print(report.model_dump_json(indent=2))
-        return 0
-    s = report.summary()
-    print(
+    else:
+        _print_summary(report, args.output)
+    return 0
+
+
+def _run(spec, output: Path, data_dir: Path):
+    from clients.cli.progress_bar import BarReporter, silence_other_bars
+
+    silence_other_bars()  # before transformers is imported: tqdm reads its switch then
+    from worker.engine.run import run
+
+    with BarReporter() as reporter:
+        return run(spec, output, reporter=reporter, data_dir=data_dir)
+
+
+def _print_summary(report, output: Path) -> None:
+    from rich.console import Console
+
+    from clients.cli.watch import summary_table
+
+    spec = report.spec
+    title = (
         f"pruned {report.architecture} ({report.n_layers} layers) "
         f"with {spec.method} {spec.sparsity}"
     )
-    print(f"  sparsity {s.sparsity:.4f}" + (f", N:M ok: {s.nm_ok}" if s.nm_ok is not None else ""))
-    if s.perplexity_dense is not None:
-        print(f"  perplexity {s.perplexity_dense:.2f} -> {s.perplexity_pruned:.2f}")
-    print(f"  time {s.total_s:.1f}s {json.dumps(s.stages_s)}; peak RSS {s.peak_rss_mb:.0f} MB")
-    for w in s.warnings:
-        print(f"  warning: {w}")
-    print(f"  saved to {args.output}")
-    return 0
+    Console().print(summary_table(report.summary(), title=title))
+    print(f"saved to {output}")  # whole, never folded by the table: scripts may read it

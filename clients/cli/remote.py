@@ -1,6 +1,6 @@
 """Remote commands: submit, status, list, watch, cancel, download, datasets upload.
 
-Exit codes: 0 success, 1 request failed (message on stderr), 2 bad usage,
+Exit codes as exits.py: 0 success, 1 request failed (message on stderr), 2 bad usage,
 3 job failed, 4 job cancelled, 5 gave up waiting. `--json` prints JSON on stdout.
 """
 
@@ -14,13 +14,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from clients.cli.spec_args import add_spec_args, spec_from_args
-from clients.cli.watch import JobWatcher, progress_line, summary_lines
+from clients.cli.exits import CANCELLED, FAILED, REQUEST_FAILED, TIMEOUT, CliError, validated_spec
+from clients.cli.spec_args import add_spec_args
+from clients.cli.watch import JobWatcher, progress_line, summary_table
 from clients.client import DEFAULT_URL, PruneClient
 from clients.errors import JobCancelled, JobEnded, JobFailed, PruneServeError
 from service.schemas import JobPublic, JobState
-
-EXIT_ERROR, EXIT_FAILED, EXIT_CANCELLED, EXIT_TIMEOUT = 1, 3, 4, 5
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,16 +83,20 @@ def _handle(cmd: Callable[[argparse.Namespace, PruneClient], int]) -> Callable:
                 _emit(exc.job.model_dump(mode="json"))
             print(f"error: {exc}", file=sys.stderr)
             if isinstance(exc, JobFailed):
-                return EXIT_FAILED
-            return EXIT_CANCELLED if isinstance(exc, JobCancelled) else EXIT_TIMEOUT
+                return FAILED
+            return CANCELLED if isinstance(exc, JobCancelled) else TIMEOUT
         except PruneServeError as exc:
             if args.json:
                 _emit({"error": exc.to_dict()})
             print(f"error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+            return REQUEST_FAILED
         except OSError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+            return REQUEST_FAILED
+        except CliError as exc:  # bad flags: main prints the line and exits with its code
+            if args.json:
+                _emit({"error": {"type": exc.kind, "message": exc.message}})
+            raise
 
     return run
 
@@ -102,10 +105,10 @@ def _emit(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-def _console():
+def _console(stdout: bool = False):
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=not stdout)
 
 
 def _wait(client: PruneClient, job_id: str, timeout: float | None) -> JobPublic:
@@ -114,7 +117,7 @@ def _wait(client: PruneClient, job_id: str, timeout: float | None) -> JobPublic:
 
 
 def cmd_submit(args: argparse.Namespace, client: PruneClient) -> int:
-    spec = spec_from_args(args)
+    spec = validated_spec(args)
     job = client.submit(spec, idempotency_key=args.idempotency_key)
     files = None
     if not args.json:
@@ -155,7 +158,7 @@ def cmd_status(args: argparse.Namespace, client: PruneClient) -> int:
     if job.error:
         print(f"error     {job.error.type}: {job.error.message}")
     if job.summary:
-        print("\n".join(summary_lines(job.summary)))
+        _console(stdout=True).print(summary_table(job.summary))
     for e in events or []:
         print(f"{e.ts:%H:%M:%S} {e.kind:<8} {e.message}")
     return 0
@@ -184,9 +187,7 @@ def cmd_list(args: argparse.Namespace, client: PruneClient) -> int:
             f"{j.created_at:%Y-%m-%d %H:%M}",
             f"{j.progress.stage} {j.progress.percent:.0f}%",
         )
-    from rich.console import Console
-
-    Console().print(table)
+    _console(stdout=True).print(table)
     if page.next_cursor:
         print(f"more: pruneserve list --cursor {page.next_cursor}", file=sys.stderr)
     return 0
@@ -202,9 +203,12 @@ def cmd_watch(args: argparse.Namespace, client: PruneClient) -> int:
 
 
 def _print_summary(job: JobPublic) -> None:
-    print(f"job {job.id} {job.state.value}")
     if job.summary:
-        print("\n".join(summary_lines(job.summary)))
+        _console(stdout=True).print(
+            summary_table(job.summary, title=f"job {job.id} {job.state.value}")
+        )
+    else:
+        print(f"job {job.id} {job.state.value}")
 
 
 def cmd_cancel(args: argparse.Namespace, client: PruneClient) -> int:

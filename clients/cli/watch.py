@@ -1,11 +1,13 @@
 """Live progress of a remote job (rich bar on a terminal, one line per change otherwise)
-and the report summary printed when it ends.
+and the report summary table printed when a job (or a local prune) ends.
 """
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from service.schemas import JobPublic, ReportSummary
 
@@ -76,20 +78,28 @@ class JobWatcher:
             self.last_line = key
 
 
-def summary_lines(summary: ReportSummary) -> list[str]:
-    """Sparsity, perplexity dense -> pruned, time: what a user wants to see first."""
+def summary_table(summary: ReportSummary, title: str | None = None) -> Table:
+    """Sparsity, perplexity dense -> pruned, time, memory, warnings: what a user wants to see
+    first, one row each (`--json` gives machines the whole report instead)."""
+    table = Table(title=title, title_justify="left", show_header=False, box=box.SIMPLE)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     nm = "" if summary.nm_ok is None else f" (N:M pattern {'ok' if summary.nm_ok else 'BROKEN'})"
-    lines = [f"sparsity    {summary.sparsity:.2%}{nm}"]
+    table.add_row("sparsity", f"{summary.sparsity:.2%}{nm}")
     if summary.perplexity_dense is not None or summary.perplexity_pruned is not None:
-        lines.append(
-            f"perplexity  {_num(summary.perplexity_dense)} (dense) -> "
-            f"{_num(summary.perplexity_pruned)} (pruned)"
+        table.add_row(
+            "perplexity",
+            f"{_num(summary.perplexity_dense)} (dense) -> {_num(summary.perplexity_pruned)} "
+            "(pruned)",
         )
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.stages_s.items())
-    lines.append(f"time        {summary.total_s:.1f}s" + (f"  ({stages})" if stages else ""))
-    lines.append(f"peak RSS    {summary.peak_rss_mb:.0f} MB")
-    lines += [f"warning     {w}" for w in summary.warnings]
-    return lines
+    table.add_row("time", f"{summary.total_s:.1f}s" + (f" ({stages})" if stages else ""))
+    table.add_row("peak RSS", f"{summary.peak_rss_mb:.0f} MB")
+    if summary.peak_cuda_mb is not None:
+        table.add_row("peak CUDA", f"{summary.peak_cuda_mb:.0f} MB")
+    for w in summary.warnings:
+        table.add_row("warning", w, style="yellow")
+    return table
 
 
 def _num(x: float | None) -> str:

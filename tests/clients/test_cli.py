@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,10 +59,12 @@ def test_submit_wait_download_json(cli, done_job, tmp_path):  # done_job: 2+ job
 def test_watch_prints_the_report_summary(cli, done_job):
     out = cli("watch", done_job.id)
     assert out.returncode == 0, out.stderr
-    assert "sparsity    50.00% (N:M pattern ok)" in out.stdout
-    assert "(dense) ->" in out.stdout and "(pruned)" in out.stdout
+    assert re.search(r"sparsity\s+50\.00% \(N:M pattern ok\)", out.stdout), out.stdout
+    assert re.search(r"perplexity\s+[\d.]+ \(dense\) -> [\d.]+ \(pruned\)", out.stdout)
+    assert f"job {done_job.id} succeeded" in out.stdout and "{" not in out.stdout
     human = cli("status", done_job.id)
     assert f"job       {done_job.id}" in human.stdout and "succeeded" in human.stdout
+    assert re.search(r"sparsity\s+50\.00%", human.stdout), human.stdout
 
 
 def test_submit_without_wait_prints_the_id_then_cancel(cli):
@@ -102,5 +105,9 @@ def test_errors_with_json_and_exit_codes(cli):
     assert missing.stderr.startswith("error: 404 ") and "not found" in missing.stderr
     denied = cli("list", key="wrong-key")
     assert denied.returncode == 1 and denied.stderr.startswith("error: 401 invalid API key")
-    local = cli("submit", *TINY_FLAGS[:4], "--sparsity", "3:2")
-    assert local.returncode != 0 and "sparsity" in local.stderr
+    local = cli("submit", *TINY_FLAGS[:4], "--sparsity", "3:2")  # refused before any request
+    assert local.returncode == 2 and local.stdout == ""
+    assert local.stderr.strip().startswith("error: ValidationError: sparsity: ")
+    local_json = cli("submit", *TINY_FLAGS[:4], "--sparsity", "3:2", "--json")
+    assert local_json.returncode == 2
+    assert json.loads(local_json.stdout)["error"]["type"] == "ValidationError"

@@ -1,124 +1,19 @@
-"""Calibration windows and evaluation text from named corpora, local files or uploads.
-
-Windows are drawn as the reference loaders do, so results compare token for token.
+"""Calibration windows and evaluation token ids, drawn as the reference loaders do, so results
+compare token for token (datasets.py finds and reads the text).
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
-import re
 from pathlib import Path
 
 import torch
 
+from worker.engine.datasets import calibration_text, read_rows
+from worker.engine.datasets import resolve_dataset as resolve_dataset  # run.py's entry point
 from worker.engine.errors import CalibrationError
 
-NAMED = {
-    # name: {split: path under DATA_DIR}
-    "wikitext2": {
-        "calibration": "wikitext-2-raw/valid.txt",
-        "evaluation": "wikitext-2-raw/test.txt",
-    },
-    "c4": {
-        "calibration": "c4/c4-train.00000-of-01024.json.gz",
-        "evaluation": "c4/c4-validation.00000-of-00008.json.gz",
-    },
-}
-HUB_SOURCES = {  # used only when the file is absent and the hub is reachable: load_dataset kwargs
-    "wikitext2": {
-        "calibration": dict(path="wikitext", name="wikitext-2-raw-v1", split="validation"),
-        "evaluation": dict(path="wikitext", name="wikitext-2-raw-v1", split="test"),
-    },
-    "c4": {
-        "calibration": dict(
-            path="allenai/c4",
-            data_files={"train": "en/c4-train.00000-of-01024.json.gz"},
-            split="train",
-        ),
-        "evaluation": dict(
-            path="allenai/c4",
-            data_files={"validation": "en/c4-validation.00000-of-00008.json.gz"},
-            split="validation",
-        ),
-    },
-}
 MAX_DRAWS_PER_SAMPLE = 100  # documents tried per sample before giving up (all too short)
-TEXT_SUFFIXES = (".txt", ".jsonl", ".json.gz", ".jsonl.gz")
-UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def resolve_dataset(
-    name: str, split: str, data_dir: Path | None = None, upload_dir: Path | None = None
-) -> Path | list[str]:
-    """A file path, or (hub fallback) the rows of the split. Raises CalibrationError."""
-    if name in NAMED:
-        path = Path(data_dir or "data") / NAMED[name][split]
-        if path.is_file():
-            return path
-        rows = _hub_rows(name, split)
-        if rows is not None:
-            return rows
-        raise CalibrationError(
-            f"dataset {name!r}: {path} not found (set the data directory, e.g. "
-            "PRUNESERVE_DATA_DIR, to a folder laid out like <dir>/wikitext-2-raw/valid.txt), "
-            "and the Hugging Face hub is not reachable"
-        )
-    if name.startswith("upload:"):
-        uid = name.removeprefix("upload:")
-        matches = (
-            sorted(Path(upload_dir).glob(f"{uid}.*")) if upload_dir and UPLOAD_ID.match(uid) else []
-        )
-        if not matches:
-            raise CalibrationError(f"uploaded dataset {uid!r} not found")
-        return matches[0]
-    path = Path(name).expanduser()
-    if name.endswith(TEXT_SUFFIXES):
-        if not path.is_file():
-            raise CalibrationError(f"data file {path} not found")
-        return path
-    allowed = ", ".join(NAMED)
-    raise CalibrationError(
-        f"unknown dataset {name!r}; allowed: {allowed}, upload:<id>, or a .txt/.jsonl file"
-    )
-
-
-def _hub_rows(name: str, split: str) -> list[str] | None:
-    if name not in HUB_SOURCES:
-        return None
-    try:
-        from datasets import load_dataset
-
-        return list(load_dataset(**HUB_SOURCES[name][split])["text"])
-    except Exception:  # not installed, offline: the caller names the missing path
-        return None
-
-
-def read_rows(source: Path | list[str]) -> list[str]:
-    """Rows of a corpus: lines of a .txt (as Hugging Face's wikitext rows), `text` of JSON lines."""
-    if isinstance(source, list):
-        return source
-    name = source.name
-    try:
-        if name.endswith(".txt"):
-            lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
-            return [line if line.strip() else "" for line in lines]
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(source, "rt", encoding="utf-8") as fh:
-            return [json.loads(line)["text"] for line in fh if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CalibrationError(f"cannot read {source}: {type(exc).__name__}: {exc}") from exc
-
-
-def calibration_text(source: Path | list[str]) -> str:
-    """The whole text to draw windows from: a .txt file as is; rows joined by spaces otherwise."""
-    if isinstance(source, Path) and source.name.endswith(".txt"):
-        try:
-            return source.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CalibrationError(f"cannot read {source}: {exc}") from exc
-    return " ".join(read_rows(source))
 
 
 def tokenize(tokenizer, text: str) -> torch.Tensor:
@@ -169,8 +64,8 @@ def calibration_ids(
     tokenizer, name: str, source: Path | list[str], nsamples: int, seqlen: int, seed: int
 ) -> torch.Tensor:
     """Calibration windows (nsamples, seqlen) as the reference loaders draw them: documents
-    for C4 and JSON lines; one long text (a .txt read whole, or wikitext rows joined by
-    spaces) otherwise."""
+    for C4 and JSON lines; otherwise one long text (a .txt read whole, or the hub's WikiText
+    rows joined back into that same text, so both give one token stream)."""
     by_document = name == "c4" or (isinstance(source, Path) and not source.name.endswith(".txt"))
     if by_document:
         rows = [r for r in read_rows(source) if r.strip()]

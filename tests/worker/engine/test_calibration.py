@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +22,22 @@ from worker.engine.calibration import (
     resolve_dataset,
     tokenize,
 )
+from worker.engine.datasets import wikitext_text
 from worker.engine.errors import CalibrationError
+
+REPO = Path(__file__).resolve().parents[3]
+# the raw WikiText-2 files, when a ../shared/data sits beside this checkout (or its worktrees)
+RAW_WIKITEXT = next(
+    (
+        p
+        for p in (
+            REPO.parent / "shared/data/wikitext-2-raw",
+            REPO.parents[1] / "shared/data/wikitext-2-raw",
+        )
+        if p.is_dir()
+    ),
+    None,
+)
 
 
 def reference_windows(ids: torch.Tensor, nsamples: int, seqlen: int, seed: int):
@@ -152,11 +168,63 @@ def test_jsonl_windows_are_drawn_per_document_as_the_c4_loader(tiny_model_dir, t
         calibration_ids(tok, str(path), path, 2, 4000, 0)
 
 
-def test_text_files_and_wikitext_rows_are_one_long_text(tiny_model_dir, calib_file):
+def test_text_files_are_one_long_text(tiny_model_dir, calib_file):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
     ids = tokenize(tok, calib_file.read_text())
     got = calibration_ids(tok, str(calib_file), calib_file, 4, 32, 0)
     assert torch.equal(got, reference_windows(ids, 4, 32, 0))
-    rows = ["first row", "", "second row of text " * 5]  # hub rows: joined by spaces
-    got = calibration_ids(tok, "wikitext2", rows, 2, 16, 0)
-    assert torch.equal(got, reference_windows(tokenize(tok, " ".join(rows)), 2, 16, 0))
+
+
+def hub_wikitext_rows(path: Path) -> list[str]:
+    """The rows Hugging Face's `wikitext` builder yields for a raw file: each line with its
+    newline, a blank line (" \n" in WikiText) as an empty row."""
+    with path.open(encoding="utf-8") as f:
+        return [row if row.strip() else "" for row in f]
+
+
+WIKITEXT_SAMPLE = " \n = Valkyria = \n \n Senjō no Valkyria 3 : <unk> Chronicles . \n \n \n"
+
+
+def test_hub_rows_and_the_raw_file_are_one_token_stream(tiny_model_dir, tmp_path):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
+    path = tmp_path / "valid.txt"
+    path.write_text(WIKITEXT_SAMPLE * 20, encoding="utf-8")
+    rows = hub_wikitext_rows(path)
+    assert rows[:3] == ["", " = Valkyria = \n", ""]
+    assert wikitext_text(rows) == path.read_text(encoding="utf-8")
+    from_file = calibration_ids(tok, "wikitext2", path, 4, 32, 0)
+    assert torch.equal(calibration_ids(tok, "wikitext2", rows, 4, 32, 0), from_file)
+    assert torch.equal(eval_ids(tok, rows), eval_ids(tok, path))
+
+
+@pytest.mark.skipif(RAW_WIKITEXT is None, reason="no ../shared/data/wikitext-2-raw here")
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_hub_rows_of_the_real_wikitext2_join_to_the_raw_file(split):
+    path = RAW_WIKITEXT / f"{split}.txt"
+    rows = hub_wikitext_rows(path)
+    assert len(rows) == {"valid": 3760, "test": 4358}[split]  # the hub split's row count
+    assert wikitext_text(rows) == path.read_text(encoding="utf-8")
+
+
+def test_bad_jsonl_lines_are_named_by_line_number(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    good = json.dumps({"text": "fine"})
+    cases = {
+        "{not json": "line 3: not JSON",
+        '{"content": "x"}': 'line 3: no "text" field',
+        '{"text": 42}': 'line 3: "text" is not a string',
+        '["a list"]': 'line 3: no "text" field',
+    }
+    for bad, message in cases.items():
+        path.write_text(f"{good}\n\n{bad}\n{good}\n")  # line 2 is blank (skipped, counted)
+        with pytest.raises(CalibrationError) as exc:
+            read_rows(path)
+        assert f"docs.jsonl {message}" in str(exc.value), str(exc.value)
+
+
+def test_named_datasets_need_a_data_dir_and_never_assume_one(tmp_path, monkeypatch):
+    (tmp_path / "data" / "wikitext-2-raw").mkdir(parents=True)
+    (tmp_path / "data" / "wikitext-2-raw" / "valid.txt").write_text("text\n")
+    monkeypatch.chdir(tmp_path)  # a ./data exists, but the engine has no default of its own
+    with pytest.raises(CalibrationError, match="no data directory was given"):
+        resolve_dataset("wikitext2", "calibration")

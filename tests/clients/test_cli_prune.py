@@ -1,0 +1,168 @@
+"""`pruneserve prune` as a user runs it: cheap checks before torch loads, exit codes as the
+README says, one typed line per error (a traceback only when asked for), one progress display
+and a summary table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clients.cli.main import main
+from tests.support.tiny_models import make_tiny_model
+
+REPO = Path(__file__).resolve().parents[2]
+WORDS = ["the", "of", "a", "model", "layer", "sparse", "weight", "prune", "token", "input",
+         "output", "norm", "mask", "row", "column"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model("gpt_neox", tmp_path_factory.mktemp("model") / "gpt_neox")
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory) -> Path:
+    """About 20 KB of text: enough for 4 windows of 32 byte-level tokens."""
+    path = tmp_path_factory.mktemp("data") / "calib.txt"
+    words = (WORDS[(7 * i) % len(WORDS)] for i in range(3600))
+    path.write_text(" ".join(words) + "\n")
+    return path
+
+
+def argv(model, calib, out, **flags) -> list[str]:
+    base = {"method": "wanda", "sparsity": "2:4", "nsamples": "4", "seqlen": "32",
+            "device": "cpu", "calibration": str(calib)}  # fmt: skip
+    base.update(flags)
+    args = ["prune", "--model", str(model), "--output", str(out)]
+    for k, v in base.items():
+        args += [f"--{k.replace('_', '-')}", v]
+    return args
+
+
+def run_cli(args: list[str], *pyflags: str, **env: str) -> subprocess.CompletedProcess:
+    """The real command in a fresh interpreter, as a user's shell runs it."""
+    cmd = [sys.executable, *pyflags, "-m", "clients.cli.main", *args]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNESERVE_")}
+    full_env.update(PYTHONPATH=str(REPO), **env)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=full_env, timeout=300)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr without `python -X importtime`'s lines."""
+    return [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("import time:")]
+
+
+def imported(stderr: str) -> set[str]:
+    """Top-level packages `python -X importtime` reports as imported."""
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", stderr, re.M)
+    return {n.split(".")[0] for n in names}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"method": "pruneall"}, "method: unknown method 'pruneall'; allowed: magnitude, wanda"),
+        ({"sparsity": "1.2"}, "sparsity: sparsity 1.2 is out of range; allowed: a fraction"),
+        ({"sparsity": "3:2"}, "sparsity: sparsity '3:2' is not valid: need 0 < N < M"),
+        ({"nsamples": "0"}, "nsamples: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_spec_exits_2_with_one_typed_line(tmp_path, capsys, flags, message):
+    assert main(argv(tmp_path / "m", tmp_path / "c.txt", tmp_path / "out", **flags)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ValidationError: ") and message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def cheap_cases(tmp: Path, model: Path, calib: Path) -> list[tuple[list[str], str]]:
+    (tmp / "exists").mkdir(exist_ok=True)
+    (tmp / "not-a-model").mkdir(exist_ok=True)
+    out = tmp / "out"
+    return [
+        (argv(model, calib, tmp / "exists"), "SpecError: output " + str(tmp / "exists")),
+        (argv(tmp / "no" / "model", calib, out), f"ModelLoadError: model directory {tmp}/no/model"),
+        (argv(tmp / "not-a-model", calib, out), "ModelLoadError: " + str(tmp / "not-a-model")),
+        (argv(model, tmp / "gone.txt", out), f"CalibrationError: data file {tmp}/gone.txt"),
+        (argv(model, calib, out, eval=str(tmp / "gone.jsonl")), "data file " + str(tmp)),
+        (argv(model, calib, out, data_dir=str(tmp / "nodata")), "data directory " + str(tmp)),
+    ]
+
+
+def test_cheap_checks_come_before_torch_and_exit_2(tiny_model, calib, tmp_path):
+    for args, message in cheap_cases(tmp_path, tiny_model, calib):
+        proc = run_cli(args, "-X", "importtime")
+        lines = error_lines(proc.stderr)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+        mods = imported(proc.stderr)
+        assert "pydantic" in mods  # the import log is read right: the spec was validated
+        assert not mods & {"torch", "transformers"}, message
+    assert not (tmp_path / "out").exists()
+
+
+def test_engine_errors_exit_3_with_the_error(tiny_model, tmp_path, capsys):
+    short = tmp_path / "short.txt"
+    short.write_text("too short for a window")
+    assert main(argv(tiny_model, short, tmp_path / "out")) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: CalibrationError: ") and "seqlen 32 needs at least 33" in err
+
+
+def test_a_spec_error_found_by_the_engine_exits_2(tiny_model, calib, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    assert main(argv(tiny_model, calib, tmp_path / "out", device="cuda")) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: SpecError: device 'cuda' was asked for")
+
+
+def test_an_unexpected_error_is_one_line_and_the_traceback_only_on_request(
+    tiny_model, calib, tmp_path
+):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in tiny_model.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"\x00" * 200)  # a corrupt header
+    args = argv(broken, calib, tmp_path / "out", method="magnitude", sparsity="0.5")
+    plain = run_cli(args)
+    assert plain.returncode == 3, plain.stderr[-2000:]
+    assert "Traceback (most recent call last)" not in plain.stderr, plain.stderr[-2000:]
+    last = error_lines(plain.stderr)[-1]
+    assert [ln for ln in error_lines(plain.stderr) if ln.startswith("error")] == [last]
+    assert last.startswith("error: ") and last.endswith("PRUNESERVE_DEBUG=1 shows the traceback)")
+    assert re.search(r"^load\s+✗", plain.stderr, re.M), plain.stderr  # the stage that failed
+    debug = run_cli(args, PRUNESERVE_DEBUG="1")
+    assert debug.returncode == 3 and "Traceback (most recent call last)" in debug.stderr
+    assert error_lines(debug.stderr)[-1] == last.split(" (unexpected;")[0]
+
+
+def test_prunes_with_one_display_and_a_summary_table(tiny_model, calib, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli(argv(tiny_model, calib, out, eval=str(calib), eval_windows="2"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for other_bar in ("Loading weights", "Writing model shards", "it/s]"):
+        assert other_bar not in proc.stderr, proc.stderr
+    for stage in ("load", "calibrate", "eval_dense", "prune", "eval_pruned", "save"):
+        assert re.search(rf"^{stage}\s", proc.stderr, re.M), proc.stderr
+    assert "{" not in proc.stdout  # a table, not JSON
+    assert re.search(r"sparsity\s+50\.00% \(N:M pattern ok\)", proc.stdout), proc.stdout
+    assert re.search(r"perplexity\s+[\d.]+ \(dense\) -> [\d.]+ \(pruned\)", proc.stdout)
+    assert proc.stdout.splitlines()[-1] == f"saved to {out}"
+
+
+def test_json_prints_the_report(tiny_model, calib, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(argv(tiny_model, calib, out) + ["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["nm_ok"] is True and report["spec"]["calibration"]["nsamples"] == 4
+    assert json.loads((out / "pruning_report.json").read_text())["modules"] == report["modules"]
