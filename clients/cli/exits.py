@@ -34,10 +34,6 @@ def validated_spec(args: argparse.Namespace):
         return spec_from_args(args)
     except ValidationError as exc:
         raise CliError(USAGE, "ValidationError", describe(exc)) from None
-    except SystemExit as exc:  # spec_from_args ends with SystemExit("error: <fields>")
-        if not isinstance(exc.code, str):
-            raise
-        raise CliError(USAGE, "ValidationError", exc.code.removeprefix("error: ")) from None
 
 
 def describe(exc) -> str:

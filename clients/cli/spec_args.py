@@ -10,10 +10,8 @@ import argparse
 import typing
 from typing import Any
 
-from pydantic import ValidationError
-
 from service.methods import METHODS
-from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, describe_errors
+from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, TrainingSpec
 
 OPTION_DEST = "option__"  # argparse dest prefix of the generated method-option flags
 
@@ -78,6 +76,81 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
         "--dtype", default="auto", help="auto | float32 | bfloat16 | float16 (default: %(default)s)"
     )
     add_option_args(p.add_argument_group("method options (only the chosen method's apply)"))
+    add_training_args(p.add_argument_group("training (smp's own training, and recovery)"))
+
+
+def add_training_args(group) -> None:
+    ts = TrainingSpec
+    group.add_argument(
+        "--train-steps",
+        type=int,
+        default=None,
+        help="steps of the method's own training, for methods that learn such as "
+        f"smp (default: {_default(ts, 'steps')})",
+    )
+    group.add_argument(
+        "--recover-steps",
+        type=int,
+        default=0,
+        help="after pruning, fine-tune the kept weights with distillation for this "
+        "many steps, masks fixed (default: 0 = off)",
+    )
+    group.add_argument(
+        "--train-data",
+        default=_default(ts, "dataset"),
+        help="training data, as --calibration; named datasets train on their "
+        "calibration split (default: %(default)s)",
+    )
+    group.add_argument(
+        "--train-seqlen",
+        type=int,
+        default=_default(ts, "seqlen"),
+        help="tokens per training sequence (default: %(default)s)",
+    )
+    group.add_argument(
+        "--train-batch",
+        type=int,
+        default=_default(ts, "batch_size"),
+        help="sequences per optimizer step (default: %(default)s)",
+    )
+    group.add_argument(
+        "--micro-batch",
+        type=int,
+        default=_default(ts, "micro_batch"),
+        help="sequences per forward pass (default: %(default)s)",
+    )
+    group.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate (default: 1e-2 for mask scores, 1e-4 for weights)",
+    )
+    group.add_argument(
+        "--distill",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="distil from the dense model (KL at T=2); --no-distill trains on the "
+        "language-model loss (default: on)",
+    )
+    group.add_argument(
+        "--train-seed",
+        type=int,
+        default=_default(ts, "seed"),
+        help="training window seed (default: %(default)s)",
+    )
+
+
+def training_from_args(args: argparse.Namespace, steps: int) -> dict:
+    return {
+        "dataset": args.train_data,
+        "steps": steps,
+        "seqlen": args.train_seqlen,
+        "batch_size": args.train_batch,
+        "micro_batch": args.micro_batch,
+        "lr": args.lr,
+        "distill": args.distill,
+        "seed": args.train_seed,
+    }
 
 
 def add_option_args(group) -> None:
@@ -110,7 +183,7 @@ def add_option_args(group) -> None:
 
 def spec_from_args(args: argparse.Namespace) -> PruneSpec:
     """Build the spec in one validation, so every bad flag is named with its full field path
-    (e.g. calibration.nsamples); raises SystemExit with one clear line on bad input."""
+    (e.g. calibration.nsamples)."""
     evaluation = None
     if args.eval:
         evaluation = {
@@ -140,12 +213,10 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
         "device": args.device,
         "dtype": args.dtype,
     }
-    try:
-        return PruneSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SystemExit(f"error: {format_validation_error(exc)}") from None
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One line for all problems: 'field: message; ...'."""
-    return "; ".join(f"{name or 'spec'}: {msg}" for name, msg in describe_errors(exc.errors()))
+    trains = args.method in METHODS and METHODS[args.method].TRAINS
+    if trains or args.train_steps is not None:
+        steps = args.train_steps or _default(TrainingSpec, "steps")
+        data["training"] = training_from_args(args, steps)
+    if args.recover_steps:
+        data["recovery"] = training_from_args(args, args.recover_steps)
+    return PruneSpec.model_validate(data)  # a ValidationError names every bad field

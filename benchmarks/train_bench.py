@@ -1,0 +1,103 @@
+"""Benchmark the training stages (recovery, smp) on a real model with `pruneserve prune`.
+
+    python benchmarks/train_bench.py --model DIR [--steps 100] [--only wanda:2:4:recover,...]
+
+Each row is its own `pruneserve prune` process: calibration 32 x 512 (wikitext2 valid),
+training windows 4 x 256 a step from wikitext2 valid, evaluation wikitext2 test 20 x 512,
+fp32 on CPU. Writes benchmarks/results/train_bench.json (and .md) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# method, sparsity, use ("recover": one-shot then recovery; "train": the method's own training)
+ROWS = [("sparsegpt", "2:4", "recover"), ("wanda", "2:4", "recover"), ("smp", "2:4", "train"),
+        ("wanda", "0.5", "recover")]  # fmt: skip
+
+
+def run_row(args, method: str, sparsity: str, use: str, steps: int, out: Path) -> dict:
+    cmd = [
+        sys.executable, "-m", "clients.cli.main", "prune", "--model", str(args.model),
+        "--method", method, "--sparsity", sparsity, "--calibration", "wikitext2",
+        "--nsamples", "32", "--seqlen", "512", "--seed", "0", "--dtype", "float32",
+        "--device", "cpu", "--eval", "wikitext2", "--eval-seqlen", "512",
+        "--eval-windows", str(args.eval_windows), "--data-dir", str(args.data_dir),
+        "--train-data", "wikitext2", "--train-seqlen", "256", "--train-batch", "4",
+        "--output", str(out), "--json",
+    ]  # fmt: skip
+    cmd += ["--train-steps", str(steps)] if use == "train" else ["--recover-steps", str(steps)]
+    if args.lr:
+        cmd += ["--lr", str(args.lr)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{method} {sparsity} {use} failed:\n{proc.stderr[-3000:]}")
+    report = json.loads(proc.stdout)
+    report["process_wall_s"] = round(time.perf_counter() - t0, 1)
+    return report
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| method | sparsity | training | steps | ppl dense | ppl one-shot | ppl after training "
+        "| s/step (median) | wall s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ppl, [tr] = r["perplexity"], r["training"]
+        one_shot = ppl["after"].get("prune")
+        lines.append(
+            f"| {r['spec']['method']} | {r['spec']['sparsity']} | {tr['stage']} | {tr['steps']} "
+            f"| {ppl['dense']:.2f} | {one_shot:.2f} | {ppl['pruned']:.2f} "
+            f"| {tr['time_per_step_s']:.2f} | {r['process_wall_s']:.0f} | {r['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--eval-windows", type=int, default=20)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default=None, help="comma list of method:sparsity:use")
+    ap.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_bench.json"
+    )
+    args = ap.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    rows_spec = ROWS
+    if args.only:
+        rows_spec = [tuple(x.rsplit(":", 1)[0].split(":", 1)) + (x.rsplit(":", 1)[1],)
+                     for x in args.only.split(",")]  # fmt: skip
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="train_bench_"))
+    try:
+        for method, sparsity, use in rows_spec:
+            out = tmp / f"{method}-{sparsity}-{use}".replace(":", "_")
+            rows.append(run_row(args, method, sparsity, use, args.steps, out))
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"done {method} {sparsity} {use}", file=sys.stderr, flush=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"argv": sys.argv, "runs": rows}, indent=2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    md = table(rows)
+    args.out.with_suffix(".md").write_text(md + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
