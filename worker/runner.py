@@ -18,7 +18,7 @@ from pathlib import Path
 from service.artifacts import list_artifacts
 from service.jobs import JobStore, Record, now_iso
 from service.schemas import REPORT_FILE as REPORT_NAME
-from service.schemas import JobState, PruneReport, PruneSpec, partial_dir
+from service.schemas import JobState, PruneReport, PruneSpec, partial_dir, resume_dir
 from service.settings import Settings
 from worker.heartbeat import Ticker
 from worker.job_reporter import JobReporter
@@ -70,6 +70,8 @@ class JobRunner:
         try:
             rec = self.store.update(self.job_id, self._claim)
             if rec is None or rec["state"] != JobState.running.value or rec["owner"] != self.owner:
+                if rec is not None and JobState(rec["state"]).terminal:
+                    self._cleanup()  # e.g. given up after MAX_ATTEMPTS: no checkpoints left
                 return rec["state"] if rec else "missing"
             return self._execute(rec)
         finally:
@@ -140,7 +142,7 @@ class JobRunner:
     def _prune(self, spec: PruneSpec) -> PruneReport:
         from worker.engine.run import run
 
-        self._cleanup()
+        self._cleanup(keep_resume=True)  # a restarted job resumes from its checkpoints
         self.out.parent.mkdir(parents=True, exist_ok=True)
         reporter = JobReporter(self.store, self.job_id, self.owner, self.settings.JOB_TIME_LIMIT_S)
         return run(
@@ -153,7 +155,9 @@ class JobRunner:
             allow_local=False,  # a hub id is never read as a path relative to the worker
         )
 
-    def _cleanup(self) -> None:
+    def _cleanup(self, keep_resume: bool = False) -> None:
+        if not keep_resume:
+            shutil.rmtree(resume_dir(self.out), ignore_errors=True)
         shutil.rmtree(self.partial, ignore_errors=True)
         shutil.rmtree(self.out, ignore_errors=True)
 
