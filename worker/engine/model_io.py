@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from service.schemas import check_revision
 from worker.engine.errors import ModelLoadError, UnsupportedModelError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -33,6 +34,8 @@ def resolve_model(
         raise ModelLoadError(
             f"model {model!r} is neither a local directory nor a hub id of the form org/name"
         )
+    if revision is not None:
+        _check_revision(revision)
     try:
         from huggingface_hub import snapshot_download
 
@@ -45,6 +48,14 @@ def resolve_model(
             f"{type(exc).__name__}: {exc}"
         ) from exc
     return Path(path)
+
+
+def _check_revision(revision: str) -> None:
+    """Again at the hub read: the cache reads refs/<revision> as a path (issue 8.1)."""
+    try:
+        check_revision(revision)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
 
 
 def check_weights(path: Path) -> None:
