@@ -28,7 +28,8 @@ def run_api(args: argparse.Namespace) -> int:
     from service.settings import Settings
 
     try:
-        Settings().check_api_safety()  # fail with one clear line before uvicorn starts
+        settings = Settings()
+        settings.check_api_safety()  # fail with one clear line before uvicorn starts
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     uvicorn.run(
@@ -38,6 +39,10 @@ def run_api(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
+        # h11 bounds what a connection may send before its headers end (httptools buffers any
+        # amount); headers between MAX_HEADER_BYTES and this bound get the JSON 431
+        http="h11",
+        h11_max_incomplete_event_size=4 * settings.MAX_HEADER_BYTES,
     )
     return 0
 

@@ -113,3 +113,26 @@ def test_invalid_utf8_body_is_400_naming_the_body(live_service):
             headers={"Content-Type": "application/json"},
         )
     assert r.status_code == 400 and r.json()["field"] == "body", r.text
+
+
+def test_headers_that_never_end_are_cut_off_at_a_bound(live_service):
+    """A 64 MiB Authorization header is refused after a bounded read, not buffered whole."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(live_service.url)
+    sent = 0
+    with socket.create_connection((url.hostname, url.port), timeout=20) as s:
+        s.sendall(b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ")
+        try:
+            for _ in range(64):
+                s.sendall(b"k" * (1024 * 1024))
+                sent += 1
+        except OSError:  # the server closed the connection: what we want
+            pass
+        try:
+            answer = s.recv(200)
+        except ConnectionResetError:
+            answer = b""
+    assert sent < 64, "the server read 64 MiB of headers"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer
