@@ -12,7 +12,7 @@ CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 class Unauthorized(ApiError):
     def __init__(self, detail: str):
-        super().__init__(401, detail, "Authorization", headers=CHALLENGE)
+        super().__init__(401, detail, headers=CHALLENGE)
 
 
 def bearer(header: str) -> str | None:

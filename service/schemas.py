@@ -17,7 +17,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 NAMED_DATASETS = ("wikitext2", "c4")
 REPORT_FILE = "pruning_report.json"  # written next to every pruned checkpoint
 _NM = re.compile(r"^\s*([0-9]+)\s*:\s*([0-9]+)\s*$")
-_FRACTION = re.compile(r"^\s*0*\.[0-9]+\s*$")
+_DECIMAL = re.compile(r"^\s*[0-9]*\.?[0-9]+\s*$")  # no exponent, sign or non-ASCII digits
 # What the schema says sparsity may be; the server accepts a subset (0 < N < M, 0 < x < 1).
 SPARSITY_SCHEMA = {
     "anyOf": [
@@ -94,7 +94,7 @@ def parse_sparsity(value: float | str) -> Sparsity:
             if not 0 < n < mm:
                 raise ValueError(f"sparsity {value!r} is not valid: need 0 < N < M; {allowed}")
             return Sparsity(ratio=n / mm, n=n, m=mm)
-        if not _FRACTION.match(value):
+        if not _DECIMAL.match(value):
             raise ValueError(f"sparsity {value!r} is not valid; {allowed}")
         value = float(value)
     ratio = float(value)

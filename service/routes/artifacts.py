@@ -59,7 +59,10 @@ def _artifact(path: str, job: dict, settings, request: Request) -> Response:
     etag = f'"{entry["sha256"]}"'
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers={"ETag": etag})
-    return OctetStream(file, headers={"etag": etag}, filename=file.name)
+    # media_type given, or FileResponse guesses from the name (application/json for config.json)
+    return OctetStream(
+        file, media_type=OctetStream.media_type, headers={"etag": etag}, filename=file.name
+    )
 
 
 @router.get(

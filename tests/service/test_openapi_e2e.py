@@ -68,6 +68,7 @@ def test_head_on_an_artifact_sends_its_headers_only(live_service, done_job):
     got = httpx.get(url, headers=live_service.headers())
     head = httpx.head(url, headers=live_service.headers())
     assert head.status_code == 200 and head.content == b""
+    assert got.headers["content-type"] == head.headers["content-type"] == "application/octet-stream"
     assert head.headers["content-length"] == str(len(got.content))
     assert head.headers["etag"] == got.headers["etag"]
 

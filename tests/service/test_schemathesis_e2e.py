@@ -10,11 +10,23 @@ import sys
 
 import pytest
 
+from tests.support.live_service import TINY_MODEL
+
 pytestmark = pytest.mark.e2e
 TIME_BOUND_S = 100
+SPEC = {"model": TINY_MODEL, "method": "magnitude", "sparsity": 0.5,
+        "calibration": {"nsamples": 2, "seqlen": 16}}  # fmt: skip
 
 
-def test_openapi_holds_under_schemathesis(live_service):
+@pytest.fixture(scope="module")
+def done_job(live_service):
+    """A succeeded job, so schemathesis reaches real jobs and artifacts (ids from GET /v1/jobs)."""
+    with live_service.client() as c:
+        job = c.post("/v1/jobs", json=SPEC).raise_for_status().json()
+        return live_service.wait_job(c, job["id"], ("succeeded",))
+
+
+def test_openapi_holds_under_schemathesis(live_service, done_job):
     cmd = [
         sys.executable, "-m", "schemathesis.cli", "run", f"{live_service.url}/openapi.json",
         "-H", f"Authorization: Bearer {live_service.api_key}",
