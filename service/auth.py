@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from service.errors import ApiError
+from service.settings import Settings
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -14,13 +15,26 @@ class Unauthorized(ApiError):
         super().__init__(401, detail, headers=CHALLENGE)
 
 
-def tenant_from_request(request: Request) -> str:
-    """The tenant owning the request's Bearer key; 401 when absent or unknown."""
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+def bearer(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None when absent or malformed."""
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def tenant_for_header(settings: Settings, header: str) -> str:
+    """The tenant owning the header's Bearer key; 401 when absent or unknown."""
+    key = bearer(header)
+    if key is None:
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-    tenant = request.app.state.settings.tenant_for(key.strip())
+    tenant = settings.tenant_for(key)
     if tenant is None:
         raise Unauthorized("invalid API key")
     return tenant
+
+
+def tenant_from_request(request: Request) -> str:
+    """The tenant RequestGuard found for this request (it checks the key before the body)."""
+    tenant = request.scope.get("state", {}).get("tenant")
+    if tenant is not None:
+        return tenant
+    return tenant_for_header(request.app.state.settings, request.headers.get("authorization", ""))

@@ -1,22 +1,23 @@
-"""Uploaded calibration text: stored as <UPLOADS_DIR>/<id>.<ext>, owned by one tenant."""
+"""Uploaded calibration text: streamed to <UPLOADS_DIR>/<id>.<ext>, owned by one tenant."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import uuid
 from pathlib import Path
 
 import redis
-from fastapi import UploadFile
+from fastapi import Request
 
 from service.errors import ApiError
 from service.jobs import now_iso
+from service.multipart import FilePart
 from service.schemas import DatasetPublic
 from service.settings import Settings
 
 SUFFIXES = (".txt", ".jsonl")
-CHUNK = 1024 * 1024
 
 
 class DatasetStore:
@@ -26,42 +27,62 @@ class DatasetStore:
         self.r = r
         self.settings = settings
 
-    async def save(self, tenant: str, upload: UploadFile) -> DatasetPublic:
-        """Store the upload; 422 for a wrong type or content, 413 over the size limit."""
-        filename = Path(upload.filename or "").name
-        suffix = Path(filename).suffix.lower()
-        if suffix not in SUFFIXES:
-            raise ApiError(422, f"file {filename!r}: allowed types are .txt and .jsonl", "file")
+    async def save(self, tenant: str, request: Request) -> DatasetPublic:
+        """Stream the body's `file` part to disk; 422 for a wrong type or content, 413 as soon
+        as it crosses MAX_UPLOAD_BYTES, 507 on a full disk; the partial file never stays."""
+        part = FilePart(request.headers.get("content-type", ""), "file")
         ds_id = uuid.uuid4().hex
         root = Path(self.settings.UPLOADS_DIR)
-        root.mkdir(parents=True, exist_ok=True)
-        path, partial = root / f"{ds_id}{suffix}", root / f".{ds_id}{suffix}.partial"
-        digest, size = hashlib.sha256(), 0
+        partial = root / f".{ds_id}.partial"
+        digest, size, suffix = hashlib.sha256(), 0, None
         try:
+            root.mkdir(parents=True, exist_ok=True)
             with partial.open("wb") as out:
-                while chunk := await upload.read(CHUNK):
-                    size += len(chunk)
-                    if size > self.settings.MAX_UPLOAD_BYTES:
-                        limit = self.settings.MAX_UPLOAD_BYTES
-                        raise ApiError(
-                            413, f"file is larger than the limit of {limit} bytes", "file"
-                        )
-                    digest.update(chunk)
-                    out.write(chunk)
+                async for chunk in request.stream():
+                    for data in part.feed(chunk):
+                        suffix = suffix or _suffix(part.filename)
+                        size += len(data)
+                        self._check_size(size)
+                        digest.update(data)
+                        out.write(data)
+                part.finish()
+            suffix = suffix or _suffix(part.filename)
             _check_content(partial, suffix)
+            path = root / f"{ds_id}{suffix}"
             partial.rename(path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ApiError(
+                    507, "no space left to store the upload; retry later", "file"
+                ) from None
+            raise
         finally:
             partial.unlink(missing_ok=True)
         record = DatasetPublic(
-            id=ds_id, filename=filename, size=size, sha256=digest.hexdigest(), created_at=now_iso()
-        )
+            id=ds_id, filename=Path(part.filename).name, size=size, sha256=digest.hexdigest(),
+            created_at=now_iso(),
+        )  # fmt: skip
         payload = {"tenant": tenant, **record.model_dump(mode="json")}
         self.r.set(f"ps:dataset:{ds_id}", json.dumps(payload))
         return record
 
+    def _check_size(self, size: int) -> None:
+        limit = self.settings.MAX_UPLOAD_BYTES
+        if size > limit:
+            raise ApiError(413, f"file is larger than the limit of {limit} bytes", "file")
+
     def owned_by(self, tenant: str, ds_id: str) -> bool:
         raw = self.r.get(f"ps:dataset:{ds_id}")
         return bool(raw) and json.loads(raw)["tenant"] == tenant
+
+
+def _suffix(filename: str | None) -> str:
+    """The upload's type from its file name: .txt or .jsonl, else 422 before any byte is kept."""
+    name = Path(filename or "").name
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ApiError(422, f"file {name!r}: allowed types are .txt and .jsonl", "file")
+    return suffix
 
 
 def _check_content(path: Path, suffix: str) -> None:

@@ -1,12 +1,14 @@
-"""The FastAPI app: settings, Redis-backed stores, the Celery producer and the routers."""
+"""The FastAPI app: settings, Redis-backed stores, the Celery producer, the request guard
+(header, key and body limits before any body is read) and the routers."""
 
 from __future__ import annotations
 
 import redis
 from fastapi import FastAPI
 
-from service import errors
+from service import errors, openapi
 from service.datasets import DatasetStore
+from service.guard import RequestGuard
 from service.jobs import JobStore
 from service.metrics import make_registry
 from service.queue import make_celery
@@ -23,13 +25,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="One-shot post-training pruning of LLMs (magnitude, Wanda, SparseGPT).",
     )
-    r = redis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+    # bounded waits: a down or blackholed Redis is a prompt 503, never a hung request
+    r = redis.Redis.from_url(
+        settings.REDIS_URL, health_check_interval=30, socket_connect_timeout=5, socket_timeout=10
+    )
     app.state.settings = settings
     app.state.store = JobStore(r, settings)
     app.state.datasets = DatasetStore(r, settings)
     app.state.celery = make_celery(settings)
     app.state.registry = make_registry(app.state.store)
     errors.install(app)
+    app.add_middleware(RequestGuard, settings=settings)
     for module in (jobs, artifacts, datasets, health):
         app.include_router(module.router)
+    openapi.install(app)
     return app

@@ -8,7 +8,7 @@ import re
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -18,8 +18,34 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 NAMED_DATASETS = ("wikitext2", "c4")
 REPORT_FILE = "pruning_report.json"  # written next to every pruned checkpoint
-_NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+_NM = re.compile(r"^\s*([0-9]+)\s*:\s*([0-9]+)\s*$")
+_DECIMAL = re.compile(r"^\s*[0-9]*\.?[0-9]+\s*$")  # no exponent, sign or non-ASCII digits
+# What the schema says sparsity may be; the server accepts a subset (0 < N < M, 0 < x < 1).
+SPARSITY_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        {"type": "string", "pattern": r"^\s*(?:[0-9]+\s*:\s*[0-9]+|0*\.[0-9]+)\s*$"},
+    ]
+}
 _LOC_ROOTS = ("body", "query", "path", "header", "form", "file", "cookie")
+MAX_NAME = 255  # one path component on common filesystems; model, revision, datasets
+MAX_PATH = 4096  # a local dataset file (local runs)
+MAX_SKIP = 256
+# git check-ref-format: no "..", "@{", "//", control chars, space ~ ^ : ? * [ \ ; no component
+# starting with "." or ending with ".lock"; no leading or trailing "/" and no trailing "."
+_REF_BAD = re.compile(r"\.\.|@\{|//|[\x00-\x20\x7f~^:?*\[\\]|(^|/)\.|\.lock(/|$)|^/|/$|\.$|^@$")
+REVISION_ALLOWED = "a branch or tag name (git ref rules) or a 7-40 hex commit id, <= 255 chars"
+
+
+def check_revision(revision: str) -> str:
+    """`revision` when it is a safe hub revision; ValueError naming what is allowed otherwise.
+
+    Never a path: the hub cache reads refs/<revision> as a file (issue 8.1).
+    """
+    if not revision or len(revision) > MAX_NAME or _REF_BAD.search(revision):
+        shown = revision if len(revision) <= 80 else revision[:80] + "..."
+        raise ValueError(f"revision {shown!r} is not valid; allowed: {REVISION_ALLOWED}")
+    return revision
 
 
 def partial_dir(output: Path) -> Path:
@@ -38,6 +64,10 @@ def describe_errors(errors: list[dict]) -> list[tuple[str | None, str]]:
     and the CLI print them."""
     out = []
     for err in errors:
+        if err.get("type") == "json_invalid":  # loc holds a character offset, not a field
+            reason = (err.get("ctx") or {}).get("error", "invalid JSON")
+            out.append(("body", f"not valid JSON ({reason})"))
+            continue
         parts = [str(p) for p in err.get("loc", ())]
         if parts and parts[0] in _LOC_ROOTS:
             parts = parts[1:]
@@ -77,10 +107,9 @@ def parse_sparsity(value: float | str) -> Sparsity:
             if not 0 < n < mm:
                 raise ValueError(f"sparsity {value!r} is not valid: need 0 < N < M; {allowed}")
             return Sparsity(ratio=n / mm, n=n, m=mm)
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError(f"sparsity {value!r} is not valid; {allowed}") from None
+        if not _DECIMAL.match(value):
+            raise ValueError(f"sparsity {value!r} is not valid; {allowed}")
+        value = float(value)
     ratio = float(value)
     if not 0.0 < ratio < 1.0:
         raise ValueError(f"sparsity {value!r} is out of range; {allowed}")
@@ -92,6 +121,8 @@ class CalibrationSpec(_Strict):
 
     dataset: str = Field(
         "wikitext2",
+        min_length=1,
+        max_length=MAX_PATH,
         description='"wikitext2", "c4", a local .txt/.jsonl file (local runs) or "upload:<id>"',
     )
     nsamples: int = Field(128, ge=1, le=4096)
@@ -102,7 +133,7 @@ class CalibrationSpec(_Strict):
 class EvalSpec(_Strict):
     """Perplexity evaluation, standard protocol (non-overlapping windows)."""
 
-    dataset: str = "wikitext2"
+    dataset: str = Field("wikitext2", min_length=1, max_length=MAX_PATH)
     seqlen: int = Field(2048, ge=8, le=32768)
     max_windows: int | None = Field(None, ge=1)
 
@@ -153,15 +184,24 @@ class TrainingSpec(_Strict):
 class PruneSpec(_Strict):
     """What to prune and how. The same fields in JSON, on the CLI and in the client."""
 
-    model: str = Field(..., min_length=1, description="hub id org/name, or a local model name")
-    revision: str | None = None
+    model: str = Field(
+        ..., min_length=1, max_length=MAX_PATH, description="hub id org/name, or a local model name"
+    )
+    revision: str | None = Field(
+        None, min_length=1, max_length=MAX_NAME, description=REVISION_ALLOWED
+    )
     method: str = Field(..., description="a registered method, e.g. magnitude | wanda | sparsegpt")
-    sparsity: float | str = Field(..., description='fraction in (0, 1), or "N:M" such as "2:4"')
+    sparsity: float | str = Field(
+        ...,
+        description='fraction in (0, 1), or "N:M" such as "2:4"',
+        json_schema_extra=SPARSITY_SCHEMA,
+    )
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     evaluation: EvalSpec | None = None
     options: dict[str, Any] = Field(default_factory=dict, json_schema_extra=options_schema)
-    skip: list[str] = Field(
+    skip: list[Annotated[str, Field(min_length=1, max_length=MAX_NAME)]] = Field(
         default_factory=list,
+        max_length=MAX_SKIP,
         description="extra module name patterns (fnmatch) to keep dense, e.g. '*.mlp.down_proj'",
     )
     device: str = "auto"
@@ -189,6 +229,11 @@ class PruneSpec(_Strict):
         if method is None:  # the method itself is wrong: that error is reported
             return v
         return validate_options(method, v).model_dump()
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: str | None) -> str | None:
+        return None if v is None else check_revision(v)
 
     @field_validator("sparsity")
     @classmethod
@@ -220,7 +265,11 @@ class PruneSpec(_Strict):
 
 
 class JobCreate(PruneSpec):
-    """Body of POST /v1/jobs: a PruneSpec."""
+    """Body of POST /v1/jobs: a PruneSpec whose model is a name, never a local path."""
+
+    model: str = Field(
+        ..., min_length=1, max_length=MAX_NAME, description="hub id org/name, or a model name"
+    )
 
 
 class JobState(str, Enum):

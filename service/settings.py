@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     UPLOADS_DIR: Path | None = None
     API_KEYS: str = ""
     MAX_UPLOAD_BYTES: int = 100 * 1024 * 1024
+    MAX_BODY_BYTES: int = 64 * 1024  # JSON bodies; uploads have MAX_UPLOAD_BYTES
+    MAX_HEADER_BYTES: int = 16 * 1024  # all request headers together
+    MAX_AUTH_HEADER_BYTES: int = 1024
+    METRICS_TOKEN: str = ""  # /metrics needs `Authorization: Bearer <it>`; unset: /metrics is 404
     MAX_CALIBRATION_TOKENS: int = 128 * 2048
     JOB_TIME_LIMIT_S: int = 6 * 3600
     VISIBILITY_TIMEOUT_S: int | None = None
@@ -100,6 +104,12 @@ class Settings(BaseSettings):
             raise UnsafeSettingsError(
                 "PRUNESERVE_API_KEYS is empty; set key:tenant pairs (or a file path), "
                 "or set PRUNESERVE_ENV=development for a local dev key"
+            )
+        token = self.METRICS_TOKEN
+        if token and (len(token) < MIN_KEY_LEN or token.lower().startswith(_WEAK_PREFIXES)):
+            raise UnsafeSettingsError(
+                f"PRUNESERVE_METRICS_TOKEN needs >= {MIN_KEY_LEN} random characters, not starting "
+                f"with {', '.join(_WEAK_PREFIXES)}; set PRUNESERVE_ENV=development to allow it"
             )
         for key in self.api_keys:
             lowered = key.lower()

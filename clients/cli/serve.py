@@ -11,6 +11,13 @@ def register(subparsers) -> None:
     api.add_argument("--port", type=int, default=8000, help="port (8000)")
     api.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (1)")
     api.add_argument("--log-level", default="info")
+    api.add_argument(
+        "--http",
+        choices=["h11", "httptools"],
+        default="h11",
+        help="HTTP parser (h11): h11 bounds header bytes; httptools is faster but buffers any "
+        "amount of headers, so use it only behind a proxy that limits them",
+    )
     api.set_defaults(func=run_api)
 
     worker = subparsers.add_parser("worker", help="run a pruning worker (Celery)")
@@ -28,7 +35,8 @@ def run_api(args: argparse.Namespace) -> int:
     from service.settings import Settings
 
     try:
-        Settings().check_api_safety()  # fail with one clear line before uvicorn starts
+        settings = Settings()
+        settings.check_api_safety()  # fail with one clear line before uvicorn starts
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     uvicorn.run(
@@ -38,6 +46,10 @@ def run_api(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
+        # h11 bounds what a connection may send before its headers end (httptools buffers any
+        # amount); headers between MAX_HEADER_BYTES and this bound get the JSON 431
+        http=args.http,
+        h11_max_incomplete_event_size=4 * settings.MAX_HEADER_BYTES,
     )
     return 0
 

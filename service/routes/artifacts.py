@@ -1,4 +1,4 @@
-"""A finished job's files: list, download one (Range, ETag), or all as one streamed tar."""
+"""A finished job's files: list, download one (Range, ETag; HEAD too), or all as one tar."""
 
 from __future__ import annotations
 
@@ -9,11 +9,19 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from service.artifacts import artifact_file, tar_stream
 from service.deps import JobDep, SettingsDep
-from service.errors import ApiError
-from service.routes.jobs import ERRORS
+from service.errors import ERRORS, ApiError
 from service.schemas import Artifact, ArtifactList
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+class OctetStream(FileResponse):
+    media_type = "application/octet-stream"
+
+
+class TarStream(StreamingResponse):
+    media_type = "application/x-tar"
 
 
 def _job_dir(settings, job: dict) -> Path:
@@ -26,9 +34,24 @@ def list_job_artifacts(job: JobDep) -> ArtifactList:
     return ArtifactList(items=[Artifact.model_validate(a) for a in job.get("artifacts") or []])
 
 
-@router.get("/{job_id}/artifacts/{path:path}", responses=ERRORS)
+FILE_RESPONSES = {**ERRORS, 200: {"content": {"application/octet-stream": BINARY}}, 304: {}}
+
+
+@router.get("/{job_id}/artifacts/{path:path}", response_class=OctetStream, responses=FILE_RESPONSES)
 def download_artifact(path: str, job: JobDep, settings: SettingsDep, request: Request) -> Response:
     """One file, streamed; supports Range requests and ETag / If-None-Match."""
+    return _artifact(path, job, settings, request)
+
+
+@router.head(
+    "/{job_id}/artifacts/{path:path}", response_class=OctetStream, responses=FILE_RESPONSES
+)
+def head_artifact(path: str, job: JobDep, settings: SettingsDep, request: Request) -> Response:
+    """The headers a download would send (size, ETag), without the body."""
+    return _artifact(path, job, settings, request)
+
+
+def _artifact(path: str, job: dict, settings, request: Request) -> Response:
     found = artifact_file(_job_dir(settings, job), job.get("artifacts") or [], path)
     if found is None:
         raise ApiError(404, f"artifact {path!r} not found for this job", "path")
@@ -36,20 +59,24 @@ def download_artifact(path: str, job: JobDep, settings: SettingsDep, request: Re
     etag = f'"{entry["sha256"]}"'
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers={"ETag": etag})
-    return FileResponse(
-        file, media_type="application/octet-stream", headers={"etag": etag}, filename=file.name
+    # media_type given, or FileResponse guesses from the name (application/json for config.json)
+    return OctetStream(
+        file, media_type=OctetStream.media_type, headers={"etag": etag}, filename=file.name
     )
 
 
-@router.get("/{job_id}/archive", responses=ERRORS)
+@router.get(
+    "/{job_id}/archive",
+    response_class=TarStream,
+    responses={**ERRORS, 200: {"content": {"application/x-tar": BINARY}}},
+)
 def download_archive(job: JobDep, settings: SettingsDep) -> StreamingResponse:
     """The whole checkpoint as one tar, streamed as it is read."""
     listed = job.get("artifacts") or []
     if not listed:
         raise ApiError(404, f"job is {job['state']}; it has no artifacts yet", "job_id")
     name = f"pruneserve-{job['id']}"
-    return StreamingResponse(
+    return TarStream(
         tar_stream(_job_dir(settings, job), listed, name),
-        media_type="application/x-tar",
         headers={"Content-Disposition": f'attachment; filename="{name}.tar"'},
     )

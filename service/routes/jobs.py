@@ -7,23 +7,21 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 
 from service.deps import CeleryDep, DatasetsDep, JobDep, SettingsDep, StoreDep, TenantDep
-from service.errors import ApiError
+from service.errors import ERRORS, ApiError
 from service.jobs import IdempotencyConflict, Record
 from service.queue import enqueue
-from service.schemas import ErrorBody, JobCreate, JobEvent, JobList, JobPublic, JobState
+from service.redact import redact_paths
+from service.schemas import JobCreate, JobEvent, JobList, JobPublic, JobState
 from service.validation import check_spec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-ERRORS = {
-    401: {"model": ErrorBody},
-    404: {"model": ErrorBody},
-    409: {"model": ErrorBody},
-    422: {"model": ErrorBody},
-}
 
 
 def to_public(rec: Record) -> JobPublic:
-    return JobPublic.model_validate({k: v for k, v in rec.items() if k in JobPublic.model_fields})
+    job = JobPublic.model_validate({k: v for k, v in rec.items() if k in JobPublic.model_fields})
+    if job.error is not None:  # worker messages may hold server paths (issue 8.3)
+        job.error.message = redact_paths(job.error.message)
+    return job
 
 
 @router.post("", status_code=202, response_model=JobPublic, responses=ERRORS)
@@ -70,7 +68,10 @@ def get_job(job: JobDep) -> JobPublic:
 @router.get("/{job_id}/events", response_model=list[JobEvent], responses=ERRORS)
 def job_events(job: JobDep, store: StoreDep) -> list[JobEvent]:
     """The job's event log: state and stage changes, per-layer lines, warnings."""
-    return [JobEvent.model_validate(e) for e in store.events(job["id"])]
+    events = [JobEvent.model_validate(e) for e in store.events(job["id"])]
+    for event in events:
+        event.message = redact_paths(event.message)
+    return events
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=ERRORS)

@@ -138,8 +138,9 @@ def test_health_ready_metrics(live_service, finished):
     import httpx
 
     assert httpx.get(f"{live_service.url}/healthz").json() == {"status": "ok"}
-    assert httpx.get(f"{live_service.url}/readyz").json()["workers"]
-    text = httpx.get(f"{live_service.url}/metrics").text
+    assert httpx.get(f"{live_service.url}/readyz").json() == {"status": "ready"}
+    token = {"Authorization": f"Bearer {live_service.metrics_token}"}
+    text = httpx.get(f"{live_service.url}/metrics", headers=token).text
     line = next(x for x in text.splitlines() if x.startswith('pruneserve_jobs{state="succeeded"}'))
     assert float(line.split()[-1]) >= 1
     assert "pruneserve_queue_depth" in text

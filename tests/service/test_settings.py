@@ -53,3 +53,15 @@ def test_env_prefix_and_derived_defaults(monkeypatch, tmp_path):
 def test_visibility_timeout_must_exceed_time_limit():
     with pytest.raises(ValueError, match="VISIBILITY_TIMEOUT_S must exceed"):
         Settings(JOB_TIME_LIMIT_S=100, VISIBILITY_TIMEOUT_S=50)
+
+
+@pytest.mark.parametrize("token", ["short", "REPLACE_ME_with_openssl_rand_hex_16"])
+def test_weak_metrics_token_refused_in_production(token):
+    with pytest.raises(UnsafeSettingsError, match="PRUNESERVE_METRICS_TOKEN"):
+        Settings(API_KEYS=f"{STRONG}:alice", METRICS_TOKEN=token).check_api_safety()
+
+
+def test_request_limits_have_safe_defaults():
+    s = Settings()
+    assert s.MAX_BODY_BYTES == 64 * 1024 and s.METRICS_TOKEN == ""
+    assert 0 < s.MAX_AUTH_HEADER_BYTES < s.MAX_HEADER_BYTES

@@ -29,7 +29,8 @@ class LiveService:
     """A running api + worker + redis on temporary directories.
 
     Attributes: url (http://127.0.0.1:<port>), api_key (tenant "alice"), other_api_key (tenant
-    "bob"), models_dir (holds the tiny model `TINY_MODEL` = "tiny-llama"), artifacts_dir,
+    "bob"), metrics_token (Bearer token of /metrics), models_dir (holds the tiny model
+    `TINY_MODEL` = "tiny-llama"), artifacts_dir,
     data_dir (wikitext-2-raw/{valid,test}.txt, ~50 KB each), redis_url, env (the PRUNESERVE_*
     environment the processes run with), root (logs: api.log, worker-<n>.log).
     Methods: client(key=None) -> httpx.Client with the Bearer header; headers(key=None);
@@ -42,6 +43,7 @@ class LiveService:
     url: str = ""
     api_key: str = field(default_factory=lambda: secrets.token_hex(16))
     other_api_key: str = field(default_factory=lambda: secrets.token_hex(16))
+    metrics_token: str = field(default_factory=lambda: secrets.token_hex(16))
     redis_url: str = ""
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -190,6 +192,7 @@ class LiveService:
             PRUNESERVE_DATA_DIR=str(self.data_dir),
             PRUNESERVE_API_KEYS=f"{self.api_key}:alice,{self.other_api_key}:bob",
             PRUNESERVE_MAX_UPLOAD_BYTES=str(1024 * 1024),
+            PRUNESERVE_METRICS_TOKEN=self.metrics_token,
             PRUNESERVE_HEARTBEAT_S="1",
         )
         return env

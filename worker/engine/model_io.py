@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from service.model_names import resolve_model
+from service.schemas import check_revision
 from worker.engine.errors import ModelLoadError, UnsupportedModelError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -49,6 +50,8 @@ def locate_model(
 
 def download(model: str, revision: str | None, cache_dir: Path | None) -> Path:
     """Fetch hub id `model` (safetensors, configs and tokenizer files only)."""
+    if revision is not None:
+        _check_revision(revision)
     try:
         from huggingface_hub import snapshot_download
 
@@ -61,6 +64,14 @@ def download(model: str, revision: str | None, cache_dir: Path | None) -> Path:
             f"{type(exc).__name__}: {exc}"
         ) from exc
     return Path(path)
+
+
+def _check_revision(revision: str) -> None:
+    """Again at the hub read: the cache reads refs/<revision> as a path (issue 8.1)."""
+    try:
+        check_revision(revision)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
 
 
 def check_weights(path: Path) -> None:
