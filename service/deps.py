@@ -10,7 +10,8 @@ from fastapi import Depends, Request
 from service.auth import tenant_from_request
 from service.datasets import DatasetStore
 from service.errors import ApiError
-from service.jobs import JobStore, Record
+from service.job_record import JobRecord
+from service.jobs import JobStore
 from service.settings import Settings
 
 
@@ -37,7 +38,7 @@ CeleryDep = Annotated[Celery, Depends(get_celery)]
 TenantDep = Annotated[str, Depends(tenant_from_request)]
 
 
-def get_job(job_id: str, tenant: TenantDep, store: StoreDep) -> Record:
+def get_job(job_id: str, tenant: TenantDep, store: StoreDep) -> JobRecord:
     """The caller's job; 404 for unknown ids and for other tenants' jobs alike."""
     rec = store.get_for_tenant(tenant, job_id)
     if rec is None:
@@ -45,4 +46,4 @@ def get_job(job_id: str, tenant: TenantDep, store: StoreDep) -> Record:
     return rec
 
 
-JobDep = Annotated[dict, Depends(get_job)]
+JobDep = Annotated[JobRecord, Depends(get_job)]

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Header, Query
 
 from service.deps import CeleryDep, DatasetsDep, JobDep, SettingsDep, StoreDep, TenantDep
 from service.errors import ApiError
-from service.jobs import IdempotencyConflict, Record
-from service.queue import enqueue
+from service.job_record import JobRecord
+from service.jobs import IdempotencyConflict
+from service.queue import dispatch
 from service.schemas import ErrorBody, JobCreate, JobEvent, JobList, JobPublic, JobState
 from service.validation import check_spec
 
@@ -22,8 +23,8 @@ ERRORS = {
 }
 
 
-def to_public(rec: Record) -> JobPublic:
-    return JobPublic.model_validate({k: v for k, v in rec.items() if k in JobPublic.model_fields})
+def to_public(rec: JobRecord) -> JobPublic:
+    return rec.public()
 
 
 @router.post("", status_code=202, response_model=JobPublic, responses=ERRORS)
@@ -43,7 +44,7 @@ def create_job(
     except IdempotencyConflict as exc:
         raise ApiError(409, str(exc), "Idempotency-Key") from None
     if created:
-        enqueue(celery, settings, rec["id"])
+        dispatch(celery, settings, store, rec.id)
     return to_public(rec)
 
 
@@ -70,15 +71,15 @@ def get_job(job: JobDep) -> JobPublic:
 @router.get("/{job_id}/events", response_model=list[JobEvent], responses=ERRORS)
 def job_events(job: JobDep, store: StoreDep) -> list[JobEvent]:
     """The job's event log: state and stage changes, per-layer lines, warnings."""
-    return [JobEvent.model_validate(e) for e in store.events(job["id"])]
+    return [JobEvent.model_validate(e) for e in store.events(job.id)]
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=ERRORS)
 def cancel_job(job: JobDep, store: StoreDep) -> JobPublic:
     """A queued job never starts; a running one stops at the next layer boundary."""
-    state = JobState(job["state"])
+    state = job.state
     if state == JobState.cancelled:
         return to_public(job)
     if state.terminal:
         raise ApiError(409, f"job is already {state.value}; only queued or running jobs cancel")
-    return to_public(store.request_cancel(job["id"]) or job)
+    return to_public(store.request_cancel(job.id) or job)
