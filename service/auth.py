@@ -14,7 +14,7 @@ class Unauthorized(ApiError):
         super().__init__(401, detail, headers=CHALLENGE)
 
 
-def tenant_from_request(request: Request) -> str:
+async def tenant_from_request(request: Request) -> str:
     """The tenant owning the request's Bearer key; 401 when absent or unknown."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")

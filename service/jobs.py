@@ -6,6 +6,7 @@ ps:events:<id> (list), ps:cancel:<id>, ps:state:<state> (sets, for metrics), ps:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
 from service import job_state
 from service.job_record import JobRecord
@@ -63,6 +65,7 @@ class JobStore:
         self.r = r
         self.settings = settings
         self._create = r.register_script(_CREATE)
+        self._aio: tuple[asyncio.AbstractEventLoop, aioredis.Redis] | None = None
 
     # -- records ---------------------------------------------------------------------------
     def create(
@@ -104,6 +107,19 @@ class JobStore:
         """The job if it exists and belongs to `tenant`; None otherwise (so callers 404)."""
         rec = self.get(job_id)
         return rec if rec and rec.tenant == tenant else None
+
+    async def aget_for_tenant(self, tenant: str, job_id: str) -> JobRecord | None:
+        """get_for_tenant without blocking the event loop (the API's hot path: polling)."""
+        raw = await self._async_redis().get(_job_key(job_id))
+        rec = JobRecord.model_validate_json(raw) if raw else None
+        return rec if rec and rec.tenant == tenant else None
+
+    def _async_redis(self) -> aioredis.Redis:
+        """An asyncio client of settings.REDIS_URL for the running loop (one per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._aio is None or self._aio[0] is not loop:
+            self._aio = (loop, aioredis.Redis.from_url(self.settings.REDIS_URL))
+        return self._aio[1]
 
     def list(
         self, tenant: str, state: str | None, limit: int, cursor: int | None

@@ -63,7 +63,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=ERRORS)
-def get_job(job: JobDep) -> JobPublic:
+async def get_job(job: JobDep) -> JobPublic:
     """State, progress, timestamps, error and report summary of one job."""
     return to_public(job)
 

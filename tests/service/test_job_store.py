@@ -3,6 +3,7 @@ a submit leaves no Idempotency-Key without its job, and the retry gets the one j
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlparse
 
 import pytest
@@ -122,3 +123,15 @@ def test_request_cancel_ends_a_queued_job_and_flags_a_running_one(store):
     store.update(running.id, claim)
     assert store.request_cancel(running.id).state == JobState.running
     assert store.cancel_requested(running.id)
+
+
+def test_async_read_of_the_api_sees_the_same_record_and_tenancy(store, direct):
+    rec, _ = store.create("alice", SPEC)
+    reader = JobStore(direct, Settings(ENV="development", REDIS_URL=redis_url()))
+
+    async def read(tenant: str, job_id: str):
+        return await reader.aget_for_tenant(tenant, job_id)
+
+    assert asyncio.run(read("alice", rec.id)) == rec
+    assert asyncio.run(read("bob", rec.id)) is None  # another tenant's job: as if absent
+    assert asyncio.run(read("alice", "no-such-job")) is None
