@@ -1,7 +1,8 @@
 """Job records, events, cancel flags and heartbeats in Redis (the api and the worker share it).
 
 Keys: ps:job:<id> (JSON record), ps:tenant:<t>:jobs (sorted set, newest first by sequence),
-ps:events:<id> (list), ps:cancel:<id>, ps:state:<state> (sets, for metrics), ps:idem:<t>:<key>.
+ps:events:<id> (list), ps:cancel:<id>, ps:state:<state> (sets, for metrics), ps:idem:<t>:<key>,
+ps:unqueued (sorted set of jobs saved but not yet enqueued).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from service import job_state
@@ -110,7 +111,7 @@ class JobRunner:
             report = self._resume() or self._prune(rec.spec)
         except Cancelled:
             self._cleanup()
-            end = lambda r: job_state.cancel(r, now(), self.owner)  # noqa: E731
+            end = partial(job_state.cancel, now=now(), owner=self.owner)
             return self._finish(JobState.cancelled, "cancelled; partial files removed", end)
         except EngineError as exc:
             self._cleanup()
@@ -120,7 +121,9 @@ class JobRunner:
             self._cleanup()
             return self._fail(type(exc).__name__, str(exc) or repr(exc))
         artifacts, summary = list_artifacts(self.out), report.summary()
-        end = lambda r: job_state.succeed(r, self.owner, now(), summary, artifacts)  # noqa: E731
+        end = partial(
+            job_state.succeed, owner=self.owner, now=now(), summary=summary, artifacts=artifacts
+        )
         return self._finish(JobState.succeeded, "succeeded", end)
 
     def _resume(self) -> PruneReport | None:
@@ -158,7 +161,7 @@ class JobRunner:
 
     def _fail(self, kind: str, message: str) -> str:
         error = JobError(type=kind, message=message)
-        end = lambda r: job_state.fail(r, self.owner, now(), error)  # noqa: E731
+        end = partial(job_state.fail, owner=self.owner, now=now(), error=error)
         return self._finish(JobState.failed, f"failed: {kind}: {message}", end)
 
     def _finish(self, state: JobState, message: str, end: Callable[[JobRecord], JobRecord]) -> str:
