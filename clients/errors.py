@@ -118,7 +118,8 @@ def error_from_response(resp: httpx.Response) -> PruneServeError:
 
 
 def _parse_body(resp: httpx.Response) -> tuple[str, str | None]:
-    """(detail, field) from an ErrorBody, FastAPI's list-of-errors shape, or plain text."""
+    """(detail, field) from an ErrorBody (every error the server sends), or plain text from
+    something in front of it (a proxy's 502 page)."""
     try:
         body = resp.json()
     except ValueError:
@@ -127,11 +128,4 @@ def _parse_body(resp: httpx.Response) -> tuple[str, str | None]:
     if not isinstance(body, dict):
         return str(body), None
     detail, field = body.get("detail"), body.get("field")
-    if isinstance(detail, list):  # FastAPI's default 422 body
-        parts = []
-        for err in detail:
-            loc = ".".join(str(x) for x in err.get("loc", []) if x != "body")
-            parts.append(f"{loc}: {err.get('msg', '')}" if loc else str(err.get("msg", "")))
-            field = field or loc or None
-        detail = "; ".join(parts)
     return str(detail or resp.reason_phrase or "error"), field

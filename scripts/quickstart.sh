@@ -10,11 +10,12 @@ QS="${QUICKSTART_DIR:-$ROOT/.quickstart}"
 VENV="${QUICKSTART_VENV:-$ROOT/.venv}"
 REDIS_HOST=127.0.0.1
 REDIS_PORT="${QUICKSTART_REDIS_PORT:-6379}"
-REDIS_DB="${QUICKSTART_REDIS_DB:-15}"  # its own db: jobs and queue apart from anything else
+REDIS_DB="${QUICKSTART_REDIS_DB:-15}"  # its own db (must be empty; flushed again on exit)
 MODEL=smollm2-135m
 API_KEY="qs-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 STARTED_PIDS=()
 STARTED_REDIS=0
+OWN_DB=0  # 1 once the db is known to be empty, so the keys the quickstart writes are flushed
 T0=$SECONDS
 
 step() { printf '\n\033[1m==> %s\033[0m  (%ss)\n' "$*" "$((SECONDS - T0))"; }
@@ -30,6 +31,9 @@ cleanup() {
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     done
+    if [ "$OWN_DB" = 1 ]; then  # the db was empty when we started: everything in it is ours
+        redis_flush || echo "quickstart: could not flush Redis db $REDIS_DB" >&2
+    fi
     if [ "$STARTED_REDIS" = 1 ] && [ -f "$QS/redis.pid" ]; then
         kill "$(cat "$QS/redis.pid")" 2>/dev/null || true
     fi
@@ -55,6 +59,10 @@ redis_ping() {
     "$PY" -c "import redis,sys; redis.Redis('$REDIS_HOST', $REDIS_PORT, socket_timeout=2).ping()" \
         2>/dev/null
 }
+redis_db() {  # run one method on our db: dbsize | flushdb
+    "$PY" -c "import redis; print(redis.Redis('$REDIS_HOST', $REDIS_PORT, $REDIS_DB).$1())"
+}
+redis_flush() { redis_db flushdb >/dev/null 2>&1; }
 step "checking Redis at $REDIS_HOST:$REDIS_PORT"
 if ! redis_ping; then
     if ! command -v redis-server >/dev/null; then
@@ -77,6 +85,12 @@ or point an existing one here with QUICKSTART_REDIS_PORT=<port>."
     redis_ping || die "redis-server did not answer; see $QS/redis.log"
     echo "started redis-server (stopped again on exit)"
 fi
+keys="$(redis_db dbsize)" || die "cannot read Redis db $REDIS_DB on $REDIS_HOST:$REDIS_PORT"
+[ "$keys" = 0 ] || die "Redis db $REDIS_DB on $REDIS_HOST:$REDIS_PORT holds $keys keys; the
+quickstart flushes its db when it ends, so it needs an empty one: pick another with
+QUICKSTART_REDIS_DB=<0-15>, or clear this one (redis-cli -n $REDIS_DB flushdb) if it is a
+leftover of an interrupted quickstart."
+OWN_DB=1
 
 # -- 3. default model and data --------------------------------------------------------------
 step "default model: $MODEL"

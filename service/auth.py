@@ -32,7 +32,7 @@ def tenant_for_header(settings: Settings, header: str) -> str:
     return tenant
 
 
-def tenant_from_request(request: Request) -> str:
+async def tenant_from_request(request: Request) -> str:
     """The tenant RequestGuard found for this request (it checks the key before the body)."""
     tenant = request.scope.get("state", {}).get("tenant")
     if tenant is not None:

@@ -10,23 +10,26 @@ from fastapi import Depends, Request
 from service.auth import tenant_from_request
 from service.datasets import DatasetStore
 from service.errors import ApiError
-from service.jobs import JobStore, Record
+from service.job_record import JobRecord
+from service.jobs import JobStore
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies are async so they run on the event loop: a sync one costs a thread-pool hop per
+# request, the largest cost of a status poll when profiled.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> JobStore:
+async def get_store(request: Request) -> JobStore:
     return request.app.state.store
 
 
-def get_datasets(request: Request) -> DatasetStore:
+async def get_datasets(request: Request) -> DatasetStore:
     return request.app.state.datasets
 
 
-def get_celery(request: Request) -> Celery:
+async def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
@@ -37,12 +40,12 @@ CeleryDep = Annotated[Celery, Depends(get_celery)]
 TenantDep = Annotated[str, Depends(tenant_from_request)]
 
 
-def get_job(job_id: str, tenant: TenantDep, store: StoreDep) -> Record:
+async def get_job(job_id: str, tenant: TenantDep, store: StoreDep) -> JobRecord:
     """The caller's job; 404 for unknown ids and for other tenants' jobs alike."""
-    rec = store.get_for_tenant(tenant, job_id)
+    rec = await store.aget_for_tenant(tenant, job_id)
     if rec is None:
         raise ApiError(404, f"job {job_id!r} not found", "job_id")
     return rec
 
 
-JobDep = Annotated[dict, Depends(get_job)]
+JobDep = Annotated[JobRecord, Depends(get_job)]

@@ -1,29 +1,55 @@
 """Job records, events, cancel flags and heartbeats in Redis (the api and the worker share it).
 
 Keys: ps:job:<id> (JSON record), ps:tenant:<t>:jobs (sorted set, newest first by sequence),
-ps:events:<id> (list), ps:cancel:<id>, ps:state:<state> (sets, for metrics), ps:idem:<t>:<key>.
+ps:events:<id> (list), ps:cancel:<id>, ps:state:<state> (sets, for metrics), ps:idem:<t>:<key>,
+ps:unqueued (sorted set of jobs saved but not yet enqueued).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
+from service import job_state
+from service.job_record import JobRecord
 from service.schemas import JobState, PruneSpec
 from service.settings import Settings
 
-Record = dict[str, Any]
 DURATION_BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
+UNQUEUED = "ps:unqueued"  # sorted set: jobs saved but not yet handed to Celery, by save time
+
+# One atomic write: the Idempotency-Key, the record, its indexes and its first event exist
+# together or not at all, so no key can point at a job that was never saved.
+_CREATE = """
+if KEYS[1] ~= '' then
+  local existing = redis.call('GET', KEYS[1])
+  if existing then return {0, existing} end
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[3]))
+end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
+redis.call('RPUSH', KEYS[7], ARGV[4])
+return {1, ARGV[1]}
+"""
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return now().isoformat()
 
 
 class IdempotencyConflict(Exception):
@@ -31,69 +57,78 @@ class IdempotencyConflict(Exception):
 
 
 class JobStore:
-    """All job state in Redis; every read-modify-write is an optimistic transaction."""
+    """Stores and loads job records in Redis; the changes themselves are service.job_state's.
+
+    Every read-modify-write is an optimistic transaction (WATCH/MULTI).
+    """
 
     def __init__(self, r: redis.Redis, settings: Settings):
         self.r = r
         self.settings = settings
+        self._create = r.register_script(_CREATE)
+        self._aio: tuple[asyncio.AbstractEventLoop, aioredis.Redis] | None = None
 
     # -- records ---------------------------------------------------------------------------
     def create(
         self, tenant: str, spec: PruneSpec, idem_key: str | None = None
-    ) -> tuple[Record, bool]:
+    ) -> tuple[JobRecord, bool]:
         """A new queued job, or the existing one for the same Idempotency-Key."""
-        spec_json = spec.model_dump(mode="json")
-        job_id = uuid.uuid4().hex
+        rec = job_state.new_job(uuid.uuid4().hex, tenant, spec, now())
+        ikey = ""
         if idem_key:
-            digest = hashlib.sha256(idem_key.encode()).hexdigest()
-            ikey = f"ps:idem:{tenant}:{digest}"
-            if not self.r.set(ikey, job_id, nx=True, ex=self.settings.IDEMPOTENCY_TTL_S):
-                existing = self.get(self.r.get(ikey).decode())
-                if existing is None:
-                    raise IdempotencyConflict("the job for this Idempotency-Key is being created")
-                if existing["spec"] != spec_json:
-                    raise IdempotencyConflict("Idempotency-Key was already used with another body")
-                return existing, False
-        record: Record = {
-            "id": job_id,
-            "tenant": tenant,
-            "state": JobState.queued.value,
-            "spec": spec_json,
-            "created_at": now_iso(),
-            "started_at": None,
-            "finished_at": None,
-            "attempts": 0,
-            "progress": {"stage": "queued"},
-            "error": None,
-            "summary": None,
-            "artifacts": [],
-            "owner": None,
-        }
-        seq = self.r.incr("ps:seq")
-        pipe = self.r.pipeline()
-        pipe.set(_job_key(job_id), json.dumps(record))
-        pipe.zadd(f"ps:tenant:{tenant}:jobs", {job_id: seq})
-        pipe.sadd(_state_key(JobState.queued.value), job_id)
-        pipe.execute()
-        self.add_event(job_id, "state", "queued")
-        return record, True
+            ikey = f"ps:idem:{tenant}:{hashlib.sha256(idem_key.encode()).hexdigest()}"
+        event = _event("state", "queued")
+        keys = [ikey, _job_key(rec.id), f"ps:tenant:{tenant}:jobs", "ps:seq"]
+        keys += [_state_key(JobState.queued.value), UNQUEUED, f"ps:events:{rec.id}"]
+        args = [rec.id, rec.model_dump_json(), self.settings.IDEMPOTENCY_TTL_S, event, time.time()]
+        created, job_id = self._create(keys=keys, args=args)
+        if created:
+            return rec, True
+        existing = self.get(job_id.decode())
+        if existing is None:  # only if someone deleted the record by hand
+            raise IdempotencyConflict("the job of this Idempotency-Key no longer exists")
+        if existing.spec.model_dump(mode="json") != spec.model_dump(mode="json"):
+            raise IdempotencyConflict("Idempotency-Key was already used with another body")
+        return existing, False
 
-    def get(self, job_id: str) -> Record | None:
+    def mark_enqueued(self, job_id: str) -> None:
+        """The job's task is in the broker: the recovery sweep need not send it."""
+        self.r.zrem(UNQUEUED, job_id)
+
+    def unqueued_since(self, older_than_s: float) -> list[str]:
+        """Jobs saved more than `older_than_s` seconds ago whose task was never sent."""
+        top = time.time() - older_than_s
+        return [m.decode() for m in self.r.zrangebyscore(UNQUEUED, "-inf", top)]
+
+    def get(self, job_id: str) -> JobRecord | None:
         raw = self.r.get(_job_key(job_id))
-        return json.loads(raw) if raw else None
+        return JobRecord.model_validate_json(raw) if raw else None
 
-    def get_for_tenant(self, tenant: str, job_id: str) -> Record | None:
+    def get_for_tenant(self, tenant: str, job_id: str) -> JobRecord | None:
         """The job if it exists and belongs to `tenant`; None otherwise (so callers 404)."""
         rec = self.get(job_id)
-        return rec if rec and rec["tenant"] == tenant else None
+        return rec if rec and rec.tenant == tenant else None
+
+    async def aget_for_tenant(self, tenant: str, job_id: str) -> JobRecord | None:
+        """get_for_tenant without blocking the event loop (the API's hot path: polling)."""
+        raw = await self._async_redis().get(_job_key(job_id))
+        rec = JobRecord.model_validate_json(raw) if raw else None
+        return rec if rec and rec.tenant == tenant else None
+
+    def _async_redis(self) -> aioredis.Redis:
+        """An asyncio client of settings.REDIS_URL for the running loop (one per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._aio is None or self._aio[0] is not loop:
+            self._aio = (loop, aioredis.Redis.from_url(self.settings.REDIS_URL))
+        return self._aio[1]
 
     def list(
         self, tenant: str, state: str | None, limit: int, cursor: int | None
-    ) -> tuple[list[Record], str | None]:
+    ) -> tuple[list[JobRecord], str | None]:
         """The tenant's jobs, newest first; the cursor is the sequence of the last item seen."""
         key = f"ps:tenant:{tenant}:jobs"
         top: str = f"({cursor}" if cursor is not None else "+inf"
-        items: list[Record] = []
+        items: list[JobRecord] = []
         last_seq: float | None = None
         while len(items) < limit:
             batch = self.r.zrevrangebyscore(
@@ -104,15 +139,16 @@ class JobStore:
             for member, score in batch:
                 top, last_seq = f"({int(score)}", score
                 rec = self.get(member.decode())
-                if rec and (state is None or rec["state"] == state):
+                if rec and (state is None or rec.state.value == state):
                     items.append(rec)
                     if len(items) == limit:
                         break
         more = self.r.zrevrangebyscore(key, top, "-inf", start=0, num=1)
         return items, (str(int(last_seq)) if more and last_seq is not None else None)
 
-    def update(self, job_id: str, fn: Callable[[Record], Record | None]) -> Record | None:
-        """Apply `fn` atomically; it returns the new record, or None for no change."""
+    def update(self, job_id: str, fn: Callable[[JobRecord], JobRecord]) -> JobRecord | None:
+        """Store `fn(record)` atomically (None when there is no such job); `fn` returning the
+        record itself means no change, and its IllegalTransition propagates."""
         key = _job_key(job_id)
         with self.r.pipeline() as pipe:
             while True:
@@ -121,16 +157,14 @@ class JobStore:
                     raw = pipe.get(key)
                     if raw is None:
                         return None
-                    rec = json.loads(raw)
-                    old_state = rec["state"]
+                    rec = JobRecord.model_validate_json(raw)
                     new = fn(rec)
-                    if new is None:
-                        pipe.unwatch()
-                        return json.loads(raw)
+                    if new is rec:
+                        return rec
                     pipe.multi()
-                    pipe.set(key, json.dumps(new))
-                    if new["state"] != old_state:
-                        pipe.smove(_state_key(old_state), _state_key(new["state"]), job_id)
+                    pipe.set(key, new.model_dump_json())
+                    if new.state != rec.state:
+                        pipe.smove(_state_key(rec.state.value), _state_key(new.state.value), job_id)
                     pipe.execute()
                     return new
                 except redis.WatchError:
@@ -138,33 +172,28 @@ class JobStore:
 
     # -- events ----------------------------------------------------------------------------
     def add_event(self, job_id: str, kind: str, message: str, **data: Any) -> None:
-        event = {"ts": now_iso(), "kind": kind, "message": message, "data": data}
         key = f"ps:events:{job_id}"
         pipe = self.r.pipeline()
-        pipe.rpush(key, json.dumps(event))
+        pipe.rpush(key, _event(kind, message, **data))
         pipe.ltrim(key, -self.settings.MAX_EVENTS, -1)
         pipe.execute()
 
-    def events(self, job_id: str) -> list[Record]:
+    def events(self, job_id: str) -> list[dict[str, Any]]:
         return [json.loads(e) for e in self.r.lrange(f"ps:events:{job_id}", 0, -1)]
 
     # -- cancel ----------------------------------------------------------------------------
-    def request_cancel(self, job_id: str) -> Record | None:
+    def request_cancel(self, job_id: str) -> JobRecord | None:
         """Flag the job; a queued job is cancelled at once, a running one at its next layer."""
         self.r.set(f"ps:cancel:{job_id}", "1")
 
-        def _cancel_queued(rec: Record) -> Record | None:
-            if rec["state"] != JobState.queued.value:
-                return None
-            rec.update(state=JobState.cancelled.value, finished_at=now_iso())
-            rec["progress"] = {**rec["progress"], "stage": "cancelled"}
-            return rec
+        def cancel_queued(rec: JobRecord) -> JobRecord:
+            return job_state.cancel(rec, now()) if rec.state == JobState.queued else rec
 
         before = self.get(job_id)
-        rec = self.update(job_id, _cancel_queued)
-        if before and rec and before["state"] != rec["state"]:
+        rec = self.update(job_id, cancel_queued)
+        if before and rec and before.state != rec.state:
             self.add_event(job_id, "state", "cancelled before it started")
-        elif rec and not JobState(rec["state"]).terminal:
+        elif rec and not rec.state.terminal:
             self.add_event(job_id, "info", "cancel requested; stops at the next layer boundary")
         return rec
 
@@ -213,6 +242,10 @@ class JobStore:
     def durations(self, state: str) -> dict[str, float]:
         raw = self.r.hgetall(f"ps:metrics:duration:{state}")
         return {k.decode(): float(v) for k, v in raw.items()}
+
+
+def _event(kind: str, message: str, **data: Any) -> str:
+    return json.dumps({"ts": now_iso(), "kind": kind, "message": message, "data": data})
 
 
 def _job_key(job_id: str) -> str:

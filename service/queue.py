@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from service.jobs import JobStore
 from service.settings import Settings
 
 PRUNE_TASK = "pruneserve.prune_model"
@@ -35,3 +36,10 @@ def make_celery(settings: Settings, name: str = "pruneserve") -> Celery:
 def enqueue(app: Celery, settings: Settings, job_id: str) -> None:
     """Send the prune task for `job_id` by name."""
     app.send_task(PRUNE_TASK, args=[job_id], queue=settings.QUEUE)
+
+
+def dispatch(app: Celery, settings: Settings, store: JobStore, job_id: str) -> None:
+    """Send the task of a saved job, then clear its "never enqueued" mark. Should either step
+    fail, the recovery sweep sends it later (a second delivery is harmless)."""
+    enqueue(app, settings, job_id)
+    store.mark_enqueued(job_id)

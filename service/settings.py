@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     HEARTBEAT_S: float = 5.0
     IDEMPOTENCY_TTL_S: int = 24 * 3600
     MAX_EVENTS: int = 2000
+    API_WORKERS: int = 1  # uvicorn processes of `pruneserve api` (--workers overrides)
+    API_ACCESS_LOG: bool = True  # one log line per request (--no-access-log overrides)
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:

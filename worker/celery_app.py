@@ -12,7 +12,7 @@ from service.jobs import JobStore
 from service.queue import make_celery
 from service.settings import Settings
 from worker.heartbeat import Ticker
-from worker.recovery import requeue_orphans
+from worker.recovery import sweep
 
 log = logging.getLogger(__name__)
 settings = Settings()
@@ -31,7 +31,7 @@ def store() -> JobStore:
 
 def _tick(jobs: JobStore, name: str) -> None:
     jobs.beat_worker(name)
-    requeue_orphans(jobs, settings, app)
+    sweep(jobs, settings, app)
 
 
 @worker_ready.connect

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
-from service.jobs import JobStore, Record
-from service.schemas import JobState
+from service import job_state
+from service.job_state import IllegalTransition
+from service.jobs import JobStore
 from worker.engine.errors import Cancelled
 from worker.engine.progress import Reporter
 
@@ -61,10 +63,6 @@ class JobReporter(Reporter):
             )
 
     def _progress(self, **fields) -> None:
-        def apply(rec: Record) -> Record | None:
-            if rec["state"] != JobState.running.value or rec.get("owner") != self.owner:
-                return None
-            rec["progress"] = {**rec["progress"], **fields}
-            return rec
-
-        self.store.update(self.job_id, apply)
+        # the job may have ended or been taken over: check_cancel and the runner's finish see it
+        with contextlib.suppress(IllegalTransition):
+            self.store.update(self.job_id, lambda r: job_state.progress(r, self.owner, **fields))

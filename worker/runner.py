@@ -12,13 +12,17 @@ import shutil
 import socket
 import time
 import uuid
-from datetime import datetime
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
+from service import job_state
 from service.artifacts import list_artifacts
-from service.jobs import JobStore, Record, now_iso
+from service.job_record import JobRecord
+from service.job_state import IllegalTransition
+from service.jobs import JobStore, now
 from service.schemas import REPORT_FILE as REPORT_NAME
-from service.schemas import JobState, PruneReport, PruneSpec, partial_dir, resume_dir
+from service.schemas import JobError, JobState, PruneReport, PruneSpec, partial_dir, resume_dir
 from service.settings import Settings
 from worker.heartbeat import Ticker
 from worker.job_reporter import JobReporter
@@ -58,9 +62,9 @@ class JobRunner:
         if rec is None:
             log.warning("job %s does not exist; dropping the task", self.job_id)
             return "missing"
-        if JobState(rec["state"]).terminal:
-            return rec["state"]
-        if rec["state"] == JobState.running.value and self._running_elsewhere():
+        if rec.state.terminal:
+            return rec.state.value
+        if rec.state == JobState.running and self._running_elsewhere():
             return "duplicate"
         beat = Ticker(
             lambda: self.store.beat_job(self.job_id, self.owner), self.settings.HEARTBEAT_S
@@ -68,11 +72,11 @@ class JobRunner:
         self.store.beat_job(self.job_id, self.owner)
         beat.start()
         try:
-            rec = self.store.update(self.job_id, self._claim)
-            if rec is None or rec["state"] != JobState.running.value or rec["owner"] != self.owner:
-                if rec is not None and JobState(rec["state"]).terminal:
+            rec = self._claim()
+            if rec is None or rec.state != JobState.running or rec.owner != self.owner:
+                if rec is not None and rec.state.terminal:
                     self._cleanup()  # e.g. given up after MAX_ATTEMPTS: no checkpoints left
-                return rec["state"] if rec else "missing"
+                return rec.state.value if rec else "missing"
             return self._execute(rec)
         finally:
             beat.stop()
@@ -88,38 +92,28 @@ class JobRunner:
             time.sleep(min(1.0, self.settings.HEARTBEAT_S))
         return True
 
-    def _claim(self, rec: Record) -> Record | None:
-        if JobState(rec["state"]).terminal:
-            return None
-        if self.store.cancel_requested(self.job_id):
-            rec.update(state=JobState.cancelled.value, finished_at=now_iso())
-            rec["progress"] = {**rec["progress"], "stage": "cancelled"}
-            return rec
-        rec["attempts"] = int(rec.get("attempts") or 0) + 1
-        limit = self.settings.MAX_ATTEMPTS
-        if rec["attempts"] > limit:
-            died = rec["attempts"] - 1
-            rec.update(state=JobState.failed.value, finished_at=now_iso())
-            rec["error"] = {
-                "type": "WorkerLost",
-                "message": f"the worker running this job died {died} time(s) (killed or lost); "
-                f"giving up after PRUNESERVE_MAX_ATTEMPTS={limit} attempts",
-            }
-            return rec
-        rec.update(state=JobState.running.value, owner=self.owner, started_at=now_iso())
-        rec["progress"] = {"stage": "starting", "percent": 0.0}
-        return rec
+    def _claim(self) -> JobRecord | None:
+        def claim(rec: JobRecord) -> JobRecord:
+            if rec.state.terminal:  # finished meanwhile (another delivery, or cancelled)
+                return rec
+            cancel = self.store.cancel_requested(self.job_id)
+            limit = self.settings.MAX_ATTEMPTS
+            return job_state.claim(
+                rec, self.owner, now(), max_attempts=limit, cancel_requested=cancel
+            )
 
-    def _execute(self, rec: Record) -> str:
+        return self.store.update(self.job_id, claim)
+
+    def _execute(self, rec: JobRecord) -> str:
         from worker.engine.errors import Cancelled, EngineError
 
-        self.store.add_event(self.job_id, "state", f"running (attempt {rec['attempts']})")
-        spec = PruneSpec.model_validate(rec["spec"])
+        self.store.add_event(self.job_id, "state", f"running (attempt {rec.attempts})")
         try:
-            report = self._resume() or self._prune(spec)
+            report = self._resume() or self._prune(rec.spec)
         except Cancelled:
             self._cleanup()
-            return self._finish(JobState.cancelled, "cancelled; partial files removed")
+            end = partial(job_state.cancel, now=now(), owner=self.owner)
+            return self._finish(JobState.cancelled, "cancelled; partial files removed", end)
         except EngineError as exc:
             self._cleanup()
             return self._fail(type(exc).__name__, str(exc))
@@ -127,9 +121,11 @@ class JobRunner:
             log.exception("job %s crashed", self.job_id)
             self._cleanup()
             return self._fail(type(exc).__name__, str(exc) or repr(exc))
-        artifacts = [a.model_dump() for a in list_artifacts(self.out)]
-        summary = report.summary().model_dump(mode="json")
-        return self._finish(JobState.succeeded, "succeeded", artifacts=artifacts, summary=summary)
+        artifacts, summary = list_artifacts(self.out), report.summary()
+        end = partial(
+            job_state.succeed, owner=self.owner, now=now(), summary=summary, artifacts=artifacts
+        )
+        return self._finish(JobState.succeeded, "succeeded", end)
 
     def _resume(self) -> PruneReport | None:
         """A previous attempt finished writing but died before recording success."""
@@ -162,24 +158,21 @@ class JobRunner:
         shutil.rmtree(self.out, ignore_errors=True)
 
     def _fail(self, kind: str, message: str) -> str:
-        return self._finish(JobState.failed, f"failed: {kind}: {message}", error={
-            "type": kind, "message": message})  # fmt: skip
+        error = JobError(type=kind, message=message)
+        end = partial(job_state.fail, owner=self.owner, now=now(), error=error)
+        return self._finish(JobState.failed, f"failed: {kind}: {message}", end)
 
-    def _finish(self, state: JobState, message: str, **fields) -> str:
-        def apply(rec: Record) -> Record | None:
-            if rec["state"] != JobState.running.value or rec.get("owner") != self.owner:
-                return None
-            rec.update(state=state.value, finished_at=now_iso(), **fields)
-            percent = 100.0 if state == JobState.succeeded else rec["progress"].get("percent", 0)
-            rec["progress"] = {**rec["progress"], "stage": state.value, "percent": percent}
-            rec["progress"]["eta_s"] = None
-            return rec
-
-        rec = self.store.update(self.job_id, apply)
+    def _finish(self, state: JobState, message: str, end: Callable[[JobRecord], JobRecord]) -> str:
+        """Record the outcome, unless the job is no longer ours (taken over, or ended)."""
+        try:
+            rec = self.store.update(self.job_id, end)
+        except IllegalTransition as exc:
+            log.warning("job %s: outcome %s not recorded: %s", self.job_id, state.value, exc)
+            rec = self.store.get(self.job_id)
+            return rec.state.value if rec else "missing"
         kind = "error" if state == JobState.failed else "state"
         self.store.add_event(self.job_id, kind, message)
-        if rec and rec.get("started_at"):
-            started = datetime.fromisoformat(rec["started_at"])
-            seconds = (datetime.fromisoformat(rec["finished_at"]) - started).total_seconds()
+        if rec and rec.started_at and rec.finished_at:
+            seconds = (rec.finished_at - rec.started_at).total_seconds()
             self.store.record_duration(state.value, seconds)
-        return rec["state"] if rec else "missing"
+        return rec.state.value if rec else "missing"

@@ -9,7 +9,18 @@ def register(subparsers) -> None:
     api = subparsers.add_parser("api", help="run the REST API (uvicorn)")
     api.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1)")
     api.add_argument("--port", type=int, default=8000, help="port (8000)")
-    api.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (1)")
+    api.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="uvicorn worker processes (PRUNESERVE_API_WORKERS, 1); about one per core",
+    )
+    api.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="log every request (PRUNESERVE_API_ACCESS_LOG, on)",
+    )
     api.add_argument("--log-level", default="info")
     api.add_argument(
         "--http",
@@ -39,12 +50,17 @@ def run_api(args: argparse.Namespace) -> int:
         settings.check_api_safety()  # fail with one clear line before uvicorn starts
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
+    workers = args.workers if args.workers is not None else settings.API_WORKERS
+    if workers < 1:
+        raise SystemExit(f"error: --workers / PRUNESERVE_API_WORKERS must be >= 1, not {workers}")
+    access_log = settings.API_ACCESS_LOG if args.access_log is None else args.access_log
     uvicorn.run(
         "service.main:create_app",
         factory=True,
         host=args.host,
         port=args.port,
-        workers=args.workers,
+        workers=workers,
+        access_log=access_log,
         log_level=args.log_level,
         # h11 bounds what a connection may send before its headers end (httptools buffers any
         # amount); headers between MAX_HEADER_BYTES and this bound get the JSON 431

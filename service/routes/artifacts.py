@@ -10,7 +10,8 @@ from fastapi.responses import FileResponse, StreamingResponse
 from service.artifacts import artifact_file, tar_stream
 from service.deps import JobDep, SettingsDep
 from service.errors import ERRORS, ApiError
-from service.schemas import Artifact, ArtifactList
+from service.job_record import JobRecord
+from service.schemas import ArtifactList
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
 BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -24,14 +25,18 @@ class TarStream(StreamingResponse):
     media_type = "application/x-tar"
 
 
-def _job_dir(settings, job: dict) -> Path:
-    return Path(settings.jobs_dir) / job["id"]
+def _job_dir(settings, job: JobRecord) -> Path:
+    return Path(settings.jobs_dir) / job.id
+
+
+def _listed(job: JobRecord) -> list[dict]:
+    return [a.model_dump() for a in job.artifacts]
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactList, responses=ERRORS)
 def list_job_artifacts(job: JobDep) -> ArtifactList:
     """Files of a succeeded job with size and sha256 (empty before it succeeds)."""
-    return ArtifactList(items=[Artifact.model_validate(a) for a in job.get("artifacts") or []])
+    return ArtifactList(items=job.artifacts)
 
 
 FILE_RESPONSES = {**ERRORS, 200: {"content": {"application/octet-stream": BINARY}}, 304: {}}
@@ -51,8 +56,8 @@ def head_artifact(path: str, job: JobDep, settings: SettingsDep, request: Reques
     return _artifact(path, job, settings, request)
 
 
-def _artifact(path: str, job: dict, settings, request: Request) -> Response:
-    found = artifact_file(_job_dir(settings, job), job.get("artifacts") or [], path)
+def _artifact(path: str, job: JobRecord, settings, request: Request) -> Response:
+    found = artifact_file(_job_dir(settings, job), _listed(job), path)
     if found is None:
         raise ApiError(404, f"artifact {path!r} not found for this job", "path")
     file, entry = found
@@ -72,10 +77,10 @@ def _artifact(path: str, job: dict, settings, request: Request) -> Response:
 )
 def download_archive(job: JobDep, settings: SettingsDep) -> StreamingResponse:
     """The whole checkpoint as one tar, streamed as it is read."""
-    listed = job.get("artifacts") or []
+    listed = _listed(job)
     if not listed:
-        raise ApiError(404, f"job is {job['state']}; it has no artifacts yet", "job_id")
-    name = f"pruneserve-{job['id']}"
+        raise ApiError(404, f"job is {job.state.value}; it has no artifacts yet", "job_id")
+    name = f"pruneserve-{job.id}"
     return TarStream(
         tar_stream(_job_dir(settings, job), listed, name),
         headers={"Content-Disposition": f'attachment; filename="{name}.tar"'},

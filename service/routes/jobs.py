@@ -8,8 +8,9 @@ from fastapi import APIRouter, Header, Query
 
 from service.deps import CeleryDep, DatasetsDep, JobDep, SettingsDep, StoreDep, TenantDep
 from service.errors import ERRORS, ApiError
-from service.jobs import IdempotencyConflict, Record
-from service.queue import enqueue
+from service.job_record import JobRecord
+from service.jobs import IdempotencyConflict
+from service.queue import dispatch
 from service.redact import redact_paths
 from service.schemas import JobCreate, JobEvent, JobList, JobPublic, JobState
 from service.validation import check_spec
@@ -17,8 +18,8 @@ from service.validation import check_spec
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-def to_public(rec: Record) -> JobPublic:
-    job = JobPublic.model_validate({k: v for k, v in rec.items() if k in JobPublic.model_fields})
+def to_public(rec: JobRecord) -> JobPublic:
+    job = rec.public()
     if job.error is not None:  # worker messages may hold server paths (issue 8.3)
         job.error.message = redact_paths(job.error.message)
     return job
@@ -41,7 +42,7 @@ def create_job(
     except IdempotencyConflict as exc:
         raise ApiError(409, str(exc), "Idempotency-Key") from None
     if created:
-        enqueue(celery, settings, rec["id"])
+        dispatch(celery, settings, store, rec.id)
     return to_public(rec)
 
 
@@ -60,7 +61,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=ERRORS)
-def get_job(job: JobDep) -> JobPublic:
+async def get_job(job: JobDep) -> JobPublic:
     """State, progress, timestamps, error and report summary of one job."""
     return to_public(job)
 
@@ -68,7 +69,7 @@ def get_job(job: JobDep) -> JobPublic:
 @router.get("/{job_id}/events", response_model=list[JobEvent], responses=ERRORS)
 def job_events(job: JobDep, store: StoreDep) -> list[JobEvent]:
     """The job's event log: state and stage changes, per-layer lines, warnings."""
-    events = [JobEvent.model_validate(e) for e in store.events(job["id"])]
+    events = [JobEvent.model_validate(e) for e in store.events(job.id)]
     for event in events:
         event.message = redact_paths(event.message)
     return events
@@ -77,9 +78,9 @@ def job_events(job: JobDep, store: StoreDep) -> list[JobEvent]:
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=ERRORS)
 def cancel_job(job: JobDep, store: StoreDep) -> JobPublic:
     """A queued job never starts; a running one stops at the next layer boundary."""
-    state = JobState(job["state"])
+    state = job.state
     if state == JobState.cancelled:
         return to_public(job)
     if state.terminal:
         raise ApiError(409, f"job is already {state.value}; only queued or running jobs cancel")
-    return to_public(store.request_cancel(job["id"]) or job)
+    return to_public(store.request_cancel(job.id) or job)

@@ -67,12 +67,15 @@ def test_watch_prints_the_report_summary(cli, done_job):
     assert re.search(r"sparsity\s+50\.00%", human.stdout), human.stdout
 
 
-def test_submit_without_wait_prints_the_id_then_cancel(cli):
+def test_submit_without_wait_prints_the_id_then_cancel(cli, live_service):
+    live_service.stop_worker()  # the job stays queued: the cancel cannot lose a race with it
     out = cli("submit", *TINY_FLAGS)
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.strip()
     cancelled = cli("cancel", job_id, "--json")
     assert cancelled.returncode == 0 and json.loads(cancelled.stdout)["id"] == job_id
+    assert json.loads(cancelled.stdout)["state"] == "cancelled"
+    live_service.ensure_worker()
     watched = cli("watch", job_id, "--json")
     assert watched.returncode == 4  # cancelled
     assert json.loads(watched.stdout)["state"] == "cancelled"

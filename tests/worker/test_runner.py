@@ -1,0 +1,114 @@
+"""JobRunner on a real Redis, without Celery: one delivery claims, runs and records the job;
+repeated, late or doomed deliveries leave it right."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from service import job_state
+from service.jobs import now
+from service.schemas import REPORT_FILE, JobState, PruneReport, PruneSpec
+from tests.worker.redis_store import fresh_store
+from worker.runner import HOST, JobRunner
+
+SPEC = PruneSpec(model="tiny-llama", method="wanda", sparsity="2:4")
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = fresh_store(tmp_path)
+    yield s
+    s.r.flushdb()
+
+
+def submit(store) -> str:
+    rec, _ = store.create("alice", SPEC)
+    store.mark_enqueued(rec.id)
+    return rec.id
+
+
+def runner(store, job_id: str) -> JobRunner:
+    return JobRunner(store, store.settings, job_id)
+
+
+def write_finished_checkpoint(store, job_id: str) -> None:
+    """What an attempt that died after writing its checkpoint leaves behind."""
+    out = store.settings.jobs_dir / job_id
+    out.mkdir(parents=True)
+    (out / "model.safetensors").write_bytes(b"weights")
+    (out / REPORT_FILE).write_text(PruneReport(spec=SPEC, sparsity=0.5).model_dump_json())
+
+
+def take(store, job_id: str, owner: str) -> None:
+    claim = lambda r: job_state.claim(r, owner, now(), max_attempts=3, cancel_requested=False)  # noqa: E731
+    store.update(job_id, claim)
+
+
+def test_missing_job_is_dropped(store):
+    assert runner(store, "no-such-job").run() == "missing"
+
+
+def test_finished_checkpoint_is_recorded_succeeded_with_artifacts(store):
+    job_id = submit(store)
+    write_finished_checkpoint(store, job_id)
+    assert runner(store, job_id).run() == "succeeded"
+    rec = store.get(job_id)
+    assert (rec.attempts, rec.progress.percent, rec.summary.sparsity) == (1, 100.0, 0.5)
+    assert sorted(a.path for a in rec.artifacts) == ["model.safetensors", REPORT_FILE]
+    assert store.ids_in_state("succeeded") == [job_id]
+    assert store.durations("succeeded")["+Inf"] == 1
+    assert not store.job_owner_alive(job_id)  # heartbeat cleared
+
+
+def test_a_second_delivery_of_a_finished_job_changes_nothing(store):
+    job_id = submit(store)
+    write_finished_checkpoint(store, job_id)
+    runner(store, job_id).run()
+    before = store.get(job_id)
+    assert runner(store, job_id).run() == "succeeded"
+    assert store.get(job_id) == before
+
+
+def test_cancel_requested_before_the_start_ends_cancelled(store):
+    job_id = submit(store)
+    store.r.set(f"ps:cancel:{job_id}", "1")  # as request_cancel does, racing the claim
+    assert runner(store, job_id).run() == "cancelled"
+    rec = store.get(job_id)
+    assert (rec.state, rec.attempts, rec.progress.stage) == (JobState.cancelled, 0, "cancelled")
+
+
+def test_engine_error_fails_the_job_with_type_and_message(store):
+    job_id = submit(store)  # the model "tiny-llama" does not exist in this MODELS_DIR
+    assert runner(store, job_id).run() == "failed"
+    rec = store.get(job_id)
+    assert rec.error.type == "ModelLoadError" and "tiny-llama" in rec.error.message
+    assert store.events(job_id)[-1]["kind"] == "error"
+
+
+def test_a_job_whose_worker_died_is_taken_over(store):
+    job_id = submit(store)
+    take(store, job_id, f"{HOST}:999999999:dead")  # no such pid on this host
+    write_finished_checkpoint(store, job_id)
+    assert runner(store, job_id).run() == "succeeded"
+    assert store.get(job_id).attempts == 2
+
+
+def test_a_job_running_in_a_live_process_is_a_duplicate_delivery(store):
+    job_id = submit(store)
+    owner = f"{HOST}:{os.getpid()}:alive"
+    take(store, job_id, owner)
+    store.beat_job(job_id, owner)
+    assert runner(store, job_id).run() == "duplicate"
+    assert store.get(job_id).owner == owner
+
+
+def test_after_max_attempts_the_job_fails_as_worker_lost(tmp_path):
+    store = fresh_store(tmp_path, MAX_ATTEMPTS=1)
+    job_id = submit(store)
+    take(store, job_id, f"{HOST}:999999999:dead")
+    assert runner(store, job_id).run() == "failed"
+    rec = store.get(job_id)
+    assert rec.error.type == "WorkerLost" and "MAX_ATTEMPTS=1" in rec.error.message
+    store.r.flushdb()
