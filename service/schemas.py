@@ -198,7 +198,9 @@ class PruneSpec(_Strict):
     )
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     evaluation: EvalSpec | None = None
-    options: dict[str, Any] = Field(default_factory=dict, json_schema_extra=options_schema)
+    options: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True, json_schema_extra=options_schema
+    )
     skip: list[Annotated[str, Field(min_length=1, max_length=MAX_NAME)]] = Field(
         default_factory=list,
         max_length=MAX_SKIP,

@@ -88,3 +88,12 @@ def test_the_old_flat_options_object_still_works():
     spec = PruneSpec(model="org/m", method="magnitude", sparsity="2:4",
                      options={**flat, "magnitude_scope": "row"})  # fmt: skip
     assert spec.options == {"magnitude_scope": "row"}
+
+
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt", "smp"])
+def test_a_stored_spec_reads_back_identical(method):
+    """What the API stores is what a worker (or an idempotent retry) reads back."""
+    spec = PruneSpec(model="org/m", method=method, sparsity="2:4")
+    again = PruneSpec.model_validate_json(spec.model_dump_json())
+    assert again.model_dump() == spec.model_dump()
+    assert spec.options == METHODS[method]().model_dump()
