@@ -28,10 +28,12 @@ def locate_model(
     models_dir: Path | None = None,
     cache_dir: Path | None = None,
     allow_local: bool = True,
-) -> Path:
+    fetch: bool = True,
+) -> Path | None:
     """The directory holding `model`: any local directory (local runs, if `allow_local`), a
     model under `models_dir` (the service; the naming rules of service/model_names.py), or a
-    hub id `org/name` downloaded (weights as safetensors only)."""
+    hub id `org/name` downloaded (weights as safetensors only; None instead when not
+    `fetch`, which checks the name without any slow work)."""
     local = Path(model).expanduser()
     if allow_local and local.is_dir():
         return local
@@ -43,7 +45,7 @@ def locate_model(
                 f"model {model!r} is neither a local directory nor a hub id of the form org/name"
             ) from None
         raise ModelLoadError(str(exc)) from None
-    if found is not None:
+    if found is not None or not fetch:
         return found
     return download(model, revision, cache_dir)
 

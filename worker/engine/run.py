@@ -335,6 +335,8 @@ def run(
     device = pick_device(spec.device)
     reporter = reporter or Reporter()
     state = Run(spec, where, reporter, device, report.new_report(spec, str(device)))
+    locate_model(spec.model, spec.revision, models_dir=models_dir, allow_local=allow_local,
+                 fetch=False)  # fmt: skip
     state.sources = datasets(spec, where)  # missing files are reported before the slow load
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
