@@ -64,7 +64,6 @@ class IntegrityError(PruneServeError):
         self.actual = actual
 
 
-ChecksumError = IntegrityError
 
 
 class JobEnded(PruneServeError):
