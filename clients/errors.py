@@ -64,8 +64,6 @@ class IntegrityError(PruneServeError):
         self.actual = actual
 
 
-
-
 class JobEnded(PruneServeError):
     """Base of the errors `wait` raises for a job that did not succeed; `.job` is its last state."""
 
