@@ -16,7 +16,13 @@ from worker.engine.errors import ModelLoadError, SpecError
 from worker.engine.evaluate import perplexity
 from worker.engine.memory import peak_rss_mb, release
 from worker.engine.methods import get_method
-from worker.engine.model_io import decoder_layers, load_model, resolve_model, save_atomic
+from worker.engine.model_io import (
+    decoder_coverage,
+    decoder_layers,
+    load_model,
+    resolve_model,
+    save_atomic,
+)
 from worker.engine.progress import Reporter
 from worker.engine.walker import walk
 
@@ -43,6 +49,8 @@ def versions() -> dict[str, str]:
         "safetensors": safetensors.__version__,
     }
 
+
+UNPRUNED_WARN = 0.10  # a pattern leaving more of the decoder weights dense is a warning
 
 # relative cost of each stage, for overall percent: the plan's stages share 0-100 by weight
 STAGE_WEIGHTS = {"load": 5, "calibrate": 5, "eval_dense": 15, "prune": 60, "eval_pruned": 10,
@@ -142,10 +150,19 @@ def run(
         )
 
     with clock.stage("prune", total=len(layers)):
-        modules = walk(model, layers_name, layers, ids, method, spec, device, reporter)
+        modules = walk(
+            model, layers_name, layers, ids, method, spec, device, reporter, report.warnings
+        )
     report.modules = modules
     total = sum(m.shape[0] * m.shape[1] for m in modules)
     report.sparsity = sum(m.sparsity * m.shape[0] * m.shape[1] for m in modules) / max(total, 1)
+    report.decoder_sparsity, unpruned = decoder_coverage(layers, total)
+    if unpruned > UNPRUNED_WARN:
+        report.warnings.append(
+            f"{unpruned:.0%} of the decoder weights are not pruned (skipped, routers or "
+            f"unsupported modules); sparsity over all decoder weights is "
+            f"{report.decoder_sparsity:.3f}"
+        )
     if spec.parsed_sparsity.is_nm:
         report.nm_ok = all(m.nm_ok for m in modules)
     for m in modules:

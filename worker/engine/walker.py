@@ -14,9 +14,17 @@ import torch
 from torch import nn
 
 from service.schemas import ModuleReport, PruneSpec
+from worker.engine.errors import UnsupportedModelError, reraise_typed
 from worker.engine.hooks import InputGroup, LayerStop, StatsCollector
 from worker.engine.masks import check_n_of_m
-from worker.engine.methods import Method
+from worker.engine.experts import (
+    RoutedStats,
+    expert_groups,
+    expert_targets,
+    experts_modules,
+    router_linears,
+)
+from worker.engine.methods import Method, get_method
 from worker.engine.model_io import get_weight, prunable_linears, set_weight
 from worker.engine.progress import Reporter
 from worker.engine.stats import relative_error
@@ -71,20 +79,24 @@ def capture(model, layers: nn.ModuleList, ids: torch.Tensor, device, batch: int)
     """
     n, seqlen = ids.shape
     calls: list[LayerCalls] = [{} for _ in layers]
-    state: dict = {"hidden": None, "span": (0, 0)}
+    state: dict = {"hidden": None, "span": (0, 0), "extras": None}
 
     def recorder(idx: int):
         def forward(hidden_states, *args, **kwargs):
+            s, e = state["span"]
             if idx == 0:
                 if state["hidden"] is None:
                     shape = (n, seqlen, hidden_states.shape[-1])
                     state["hidden"] = torch.empty(shape, dtype=hidden_states.dtype, device=device)
-                s, e = state["span"]
                 state["hidden"][s:e] = hidden_states
-            calls[idx].setdefault(hidden_states.shape[0], (args, kwargs))
+            # keyed by the span's size, as run_layer looks it up (not by a tensor dimension)
+            calls[idx].setdefault(e - s, (args, kwargs))
             if idx == len(layers) - 1:
                 raise _StopCapture
-            return hidden_states
+            if state["extras"] is None:
+                state["extras"] = output_extras(layers[idx], hidden_states, args, kwargs, device)
+            # return what the real layer returns: a model that indexes outputs[0] gets hidden
+            return hidden_states if state["extras"] is False else (hidden_states, *state["extras"])
 
         return forward
 
@@ -99,7 +111,26 @@ def capture(model, layers: nn.ModuleList, ids: torch.Tensor, device, batch: int)
     finally:
         for layer in layers:
             del layer.forward
+    missing = [
+        i for i, c in enumerate(calls) if sorted(c) != sorted({e - s for s, e in spans(n, batch)})
+    ]
+    if missing:
+        raise UnsupportedModelError(
+            f"decoder layer {missing[0]} was not called once per batch by the model's forward; "
+            "the layer list found is not the model's sequential decoder"
+        )
     return Captured(state["hidden"], calls, batch)
+
+
+def output_extras(layer: nn.Module, hidden, args: tuple, kwargs: dict, device) -> tuple | bool:
+    """Run the real `layer` once: False when it returns a tensor, else what follows the hidden
+    states in its tuple (older layers return (hidden, attn, ...) and the model takes [0])."""
+    layer.to(device)
+    try:
+        y = type(layer).forward(layer, hidden, *args, **kwargs)
+    finally:
+        layer.to("cpu")
+    return tuple(y[1:]) if isinstance(y, tuple) else False
 
 
 @torch.no_grad()
@@ -154,33 +185,48 @@ def walk(
     spec: PruneSpec,
     device: torch.device,
     reporter: Reporter,
+    warnings: list[str] | None = None,
 ) -> list[ModuleReport]:
-    """Prune every decoder layer in order; returns one report per pruned Linear."""
+    """Prune every decoder layer in order; returns one report per pruned matrix (Linear or
+    expert slice) and appends what the user should know to `warnings`."""
+    warnings = [] if warnings is None else warnings
     reports: list[ModuleReport] = []
     n_layers = len(layers)
     cap = None
     if method.needs is not None:
         batch = batch_size(ids.shape[1], ids.shape[0])
-        cap = capture(model, layers, ids, device, batch)
+        with reraise_typed(f"{type(model).__name__}: capturing the inputs of {layers_name}"):
+            cap = capture(model, layers, ids, device, batch)
         inps, outs = cap.hidden, torch.empty_like(cap.hidden)
     for i, layer in enumerate(layers):
         reporter.check_cancel()
         layer.to(device)
-        linears = prunable_linears(layer, f"{layers_name}.{i}", spec.skip)
-        if cap is None:
-            groups = [([n], None) for n in linears]  # no statistics: each Linear alone
-        else:
-            collector = StatsCollector(
-                linears, method.needs == "hessian", ids.numel(), ids.shape[1]
-            )
-            with collector.hooks():
-                run_layer(layer, inps, None, cap.calls[i], cap.batch)
-            groups = [(g.names, g) for g in collector.groups]
-        for names, group in groups:
-            reports.extend(prune_group(names, linears, method, spec, group))
-        if cap is not None:
-            run_layer(layer, inps, outs, cap.calls[i], cap.batch)
-            inps, outs = outs, inps
+        prefix = f"{layers_name}.{i}"
+        with reraise_typed(f"{type(model).__name__}: decoder layer {prefix}"):
+            linears = prunable_linears(layer, prefix, spec.skip)
+            routers = router_linears(layer, prefix, linears)  # routers stay dense
+            linears = {n: m for n, m in linears.items() if n not in routers}
+            experts = expert_targets(layer, prefix, spec.skip)
+            targets = {**linears, **experts}
+            if cap is None:
+                groups = [([n], None) for n in targets]  # no statistics: each matrix alone
+            else:
+                hessian = method.needs == "hessian"
+                collector = StatsCollector(
+                    linears, hessian, ids.numel(), ids.shape[1], early_stop=not experts
+                )
+                routed = RoutedStats(experts_modules(layer, prefix), hessian, ids.numel())
+                with collector.hooks(), routed.hooks():
+                    run_layer(layer, inps, None, cap.calls[i], cap.batch)
+                groups = [(g.names, g) for g in collector.groups]
+                groups += expert_groups(experts, routed, warnings)
+            for names, group in groups:
+                # an expert without routed tokens has no statistics: magnitude
+                how = method if group is not None or cap is None else get_method("magnitude")
+                reports.extend(prune_group(names, targets, how, spec, group))
+            if cap is not None:
+                run_layer(layer, inps, outs, cap.calls[i], cap.batch)
+                inps, outs = outs, inps
         layer.to("cpu")
         reporter.step(i + 1, n_layers, f"layer {i + 1}/{n_layers}")
     return reports
