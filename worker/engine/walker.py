@@ -15,8 +15,6 @@ from torch import nn
 
 from service.schemas import ModuleReport, PruneSpec
 from worker.engine.errors import UnsupportedModelError, reraise_typed
-from worker.engine.hooks import InputGroup, LayerStop, StatsCollector
-from worker.engine.masks import check_n_of_m
 from worker.engine.experts import (
     RoutedStats,
     expert_groups,
@@ -24,6 +22,8 @@ from worker.engine.experts import (
     experts_modules,
     router_linears,
 )
+from worker.engine.hooks import InputGroup, LayerStop, StatsCollector
+from worker.engine.masks import check_n_of_m
 from worker.engine.methods import Method, get_method
 from worker.engine.model_io import get_weight, prunable_linears, set_weight
 from worker.engine.progress import Reporter
