@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from worker.engine.errors import ModelLoadError, UnsupportedModelError
+from worker.engine.errors import ModelLoadError, UnsupportedModelError, describe, log
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -86,6 +86,11 @@ def load_model(path: Path, dtype: str = "auto"):
         ) from exc
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot load weights: {exc}") from exc
+    except Exception as exc:  # any other failure of transformers' loader: typed, logged
+        log.exception("loading %s failed", path)
+        raise UnsupportedModelError(
+            f"{path.name}: {type(config).__name__} failed to load: {describe(exc)}"
+        ) from exc
     model.eval()
     model.config.use_cache = False
     try:

@@ -219,6 +219,10 @@ def walk(
                 with collector.hooks(), routed.hooks():
                     run_layer(layer, inps, None, cap.calls[i], cap.batch)
                 groups = [(g.names, g) for g in collector.groups]
+                seen = {n for g in collector.groups for n in g.names}
+                warnings += [f"{n}: not called by its layer on the calibration data (e.g. "
+                             "cross-attention without an encoder); left dense"
+                             for n in linears if n not in seen]  # fmt: skip
                 groups += expert_groups(experts, routed, warnings)
             for names, group in groups:
                 # an expert without routed tokens has no statistics: magnitude
