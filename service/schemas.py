@@ -356,7 +356,9 @@ class PruneReport(BaseModel):
     device: str = "cpu"
     dtype: str = ""
     n_layers: int = 0
-    sparsity: float = 0.0
+    sparsity: float = 0.0  # over the pruned modules
+    # over every weight matrix in the decoder layers (experts and routers included)
+    decoder_sparsity: float | None = None
     nm_ok: bool | None = None
     modules: list[ModuleReport] = Field(default_factory=list)
     stages_s: dict[str, float] = Field(default_factory=dict)

@@ -1,4 +1,16 @@
-"""The few named errors the engine raises; each message says what was wrong and what is allowed."""
+"""The few named errors the engine raises; each message says what was wrong and what is allowed.
+
+`reraise_typed` turns an unexpected exception into one of them: the message names where it
+happened, the full traceback goes to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+log = logging.getLogger("worker.engine")
 
 
 class EngineError(Exception):
@@ -14,7 +26,7 @@ class ModelLoadError(EngineError):
 
 
 class UnsupportedModelError(EngineError):
-    """The model loads but has no decoder-layer ModuleList to walk."""
+    """The model loads but cannot be walked: no decoder-layer list, or a layer call fails."""
 
 
 class CalibrationError(EngineError):
@@ -22,7 +34,7 @@ class CalibrationError(EngineError):
 
 
 class PruningError(EngineError):
-    """Numerics failed (e.g. SparseGPT's Cholesky never succeeded)."""
+    """Numerics failed (e.g. SparseGPT's Cholesky never succeeded), or memory ran out."""
 
 
 class Cancelled(EngineError):
@@ -31,3 +43,25 @@ class Cancelled(EngineError):
 
 class ResourceError(EngineError):
     """The job cannot fit the device's memory (found before the work that would need it)."""
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: first line of the message`, short enough for a job's error field."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+@contextmanager
+def reraise_typed(where: str, error: type[EngineError] = UnsupportedModelError) -> Iterator[None]:
+    """Inside the block, an exception that is not an EngineError becomes `error` (out of memory:
+    PruningError) with a message naming `where`; the traceback is logged, not shown."""
+    try:
+        yield
+    except EngineError:
+        raise
+    except Exception as exc:
+        log.exception("%s failed", where)
+        # by name: this module stays importable without torch (torch.OutOfMemoryError)
+        if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+            raise PruningError(f"{where}: out of memory ({describe(exc)})") from exc
+        raise error(f"{where} failed: {describe(exc)}") from exc

@@ -32,7 +32,12 @@ class StatsCollector:
     """
 
     def __init__(
-        self, linears: dict[str, nn.Module], want_hessian: bool, total_tokens: int, seqlen: int
+        self,
+        linears: dict[str, nn.Module],
+        want_hessian: bool,
+        total_tokens: int,
+        seqlen: int,
+        early_stop: bool = True,
     ):
         self.linears = linears
         self.want_hessian = want_hessian
@@ -42,6 +47,7 @@ class StatsCollector:
         self._group_of: dict[str, InputGroup] = {}
         self._order: list[str] = []  # firing order in the first batch
         self._last: str | None = None
+        self.early_stop = early_stop  # off when other hooks (experts) need the whole layer
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args: tuple) -> None:
@@ -64,7 +70,7 @@ class StatsCollector:
             if group.last is not x:
                 group.stats.add(x.detach())
                 group.last = x
-            if name == self._last:
+            if name == self._last and self.early_stop:
                 raise LayerStop
 
         return hook

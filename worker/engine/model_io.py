@@ -13,7 +13,7 @@ from torch import nn
 
 from service.model_names import resolve_model
 from service.schemas import check_revision
-from worker.engine.errors import ModelLoadError, UnsupportedModelError
+from worker.engine.errors import ModelLoadError, UnsupportedModelError, describe, log
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 HUB_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "tokenizer*", "*.model",
@@ -115,6 +115,11 @@ def load_model(path: Path, dtype: str = "auto"):
         ) from exc
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot load weights: {exc}") from exc
+    except Exception as exc:  # any other failure of transformers' loader: typed, logged
+        log.exception("loading %s failed", path)
+        raise UnsupportedModelError(
+            f"{path.name}: {type(config).__name__} failed to load: {describe(exc)}"
+        ) from exc
     model.eval()
     model.config.use_cache = False
     try:
@@ -161,16 +166,29 @@ def prunable_linears(layer: nn.Module, prefix: str = "", skip=()) -> dict[str, n
 
 
 def get_weight(module: nn.Module) -> torch.Tensor:
-    """The weight as (out, in), whatever the storage layout."""
+    """The weight as (out, in), whatever the storage layout (an expert slice has its own)."""
+    if hasattr(module, "get_weight"):
+        return module.get_weight()
     w = module.weight.data
     return w.t() if type(module).__name__ == "Conv1D" else w
 
 
 def set_weight(module: nn.Module, w: torch.Tensor) -> None:
     """Write an (out, in) weight back in the module's own layout and dtype."""
+    if hasattr(module, "set_weight"):
+        return module.set_weight(w)
     if type(module).__name__ == "Conv1D":
         w = w.t()
     module.weight.data.copy_(w.to(module.weight.dtype))
+
+
+def decoder_coverage(layers: nn.ModuleList, pruned_numel: int) -> tuple[float, float]:
+    """(share of zeros, share not pruned) over every weight matrix in the decoder layers:
+    Linear weights, fused expert tensors and routers (biases and norms are not matrices)."""
+    mats = [p for p in layers.parameters() if p.dim() >= 2]
+    total = sum(p.numel() for p in mats)
+    zeros = sum(int((p == 0).sum()) for p in mats)
+    return zeros / max(total, 1), max(0.0, 1 - pruned_numel / max(total, 1))
 
 
 def save_model(model, tokenizer, directory: Path) -> None:

@@ -26,11 +26,13 @@ from service.schemas import (
 from worker.engine import calibration, report
 from worker.engine.errors import SpecError
 from worker.engine.evaluate import perplexity
+from worker.engine.experts import expert_targets, router_linears
 from worker.engine.mask_state import MaskState, check_fits
 from worker.engine.masks import Pattern
 from worker.engine.memory import peak_rss_mb, release
 from worker.engine.methods import get_method
 from worker.engine.model_io import (
+    decoder_coverage,
     decoder_layers,
     get_weight,
     load_model,
@@ -48,6 +50,7 @@ from worker.engine.train.objective import Objective
 from worker.engine.train.tasks import Recovery
 from worker.engine.walker import walk
 
+UNPRUNED_WARN = 0.10  # a pattern leaving more of the decoder weights dense is a warning
 LR_DEFAULTS = {"train": 1e-2, "recover": 1e-4}  # mask scores live in [0, 1); weights fine-tune
 
 
@@ -90,6 +93,10 @@ class Run:
         """Every pruned module by full name, in pruning order."""
         return {n: m for per_layer in self.targets for n, m in per_layer.items()}
 
+    def warn(self, message: str) -> None:
+        self.report.warnings.append(message)
+        self.reporter.warn(message)
+
     @property
     def n_layers(self) -> int:
         return len(self.streamer.layers) if self.streamer else 0
@@ -127,7 +134,7 @@ def load(run: Run) -> None:
     run.model, run.tokenizer = load_model(path, spec.dtype)
     layers_name, layers = decoder_layers(run.model)
     run.streamer = LayerStreamer(run.model, layers, run.device)
-    every = [prunable_linears(layer, f"{layers_name}.{i}") for i, layer in enumerate(layers)]
+    every = [layer_targets(layer, f"{layers_name}.{i}") for i, layer in enumerate(layers)]
     run.targets = skip(every, spec.skip)
     shapes = {n: tuple(get_weight(m).shape) for t in run.targets for n, m in t.items()}
     check_fits(shapes, pattern_of(spec))
@@ -137,6 +144,15 @@ def load(run: Run) -> None:
     run.report.architecture = type(run.model).__name__
     run.report.dtype = str(next(run.model.parameters()).dtype).removeprefix("torch.")
     run.report.n_layers = len(layers)
+
+
+def layer_targets(layer, prefix: str) -> dict:
+    """What to prune in one decoder layer: its Linears but the MoE routers (they stay dense),
+    and each expert of its fused MoE parameters as its own matrix."""
+    linears = prunable_linears(layer, prefix)
+    routers = router_linears(layer, prefix, linears)
+    return {**{n: m for n, m in linears.items() if n not in routers},
+            **expert_targets(layer, prefix)}  # fmt: skip
 
 
 def calibrate(run: Run) -> None:
@@ -158,12 +174,11 @@ def eval_dense(run: Run) -> None:
 def prune(run: Run) -> None:
     spec = run.spec
     method = get_method(spec.method)
-    pruner = Pruner(method, pattern_of(spec), spec.method_options, run.masks, run.reporter)
+    pruner = Pruner(method, pattern_of(spec), spec.method_options, run.masks, run.warn)
     needs = method.stats_for(spec.method_options)
-    walk(run.streamer, run.ids, needs, run.targets, pruner, run.reporter)
+    walk(run.streamer, run.ids, needs, run.targets, pruner, run.reporter, warn=run.warn)
     run.results = pruner.results
     run.scores = pruner.scores
-    run.report.warnings.extend(pruner.warnings)
 
 
 def eval_pruned(run: Run) -> None:
@@ -177,14 +192,20 @@ def learn(run: Run) -> None:
     """The method's own training (e.g. SMP's learned mask)."""
     spec = run.spec
     method = get_method(spec.method)
-    modules = run.modules
+    modules = trainable(run.modules)
     task = method.task(modules, run.masks, run.scores, pattern_of(spec),
                        lambda name: get_weight(run.dense.get_submodule(name)))  # fmt: skip
     run_training(run, spec.training, task)
 
 
 def recover(run: Run) -> None:
-    run_training(run, run.spec.recovery, Recovery(run.modules, run.masks))
+    run_training(run, run.spec.recovery, Recovery(trainable(run.modules), run.masks))
+
+
+def trainable(modules: dict) -> dict:
+    """The Linears a training stage can parametrize; fused MoE expert slices keep their
+    one-shot mask and weights."""
+    return {n: m for n, m in modules.items() if isinstance(m, torch.nn.Module)}
 
 
 def run_training(run: Run, ts: TrainingSpec, task) -> None:
@@ -276,6 +297,14 @@ def save(run: Run) -> None:
     modules = run.modules
     checks = run.masks.check(lambda name: get_weight(modules[name]))
     report.add_masks(run.report, checks, run.results)
+    pruned = sum(c.shape[0] * c.shape[1] for c in checks)
+    run.report.decoder_sparsity, unpruned = decoder_coverage(run.streamer.layers, pruned)
+    if unpruned > UNPRUNED_WARN:
+        run.warn(
+            f"{unpruned:.0%} of the decoder weights are not pruned (skipped, routers or "
+            f"unsupported modules); sparsity over all decoder weights is "
+            f"{run.report.decoder_sparsity:.3f}"
+        )
     save_model(run.model, run.tokenizer, partial_dir(run.where.output))
 
 

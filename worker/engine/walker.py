@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from worker.engine.errors import UnsupportedModelError, reraise_typed
+from worker.engine.experts import RoutedStats, expert_groups
 from worker.engine.hooks import InputGroup, LayerStop, StatsCollector
 from worker.engine.model_io import get_weight, set_weight
 from worker.engine.progress import Reporter
@@ -56,20 +58,24 @@ def capture(streamer: LayerStreamer, ids: torch.Tensor, batch: int) -> Captured:
     model, layers, device = streamer.model, streamer.layers, streamer.device
     n, seqlen = ids.shape
     calls: list[LayerCalls] = [{} for _ in layers]
-    state: dict = {"hidden": None, "span": (0, 0)}
+    state: dict = {"hidden": None, "span": (0, 0), "extras": None}
 
     def recorder(idx: int):
         def forward(hidden_states, *args, **kwargs):
+            s, e = state["span"]
             if idx == 0:
                 if state["hidden"] is None:
                     shape = (n, seqlen, hidden_states.shape[-1])
                     state["hidden"] = torch.empty(shape, dtype=hidden_states.dtype, device=device)
-                s, e = state["span"]
                 state["hidden"][s:e] = hidden_states
-            calls[idx].setdefault(hidden_states.shape[0], (args, kwargs))
+            # keyed by the span's size, as run_layer looks it up (not by a tensor dimension)
+            calls[idx].setdefault(e - s, (args, kwargs))
             if idx == len(layers) - 1:
                 raise _StopCapture
-            return hidden_states
+            if state["extras"] is None:
+                state["extras"] = output_extras(streamer, idx, hidden_states, args, kwargs)
+            # return what the real layer returns: a model that indexes outputs[0] gets hidden
+            return hidden_states if state["extras"] is False else (hidden_states, *state["extras"])
 
         return forward
 
@@ -84,7 +90,22 @@ def capture(streamer: LayerStreamer, ids: torch.Tensor, batch: int) -> Captured:
     finally:
         for layer in layers:
             del layer.forward
+    sizes = sorted({e - s for s, e in spans(n, batch)})
+    missing = [i for i, c in enumerate(calls) if sorted(c) != sizes]
+    if missing:
+        raise UnsupportedModelError(
+            f"decoder layer {missing[0]} was not called once per batch by the model's forward; "
+            "the layer list found is not the model's sequential decoder"
+        )
     return Captured(state["hidden"], calls, batch)
+
+
+def output_extras(streamer: LayerStreamer, idx: int, hidden, args: tuple, kwargs: dict):
+    """Run the real layer `idx` once: False when it returns a tensor, else what follows the
+    hidden states in its tuple (older layers return (hidden, attn, ...); the model takes [0])."""
+    with streamer.layer(idx) as layer:
+        y = type(layer).forward(layer, hidden, *args, **kwargs)
+    return tuple(y[1:]) if isinstance(y, tuple) else False
 
 
 @torch.no_grad()
@@ -116,32 +137,58 @@ def walk(
     targets: list[dict[str, nn.Module]],
     prune: PruneFn,
     reporter: Reporter,
+    warn: Callable[[str], None] = lambda message: None,
 ) -> None:
-    """Prune `targets[i]` (full name -> Linear) of every decoder layer i, in order.
+    """Prune `targets[i]` (full name -> Linear, or expert slice of a fused MoE parameter) of
+    every decoder layer i, in order; tell `warn` what the user should know.
 
     `needs` is the statistics to collect: None (no calibration), "norms" or "hessian".
     """
     n_layers = len(streamer.layers)
+    arch = type(streamer.model).__name__
     cap = None
     if needs is not None:
-        cap = capture(streamer, ids, batch_size(ids.shape[1], ids.shape[0]))
+        with reraise_typed(f"{arch}: capturing the inputs of the decoder layers"):
+            cap = capture(streamer, ids, batch_size(ids.shape[1], ids.shape[0]))
         inps, outs = cap.hidden, torch.empty_like(cap.hidden)
     for i in range(n_layers):
         reporter.check_cancel()
-        linears = targets[i]
-        with streamer.layer(i) as layer:
+        with reraise_typed(f"{arch}: decoder layer {i}"), streamer.layer(i) as layer:
             if cap is None:
-                groups = [([n], None) for n in linears]  # no statistics: each Linear alone
+                groups = [([n], None) for n in targets[i]]  # no statistics: each matrix alone
             else:
-                collector = StatsCollector(linears, needs == "hessian", ids.numel(), ids.shape[1])
-                with collector.hooks():
-                    run_layer(layer, inps, None, cap.calls[i], cap.batch)
-                groups = [(g.names, g.stats) for g in collector.groups]
-            prune_groups(groups, linears, prune)
+                groups = layer_stats(layer, targets[i], needs, ids, cap.calls[i], cap.batch,
+                                     inps, warn)  # fmt: skip
+            prune_groups(groups, targets[i], prune)
             if cap is not None:
                 run_layer(layer, inps, outs, cap.calls[i], cap.batch)
                 inps, outs = outs, inps
         reporter.step(i + 1, n_layers, f"layer {i + 1}/{n_layers}")
+
+
+def layer_stats(layer, targets, needs, ids, calls, batch, inps, warn) -> list:
+    """One statistics pass over `layer`: groups of Linears sharing an input with their stats,
+    and each expert slice with the statistics of the tokens routed to it."""
+    linears = {n: m for n, m in targets.items() if isinstance(m, nn.Module)}
+    experts = {n: m for n, m in targets.items() if not isinstance(m, nn.Module)}
+    hessian = needs == "hessian"
+    collector = StatsCollector(linears, hessian, ids.numel(), ids.shape[1], early_stop=not experts)
+    routed = RoutedStats({n.rsplit(".", 1)[0]: m.module for n, m in experts.items()}, hessian,
+                         ids.numel())  # fmt: skip
+    with collector.hooks(), routed.hooks():
+        run_layer(layer, inps, None, calls, batch)
+    groups = [(g.names, g.stats) for g in collector.groups]
+    seen = {n for g in collector.groups for n in g.names}
+    for n in linears:
+        if n not in seen:
+            warn(f"{n}: not called by its layer on the calibration data (e.g. cross-attention "
+                 "without an encoder); left dense")  # fmt: skip
+    notes: list[str] = []  # experts no calibration token was routed to: magnitude
+    for names, group in expert_groups(experts, routed, notes):
+        groups.append((names, group.stats if group is not None else None))
+    for note in notes:
+        warn(note)
+    return groups
 
 
 __all__ = ["Captured", "InputGroup", "capture", "run_layer", "walk", "spans"]

@@ -94,3 +94,26 @@ def pattern(sparsity) -> Pattern:
     """The engine's Pattern for a sparsity as users write it (0.5, "2:4")."""
     s = parse_sparsity(sparsity)
     return Pattern(s.ratio, s.n, s.m)
+
+
+def walk_model(model, layers_name: str, ids, method: str = "wanda", sparsity=0.5, warnings=None):
+    """Walk `model` with `method` as run() would (same targets), without loading or saving;
+    warnings are appended to `warnings`. Returns the mask state."""
+    from service.methods import METHODS
+    from worker.engine.mask_state import MaskState
+    from worker.engine.methods import get_method
+    from worker.engine.progress import Reporter
+    from worker.engine.pruner import Pruner
+    from worker.engine.run import layer_targets
+    from worker.engine.streaming import LayerStreamer
+    from worker.engine.walker import walk
+
+    layers = model.get_submodule(layers_name)
+    warn = (warnings if warnings is not None else []).append
+    m, options = get_method(method), METHODS[method]()
+    masks = MaskState()
+    targets = [layer_targets(layer, f"{layers_name}.{i}") for i, layer in enumerate(layers)]
+    pruner = Pruner(m, pattern(sparsity), options, masks, warn)
+    streamer = LayerStreamer(model, layers, torch.device("cpu"))
+    walk(streamer, ids, m.stats_for(options), targets, pruner, Reporter(), warn=warn)
+    return masks

@@ -114,7 +114,7 @@ def test_next_layer_sees_pruned_activations(tiny_model_dir):
     dense1 = {n: layers[1].get_submodule(n).weight.detach().clone() for n in names}
     from_dense_model = wanda_masks_from_forward(model, layers[1], dense1, ids)
 
-    pruner = Pruner(get_method("wanda"), Pattern(0.5), WandaOptions(), MaskState(), Reporter())
+    pruner = Pruner(get_method("wanda"), Pattern(0.5), WandaOptions(), MaskState(), print)
     targets = [prunable_linears(t, f"{LAYERS_PATH[arch]}.{i}") for i, t in enumerate(layers)]
     streamer = LayerStreamer(model, layers, torch.device("cpu"))
     walk(streamer, ids, "norms", targets, pruner, Reporter())
