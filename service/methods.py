@@ -19,6 +19,10 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
     TRAINS: ClassVar[bool] = False  # the method runs the training engine (needs `training`)
 
+    def calibrates(self) -> bool:
+        """Whether the method reads calibration data (known without the engine or torch)."""
+        return True
+
 
 def method_options(name: str):
     """Class decorator: register `cls` as the options of method `name`."""
@@ -37,6 +41,9 @@ class MagnitudeOptions(Options):
     magnitude_scope: Literal["matrix", "row"] = Field(
         "matrix", description="one threshold per matrix (the reference) or per output row"
     )
+
+    def calibrates(self) -> bool:
+        return False
 
 
 @method_options("wanda")
@@ -62,6 +69,9 @@ class SMPOptions(Options):
     init_method: Literal["wanda", "sparsegpt", "magnitude"] = Field(
         "wanda", description="one-shot method whose mask the learned scores start from"
     )
+
+    def calibrates(self) -> bool:
+        return METHODS[self.init_method]().calibrates()
 
 
 def _legacy_defaults() -> dict[str, Any]:

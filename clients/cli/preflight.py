@@ -21,12 +21,13 @@ def check_inputs(spec, output: Path, data_dir: Path, data_dir_given: bool) -> No
     check_model(spec.model)
     if data_dir_given and not data_dir.is_dir():
         raise CalibrationError(f"data directory {data_dir} not found")
-    # A named calibration corpus is not checked: whether the method reads calibration data at
-    # all is known only to the engine's registry, which imports torch.
-    if spec.calibration.dataset not in NAMED:
-        resolve_dataset(spec.calibration.dataset, "calibration", data_dir)
+    if spec.method_options.calibrates() or spec.calibration.dataset not in NAMED:
+        check_dataset(spec.calibration.dataset, "calibration", data_dir)
+    for ts in (spec.training, spec.recovery):  # training reads the calibration split
+        if ts is not None:
+            check_dataset(ts.dataset, "calibration", data_dir)
     if spec.evaluation is not None:
-        check_eval_dataset(spec.evaluation.dataset, data_dir)
+        check_dataset(spec.evaluation.dataset, "evaluation", data_dir)
 
 
 def check_model(model: str) -> None:
@@ -50,19 +51,19 @@ def _looks_like_hub_id(model: str) -> bool:
     return bool(sep and org and name) and "/" not in name and not model.startswith((".", "~"))
 
 
-def check_eval_dataset(name: str, data_dir: Path) -> None:
-    """Evaluation always reads its dataset: a named corpus must be in the data directory unless
-    the hub fallback can work (the `datasets` package installed, the hub not switched off)."""
+def check_dataset(name: str, split: str, data_dir: Path) -> None:
+    """A dataset the run will read: a named corpus must be in the data directory unless the
+    hub fallback can work (the `datasets` package installed, the hub not switched off)."""
     if name not in NAMED:
-        resolve_dataset(name, "evaluation", data_dir)
+        resolve_dataset(name, split, data_dir)
         return
-    path = data_dir / NAMED[name]["evaluation"]
+    path = data_dir / NAMED[name][split]
     hub_possible = importlib.util.find_spec("datasets") is not None and not any(
         os.environ.get(v, "") not in ("", "0") for v in _HUB_OFFLINE
     )
     if not path.is_file() and not hub_possible:
         raise CalibrationError(
             f"dataset {name!r}: {path} not found (set --data-dir or PRUNESERVE_DATA_DIR to a "
-            "folder laid out like <dir>/wikitext-2-raw/test.txt), and no Hugging Face "
+            f"folder laid out like <dir>/{NAMED['wikitext2'][split]}), and no Hugging Face "
             "`datasets` to fetch it with"
         )

@@ -107,6 +107,23 @@ def test_cheap_checks_come_before_torch_and_exit_2(tiny_model, calib, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_missing_named_corpus_is_reported_before_torch_for_methods_that_read_it(
+    tiny_model, tmp_path
+):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    common = dict(calibration="wikitext2", data_dir=str(empty))
+    proc = run_cli(argv(tiny_model, "x", tmp_path / "o", **common), "-X", "importtime",
+                   HF_DATASETS_OFFLINE="1")  # fmt: skip
+    [line] = error_lines(proc.stderr)
+    assert proc.returncode == 2 and "wikitext-2-raw/valid.txt not found" in line, line
+    assert not imported(proc.stderr) & {"torch", "transformers"}
+    # magnitude reads no calibration data: nothing to refuse, the run goes on and succeeds
+    ok = run_cli(argv(tiny_model, "x", tmp_path / "m", method="magnitude", **common),
+                 HF_DATASETS_OFFLINE="1")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr[-2000:]
+
+
 def test_engine_errors_exit_3_with_the_error(tiny_model, tmp_path, capsys):
     short = tmp_path / "short.txt"
     short.write_text("too short for a window")
