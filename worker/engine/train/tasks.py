@@ -14,7 +14,7 @@ from torch import nn
 
 from worker.engine.mask_state import MaskState
 from worker.engine.masks import Pattern
-from worker.engine.model_io import get_weight, set_weight
+from worker.engine.model_io import set_weight
 from worker.engine.train.masked import FixedMask, ScoreMask, attach, bake, original, transposed
 
 Modules = dict[str, nn.Module]  # full name -> Linear, in pruning order
@@ -85,7 +85,3 @@ class LearnedMask:
             out[name] = self.masks[name].pruned().cpu()
             bake(module, out[name])
         return out
-
-
-def weights_of(modules: Modules) -> dict[str, torch.Tensor]:
-    return {n: get_weight(m).detach().clone() for n, m in modules.items()}
