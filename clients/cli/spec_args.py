@@ -130,7 +130,7 @@ def add_training_args(group) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="distil from the dense model (KL at T=2); --no-distill trains on the "
-        "language-model loss (default: on)",
+        "language-model loss (default: %(default)s)",
     )
     group.add_argument(
         "--train-seed",

@@ -145,22 +145,31 @@ def test_a_spec_error_found_by_the_engine_exits_2(tiny_model, calib, tmp_path, c
 def test_an_unexpected_error_is_one_line_and_the_traceback_only_on_request(
     tiny_model, calib, tmp_path
 ):
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for f in tiny_model.iterdir():
-        (broken / f.name).write_bytes(f.read_bytes())
-    (broken / "model.safetensors").write_bytes(b"\x00" * 200)  # a corrupt header
-    args = argv(broken, calib, tmp_path / "out", method="magnitude", sparsity="0.5")
+    (tmp_path / "a-file").write_text("not a directory")
+    out = tmp_path / "a-file" / "out"  # only saving finds out: nothing the engine expects
+    args = argv(tiny_model, calib, out, method="magnitude", sparsity="0.5")
     plain = run_cli(args)
     assert plain.returncode == 3, plain.stderr[-2000:]
     assert "Traceback (most recent call last)" not in plain.stderr, plain.stderr[-2000:]
     last = error_lines(plain.stderr)[-1]
     assert [ln for ln in error_lines(plain.stderr) if ln.startswith("error")] == [last]
     assert last.startswith("error: ") and last.endswith("PRUNESERVE_DEBUG=1 shows the traceback)")
-    assert re.search(r"^load\s+✗", plain.stderr, re.M), plain.stderr  # the stage that failed
+    assert re.search(r"^save\s+✗", plain.stderr, re.M), plain.stderr  # the stage that failed
     debug = run_cli(args, PRUNESERVE_DEBUG="1")
     assert debug.returncode == 3 and "Traceback (most recent call last)" in debug.stderr
     assert error_lines(debug.stderr)[-1] == last.split(" (unexpected;")[0]
+
+
+def test_a_corrupt_checkpoint_is_a_typed_error_without_traceback(tiny_model, calib, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in tiny_model.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"\x00" * 200)  # a corrupt header
+    proc = run_cli(argv(broken, calib, tmp_path / "out", method="magnitude", sparsity="0.5"))
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = error_lines(proc.stderr)[-1]
+    assert last.startswith("error: UnsupportedModelError: broken: ") and "SafetensorError" in last
 
 
 def test_prunes_with_one_display_and_a_summary_table(tiny_model, calib, tmp_path):

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 log = logging.getLogger("worker.engine")
+log.addHandler(logging.NullHandler())  # a library: the app (worker, CLI --debug) decides
 
 
 class EngineError(Exception):
