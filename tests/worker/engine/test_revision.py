@@ -9,7 +9,7 @@ import huggingface_hub.constants
 import pytest
 
 from worker.engine.errors import ModelLoadError
-from worker.engine.model_io import resolve_model
+from worker.engine.model_io import locate_model
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -36,14 +36,14 @@ def offline_cache(tmp_path, monkeypatch) -> tuple[Path, Path, str]:
 
 def test_a_cached_revision_still_resolves(offline_cache):
     cache, _, _ = offline_cache
-    path = resolve_model("org/cached", "main", cache_dir=cache, allow_local=False)
+    path = locate_model("org/cached", "main", cache_dir=cache, allow_local=False)
     assert (path / "config.json").read_text() == '{"who": "cached"}'
 
 
 def test_revision_path_traversal_is_refused_before_the_hub_is_read(offline_cache):
     cache, outside, revision = offline_cache
     with pytest.raises(ModelLoadError, match="revision") as info:
-        resolve_model("org/cached", revision, cache_dir=cache, allow_local=False)
+        locate_model("org/cached", revision, cache_dir=cache, allow_local=False)
     assert "allowed: a branch or tag name" in str(info.value)
     assert str(outside) not in str(info.value)
 
@@ -54,4 +54,4 @@ def test_revision_path_traversal_is_refused_before_the_hub_is_read(offline_cache
 def test_unsafe_revisions_are_refused(offline_cache, revision):
     cache, _, _ = offline_cache
     with pytest.raises(ModelLoadError, match="revision .* allowed: a branch or tag name"):
-        resolve_model("org/cached", revision, cache_dir=cache, allow_local=False)
+        locate_model("org/cached", revision, cache_dir=cache, allow_local=False)
