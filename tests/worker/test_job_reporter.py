@@ -8,18 +8,10 @@ import pytest
 from service import job_state
 from service.jobs import now
 from service.schemas import JobState, PruneSpec
-from tests.worker.redis_store import fresh_store
 from worker.engine.errors import Cancelled
 from worker.job_reporter import JobReporter, TimeLimitExceeded
 
 SPEC = PruneSpec(model="tiny-llama", method="wanda", sparsity="2:4")
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = fresh_store(tmp_path)
-    yield s
-    s.r.flushdb()
 
 
 @pytest.fixture

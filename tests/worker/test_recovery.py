@@ -12,17 +12,9 @@ from service import job_state
 from service.jobs import now
 from service.queue import PRUNE_TASK, dispatch, make_celery
 from service.schemas import JobState, PruneSpec
-from tests.worker.redis_store import fresh_store
 from worker.recovery import enqueue_unqueued, requeue_orphans, sweep
 
 SPEC = PruneSpec(model="tiny-llama", method="wanda", sparsity="2:4")
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = fresh_store(tmp_path)
-    yield s
-    s.r.flushdb()
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from service import job_state
 from service.jobs import now
 from service.schemas import REPORT_FILE, JobState, PruneReport, PruneSpec
@@ -14,13 +12,6 @@ from tests.worker.redis_store import fresh_store
 from worker.runner import HOST, JobRunner
 
 SPEC = PruneSpec(model="tiny-llama", method="wanda", sparsity="2:4")
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = fresh_store(tmp_path)
-    yield s
-    s.r.flushdb()
 
 
 def submit(store) -> str:
