@@ -27,6 +27,7 @@ SPARSITY_SCHEMA = {
         {"type": "string", "pattern": r"^\s*(?:[0-9]+\s*:\s*[0-9]+|0*\.[0-9]+)\s*$"},
     ]
 }
+_FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)?): ")
 _LOC_ROOTS = ("body", "query", "path", "header", "form", "file", "cookie")
 MAX_NAME = 255  # one path component on common filesystems; model, revision, datasets
 MAX_PATH = 4096  # a local dataset file (local runs)
@@ -72,7 +73,8 @@ def describe_errors(errors: list[dict]) -> list[tuple[str | None, str]]:
         if parts and parts[0] in _LOC_ROOTS:
             parts = parts[1:]
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        out.append((".".join(parts) or None, msg))
+        named = _FIELD_PREFIX.match(msg) if not parts else None  # a spec-level check names it
+        out.append((named.group(1) if named else ".".join(parts) or None, msg))
     return out
 
 
@@ -181,6 +183,34 @@ class TrainingSpec(_Strict):
         return self
 
 
+class OWLSpec(_Strict):
+    """OWL (Yin et al., ICML 2024): each decoder layer's sparsity from its outlier ratio."""
+
+    m: float = Field(
+        5.0, gt=1, le=1000, description="an outlier is a Wanda score above m x its layer's mean"
+    )
+    lam: float = Field(0.08, ge=0, lt=0.5, description="layer sparsities lie in [s - lam, s + lam]")
+
+
+class DSnoTSpec(_Strict):
+    """DSnoT (Zhang et al., ICLR 2024): training-free prune-and-grow swaps per row (per group
+    of M for N:M) that lower the row's expected output error; no weight is updated."""
+
+    max_cycles: int = Field(50, ge=1, le=10_000, description="swap rounds per matrix at most")
+    update_threshold: float = Field(
+        0.0, ge=0, le=1e6,
+        description="a row stops once |E[error of its output]| per token is at most this",
+    )  # fmt: skip
+    var_power: float = Field(
+        1.0, ge=0, le=4, description="regrow candidates ranked by W*E[x] / Var[x]^var_power"
+    )
+
+
+SPARSITY_PROFILES = ("uniform", "owl")
+REFINERS = ("none", "dsnot")
+ONE_SHOT_FOR_PROFILES = ("magnitude", "wanda", "sparsegpt")  # what OWL and DSnoT work with
+
+
 class PruneSpec(_Strict):
     """What to prune and how. The same fields in JSON, on the CLI and in the client."""
 
@@ -214,11 +244,19 @@ class PruneSpec(_Strict):
     recovery: TrainingSpec | None = Field(
         None, description="after pruning: masks fixed, kept weights trained with distillation"
     )
+    sparsity_profile: str = Field(
+        "uniform", description="uniform: every layer at `sparsity`; owl: per layer (OWL)"
+    )
+    owl: OWLSpec | None = Field(None, description="OWL's knobs (sparsity_profile 'owl')")
+    refine: str = Field("none", description="none, or dsnot: mask refinement after pruning")
+    dsnot: DSnoTSpec | None = Field(None, description="DSnoT's knobs (refine 'dsnot')")
 
-    @field_validator("method", "device", "dtype")
+    @field_validator("method", "device", "dtype", "sparsity_profile", "refine")
     @classmethod
     def _one_of(cls, v: str, info: ValidationInfo) -> str:
-        allowed = {"method": tuple(METHODS), "device": DEVICES, "dtype": DTYPES}[info.field_name]
+        allowed = {"method": tuple(METHODS), "device": DEVICES, "dtype": DTYPES,
+                   "sparsity_profile": SPARSITY_PROFILES,
+                   "refine": REFINERS}[info.field_name]  # fmt: skip
         if v not in allowed:
             raise ValueError(f"unknown {info.field_name} {v!r}; allowed: {', '.join(allowed)}")
         return v
@@ -255,6 +293,43 @@ class PruneSpec(_Strict):
                 "(for fine-tuning after pruning use recovery)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _profile_and_refine(self) -> PruneSpec:
+        for field, value, knobs, on in (("sparsity_profile", self.sparsity_profile, "owl", "owl"),
+                                        ("refine", self.refine, "dsnot", "dsnot")):  # fmt: skip
+            if value != on:
+                if getattr(self, knobs) is not None:
+                    raise ValueError(f"{knobs}: these settings are for {field} {on!r}, but "
+                                     f"{field} is {value!r}; set {field} to {on!r} or drop "
+                                     f"{knobs}")  # fmt: skip
+                continue
+            if self.method not in ONE_SHOT_FOR_PROFILES:
+                methods = ", ".join(ONE_SHOT_FOR_PROFILES)
+                raise ValueError(f"{field}: {on!r} works with the one-shot methods {methods}, "
+                                 f"not {self.method!r}")  # fmt: skip
+        if self.sparsity_profile == "owl":
+            self.owl = self.owl or OWLSpec()
+            s, lam = self.parsed_sparsity, self.owl.lam
+            if s.is_nm:
+                raise ValueError(
+                    f"sparsity_profile: 'owl' gives each layer its own fraction and needs an "
+                    f"unstructured sparsity such as 0.7; N:M ({s}) stays uniform"
+                )
+            if s.ratio - lam <= 0 or s.ratio + lam >= 1:
+                raise ValueError(
+                    f"owl.lam: layer sparsities {s.ratio:g} +/- {lam:g} must stay inside (0, 1); "
+                    f"choose lam < {min(s.ratio, 1 - s.ratio):g}"
+                )
+        if self.refine == "dsnot":
+            self.dsnot = self.dsnot or DSnoTSpec()
+        return self
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether the job reads calibration data (its method, OWL or DSnoT need statistics)."""
+        return (self.method_options.calibrates() or self.sparsity_profile != "uniform"
+                or self.refine != "none")  # fmt: skip
 
     @property
     def parsed_sparsity(self) -> Sparsity:
@@ -314,6 +389,17 @@ class ModuleReport(BaseModel):
     nm_ok: bool | None = None
     rel_error: float | None = None
     damping: float | None = None
+    dsnot_swaps: int | None = Field(None, description="DSnoT: weights regrown (as many pruned)")
+
+
+class LayerReport(BaseModel):
+    """One decoder layer under a sparsity profile (OWL): what it was given and why."""
+
+    index: int
+    outlier_ratio: float  # share of its Wanda scores above owl.m x their mean
+    sparsity: float  # the sparsity OWL gave it
+    achieved: float  # what its masks prune (per-row rounding)
+    params: int  # weights of its pruned modules
 
 
 class Perplexity(BaseModel):
@@ -361,6 +447,9 @@ class PruneReport(BaseModel):
     decoder_sparsity: float | None = None
     nm_ok: bool | None = None
     modules: list[ModuleReport] = Field(default_factory=list)
+    layers: list[LayerReport] = Field(
+        default_factory=list, description="per decoder layer (sparsity_profile 'owl')"
+    )
     stages_s: dict[str, float] = Field(default_factory=dict)
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float | None = None

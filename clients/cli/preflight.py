@@ -21,7 +21,7 @@ def check_inputs(spec, output: Path, data_dir: Path, data_dir_given: bool) -> No
     check_model(spec.model)
     if data_dir_given and not data_dir.is_dir():
         raise CalibrationError(f"data directory {data_dir} not found")
-    if spec.method_options.calibrates() or spec.calibration.dataset not in NAMED:
+    if spec.calibrates or spec.calibration.dataset not in NAMED:
         check_dataset(spec.calibration.dataset, "calibration", data_dir)
     for ts in (spec.training, spec.recovery):  # training reads the calibration split
         if ts is not None:

@@ -11,7 +11,16 @@ import typing
 from typing import Any
 
 from service.methods import METHODS
-from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, TrainingSpec
+from service.schemas import (
+    REFINERS,
+    SPARSITY_PROFILES,
+    CalibrationSpec,
+    DSnoTSpec,
+    EvalSpec,
+    OWLSpec,
+    PruneSpec,
+    TrainingSpec,
+)
 
 OPTION_DEST = "option__"  # argparse dest prefix of the generated method-option flags
 
@@ -76,7 +85,66 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
         "--dtype", default="auto", help="auto | float32 | bfloat16 | float16 (default: %(default)s)"
     )
     add_option_args(p.add_argument_group("method options (only the chosen method's apply)"))
+    add_profile_args(p.add_argument_group("layer-wise sparsity (OWL) and mask refinement (DSnoT)"))
     add_training_args(p.add_argument_group("training (smp's own training, and recovery)"))
+
+
+def add_profile_args(group) -> None:
+    owl, ds = OWLSpec, DSnoTSpec
+    group.add_argument(
+        "--sparsity-profile",
+        default="uniform",
+        choices=SPARSITY_PROFILES,
+        help="uniform: every layer at --sparsity; owl: each layer its own, from its outlier "
+        "ratio, with the mean at --sparsity (unstructured only) (default: %(default)s)",
+    )
+    group.add_argument(
+        "--owl-m",
+        type=float,
+        default=None,
+        help=f"OWL: an outlier is a Wanda score above M x its layer's mean "
+        f"(default: {_default(owl, 'm'):g})",
+    )
+    group.add_argument(
+        "--owl-lambda",
+        type=float,
+        default=None,
+        help="OWL: layer sparsities lie in [s - lambda, s + lambda] "
+        f"(default: {_default(owl, 'lam'):g})",
+    )
+    group.add_argument(
+        "--refine",
+        default="none",
+        choices=REFINERS,
+        help="dsnot: after pruning, swap pruned and kept weights per row (per group for N:M) "
+        "where that lowers the expected output error; no training (default: %(default)s)",
+    )
+    group.add_argument(
+        "--dsnot-cycles",
+        type=int,
+        default=None,
+        help=f"DSnoT: swap rounds at most (default: {_default(ds, 'max_cycles')})",
+    )
+    group.add_argument(
+        "--dsnot-threshold",
+        type=float,
+        default=None,
+        help="DSnoT: a row stops once its expected output error per token is at most this "
+        f"(default: {_default(ds, 'update_threshold'):g})",
+    )
+
+
+def profile_from_args(args: argparse.Namespace) -> dict:
+    """The OWL / DSnoT fields; their knob objects only when a knob flag was given."""
+    out: dict[str, Any] = {"sparsity_profile": args.sparsity_profile, "refine": args.refine}
+    owl = {k: v for k, v in (("m", args.owl_m), ("lam", args.owl_lambda)) if v is not None}
+    if owl:
+        out["owl"] = owl
+    knobs = (("max_cycles", args.dsnot_cycles), ("update_threshold", args.dsnot_threshold))
+    ds = {k: v for k, v in knobs if v is not None}
+    if ds:
+        out["dsnot"] = ds
+    return out
 
 
 def add_training_args(group) -> None:
@@ -212,6 +280,7 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
         "skip": args.skip,
         "device": args.device,
         "dtype": args.dtype,
+        **profile_from_args(args),
     }
     trains = args.method in METHODS and METHODS[args.method].TRAINS
     if trains or args.train_steps is not None:

@@ -72,6 +72,9 @@ def imported(stderr: str) -> set[str]:
         ({"sparsity": "1.2"}, "sparsity: sparsity 1.2 is out of range; allowed: a fraction"),
         ({"sparsity": "3:2"}, "sparsity: sparsity '3:2' is not valid: need 0 < N < M"),
         ({"nsamples": "0"}, "nsamples: Input should be greater than or equal to 1"),
+        ({"sparsity_profile": "owl"}, "sparsity_profile: 'owl' gives each layer its own"),
+        ({"sparsity": "0.5", "owl_lambda": "0.1"}, "owl: these settings are for sparsity_profile"),
+        ({"method": "smp", "refine": "dsnot"}, "refine: 'dsnot' works with the one-shot methods"),
     ],
 )
 def test_bad_spec_exits_2_with_one_typed_line(tmp_path, capsys, flags, message):
@@ -192,3 +195,16 @@ def test_json_prints_the_report(tiny_model, calib, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["nm_ok"] is True and report["spec"]["calibration"]["nsamples"] == 4
     assert json.loads((out / "pruning_report.json").read_text())["modules"] == report["modules"]
+
+
+def test_owl_and_dsnot_flags_reach_the_report(tiny_model, calib, tmp_path, capsys):
+    out = tmp_path / "out"
+    flags = {"sparsity": "0.6", "sparsity_profile": "owl", "owl_m": "2", "owl_lambda": "0.05",
+             "refine": "dsnot", "dsnot_cycles": "7"}  # fmt: skip
+    assert main(argv(tiny_model, calib, out, **flags) + ["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    spec = report["spec"]
+    assert spec["owl"] == {"m": 2.0, "lam": 0.05} and spec["dsnot"]["max_cycles"] == 7
+    assert len(report["layers"]) == 2 and all(0.55 <= x["sparsity"] <= 0.65
+                                              for x in report["layers"])  # fmt: skip
+    assert sum(m["dsnot_swaps"] for m in report["modules"]) > 0

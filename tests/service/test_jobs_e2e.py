@@ -162,3 +162,21 @@ def _assert_2_4(path):
             checked += 1
     assert checked == 2 * 7
     assert model.lm_head.weight.count_nonzero() == model.lm_head.weight.numel()
+
+
+def test_owl_and_dsnot_job_and_what_the_api_refuses(live_service):
+    spec = {**SPEC, "sparsity": 0.6, "sparsity_profile": "owl", "owl": {"m": 2, "lam": 0.05},
+            "refine": "dsnot"}  # fmt: skip
+    with live_service.client() as c:
+        r = c.post("/v1/jobs", json={**spec, "sparsity": "2:4"})
+        assert r.status_code == 422 and r.json()["field"] == "sparsity_profile"
+        assert "N:M (2:4) stays uniform" in r.json()["detail"]
+        r = c.post("/v1/jobs", json={**SPEC, "method": "smp", "refine": "dsnot"})
+        assert r.status_code == 422 and r.json()["field"] == "refine"
+        job = c.post("/v1/jobs", json=spec).raise_for_status().json()
+        done = live_service.wait_job(c, job["id"], ("succeeded", "failed"))
+        assert done["state"] == "succeeded", done["error"]
+        report = c.get(f"/v1/jobs/{job['id']}/artifacts/pruning_report.json").json()
+    assert [x["index"] for x in report["layers"]] == [0, 1]
+    assert all(0.55 - 1e-9 <= x["sparsity"] <= 0.65 + 1e-9 for x in report["layers"])
+    assert sum(m["dsnot_swaps"] for m in report["modules"]) > 0

@@ -10,6 +10,11 @@ VOCAB = 512
 # hidden sizes are multiples of 16 so every N:M group used in tests divides the width.
 CONFIGS: dict[str, tuple[str, dict]] = {
     "llama": ("LlamaConfig", dict(num_attention_heads=4, num_key_value_heads=2)),
+    # four layers: enough for a per-layer sparsity profile (OWL) to differ between layers
+    "llama4": (
+        "LlamaConfig",
+        dict(num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=4),
+    ),  # fmt: skip
     "mistral": ("MistralConfig", dict(num_attention_heads=4, num_key_value_heads=2)),
     "qwen2": ("Qwen2Config", dict(num_attention_heads=4, num_key_value_heads=2)),
     "gemma": ("GemmaConfig", dict(num_attention_heads=4, num_key_value_heads=1, head_dim=16)),

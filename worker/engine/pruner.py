@@ -1,20 +1,23 @@
 """The prune step the walker calls for each group of Linears that share one input: run the
-method, record each mask in the mask state, measure the reconstruction error, pass warnings
-on as they happen."""
+method, refine its mask (DSnoT), record each mask in the mask state, measure the
+reconstruction error, pass warnings on as they happen. With a layer profile (OWL) the walker
+first shows it the whole layer, which sets that layer's pattern."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from service.methods import MagnitudeOptions
+from worker.engine.dsnot import dsnot
 from worker.engine.mask_state import MaskState
 from worker.engine.masks import Pattern
 from worker.engine.methods import Method
 from worker.engine.methods.magnitude import magnitude
+from worker.engine.owl import OWLAllocator, outlier_ratio
 from worker.engine.stats import InputStats, relative_error
 
 
@@ -25,6 +28,20 @@ class ModuleResult:
     name: str
     rel_error: float | None
     damping: float | None
+    swaps: int | None = None  # DSnoT: weights regrown (as many pruned)
+
+
+@dataclass(frozen=True)
+class OWLProfile:
+    allocator: OWLAllocator
+    m: float
+
+
+@dataclass(frozen=True)
+class DSnoTRefiner:
+    max_cycles: int = 50
+    update_threshold: float = 0.0
+    var_power: float = 1.0
 
 
 @dataclass
@@ -34,24 +51,54 @@ class Pruner:
     options: Any  # the method's own options model
     masks: MaskState
     warn: Callable[[str], None]  # told at once, as each warning happens
+    profile: OWLProfile | None = None  # per-layer sparsity; None: every layer at `pattern`
+    refine: DSnoTRefiner | None = None
     results: list[ModuleResult] = field(default_factory=list)
     scores: dict[str, torch.Tensor] = field(default_factory=dict)  # learned-mask methods
+    _layer: Pattern | None = None  # the pattern of the layer being pruned
+    _layer_index: int | None = None
+    _layer_names: list[str] = field(default_factory=list)
+
+    def begin_layer(self, index: int, groups: list) -> None:
+        """Layer `index` is next: `groups` is [(names, dense weights, stats or None)]."""
+        self.end_layer()
+        if self.profile is None:
+            return
+        pairs = [(w, st) for _, ws, st in groups if st is not None for w in ws]
+        ratio = outlier_ratio([w for w, _ in pairs], [st for _, st in pairs], self.profile.m)
+        self._layer = replace(self.pattern, ratio=self.profile.allocator.allocate(index, ratio))
+        self._layer_index = index
+        self._layer_names = [n for names, _, _ in groups for n in names]
+
+    def end_layer(self) -> None:
+        """Tell the profile what the last layer really pruned (rounding per row)."""
+        if self.profile is None or self._layer_index is None:
+            return
+        pruned = sum(int(self.masks.modules[n].mask().sum()) for n in self._layer_names)
+        self.profile.allocator.achieved(self._layer_index, pruned)
+        self._layer_index = None
 
     def __call__(
         self, names: list[str], weights: list[torch.Tensor], stats: InputStats | None
     ) -> list[torch.Tensor]:
+        pattern = self._layer or self.pattern
         if stats is None and self.method.stats_for(self.options) is not None:
             # an expert no calibration token was routed to has no statistics: magnitude
-            result = magnitude(weights, None, self.pattern, MagnitudeOptions())
+            result = magnitude(weights, None, pattern, MagnitudeOptions())
         else:
-            result = self.method.fn(weights, stats, self.pattern, self.options)
+            result = self.method.fn(weights, stats, pattern, self.options)
+        out, masks, swaps = list(result.weights), list(result.masks), [None] * len(names)
+        if self.refine is not None and stats is not None:
+            for i, (w0, w, m) in enumerate(zip(weights, out, masks, strict=True)):
+                r = dsnot(w0, w, m, stats, pattern, **vars(self.refine))
+                out[i], masks[i], swaps[i] = r.weight, r.pruned, r.swaps
         sample = stats.token_sample() if stats is not None else None
-        for name, w0, w, mask in zip(names, weights, result.weights, result.masks, strict=True):
-            self.masks.record(name, mask, self.pattern)
+        for name, w0, w, mask, n in zip(names, weights, out, masks, swaps, strict=True):
+            self.masks.record(name, mask, pattern)
             err = relative_error(w0, w, sample) if sample is not None else None
-            self.results.append(ModuleResult(name, err, result.info.get("damping")))
+            self.results.append(ModuleResult(name, err, result.info.get("damping"), n))
         for name, score in zip(names, result.scores or [], strict=False):
             self.scores[name] = score
         for text in result.warnings:
             self.warn(f"{', '.join(names)}: {text}")
-        return result.weights
+        return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from service.schemas import REPORT_FILE, ModuleReport, PruneReport, PruneSpec
+from service.schemas import REPORT_FILE, LayerReport, ModuleReport, PruneReport, PruneSpec
 from worker.engine.mask_state import MaskCheck
 from worker.engine.pruner import ModuleResult
 
@@ -41,6 +41,7 @@ def add_masks(report: PruneReport, checks: list[MaskCheck], results: list[Module
             nm_ok=c.nm_ok,
             rel_error=measured[c.name].rel_error if c.name in measured else None,
             damping=measured[c.name].damping if c.name in measured else None,
+            dsnot_swaps=measured[c.name].swaps if c.name in measured else None,
         )
         for c in checks
     ]
@@ -50,6 +51,24 @@ def add_masks(report: PruneReport, checks: list[MaskCheck], results: list[Module
     )
     if report.spec.parsed_sparsity.is_nm:
         report.nm_ok = bool(checks) and all(c.nm_ok for c in checks)
+
+
+def add_layers(report: PruneReport, layers, layer_of: dict[str, int]) -> None:
+    """The OWL allocation per layer (`layers`: LayerSparsity) with what its masks achieved."""
+    pruned: dict[int, float] = {}
+    for m in report.modules:
+        i = layer_of[m.name]
+        pruned[i] = pruned.get(i, 0.0) + m.sparsity * m.shape[0] * m.shape[1]
+    report.layers = [
+        LayerReport(
+            index=x.index,
+            outlier_ratio=round(x.outlier_ratio, 6),
+            sparsity=round(x.sparsity, 6),
+            achieved=round(pruned.get(x.index, 0.0) / max(x.params, 1), 6),
+            params=x.params,
+        )
+        for x in layers
+    ]
 
 
 def write(report: PruneReport, directory: Path) -> None:

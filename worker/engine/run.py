@@ -40,8 +40,9 @@ from worker.engine.model_io import (
     prunable_linears,
     save_model,
 )
+from worker.engine.owl import OWLAllocator
 from worker.engine.progress import Reporter
-from worker.engine.pruner import Pruner
+from worker.engine.pruner import DSnoTRefiner, OWLProfile, Pruner
 from worker.engine.streaming import LayerStreamer
 from worker.engine.train import memory as train_memory
 from worker.engine.train.checkpoint import Checkpoints
@@ -86,6 +87,7 @@ class Run:
     dense: object = None  # a copy of the model before pruning (teacher, SMP's frozen weights)
     scores: dict = field(default_factory=dict)  # learned-mask methods: initial scores by name
     results: list = field(default_factory=list)  # what pruning measured per module
+    layer_sparsity: list = field(default_factory=list)  # OWL: what each layer was given
     last_changed: str = "prune"  # the last stage that changed weights (for perplexity)
 
     @property
@@ -171,14 +173,34 @@ def eval_dense(run: Run) -> None:
     )
 
 
+def stats_needed(spec: PruneSpec) -> str | None:
+    """The statistics the walk collects: the method's, at least column norms and means when
+    OWL or DSnoT read them."""
+    needs = get_method(spec.method).stats_for(spec.method_options)
+    if needs is None and (spec.sparsity_profile != "uniform" or spec.refine != "none"):
+        return "norms"
+    return needs
+
+
 def prune(run: Run) -> None:
     spec = run.spec
     method = get_method(spec.method)
-    pruner = Pruner(method, pattern_of(spec), spec.method_options, run.masks, run.warn)
-    needs = method.stats_for(spec.method_options)
-    walk(run.streamer, run.ids, needs, run.targets, pruner, run.reporter, warn=run.warn)
+    profile = refine = None
+    if spec.sparsity_profile == "owl":
+        sizes = [sum(get_weight(m).numel() for m in t.values()) for t in run.targets]
+        allocator = OWLAllocator(spec.parsed_sparsity.ratio, spec.owl.lam, sizes)
+        profile = OWLProfile(allocator, spec.owl.m)
+    if spec.refine == "dsnot":
+        d = spec.dsnot
+        refine = DSnoTRefiner(d.max_cycles, d.update_threshold, d.var_power)
+    pruner = Pruner(method, pattern_of(spec), spec.method_options, run.masks, run.warn,
+                    profile=profile, refine=refine)  # fmt: skip
+    walk(run.streamer, run.ids, stats_needed(spec), run.targets, pruner, run.reporter,
+         warn=run.warn, begin_layer=pruner.begin_layer)  # fmt: skip
+    pruner.end_layer()
     run.results = pruner.results
     run.scores = pruner.scores
+    run.layer_sparsity = profile.allocator.layers if profile else []
 
 
 def eval_pruned(run: Run) -> None:
@@ -297,6 +319,9 @@ def save(run: Run) -> None:
     modules = run.modules
     checks = run.masks.check(lambda name: get_weight(modules[name]))
     report.add_masks(run.report, checks, run.results)
+    if run.layer_sparsity:
+        layer_of = {n: i for i, t in enumerate(run.targets) for n in t}
+        report.add_layers(run.report, run.layer_sparsity, layer_of)
     pruned = sum(c.shape[0] * c.shape[1] for c in checks)
     run.report.decoder_sparsity, unpruned = decoder_coverage(run.streamer.layers, pruned)
     if unpruned > UNPRUNED_WARN:
@@ -311,9 +336,8 @@ def save(run: Run) -> None:
 def plan(spec: PruneSpec) -> list[Stage]:
     """The stages this spec needs, in order."""
     evaluate = spec.evaluation is not None
-    method = get_method(spec.method)
     stages = [Stage("load", load, 5)]
-    if method.stats_for(spec.method_options) is not None:
+    if stats_needed(spec) is not None:
         stages.append(Stage("calibrate", calibrate, 5))
     if evaluate:
         stages.append(Stage("eval_dense", eval_dense, 15))
@@ -387,7 +411,7 @@ def datasets(spec: PruneSpec, where: Where) -> dict[str, Path | str]:
             out[stage] = calibration.resolve_dataset(
                 ts.dataset, "calibration", where.data_dir, where.upload_dir
             )
-    if get_method(spec.method).stats_for(spec.method_options) is not None:
+    if stats_needed(spec) is not None:
         out["calibration"] = calibration.resolve_dataset(
             spec.calibration.dataset, "calibration", where.data_dir, where.upload_dir
         )

@@ -32,6 +32,7 @@ class InputStats:
         self.seqlen = seqlen  # tokens per calibration sequence (inferred from 3-D input if None)
         self.tokens = 0
         self.sumsq: torch.Tensor | None = None  # (in,) sum over tokens of x_j^2
+        self.sum: torch.Tensor | None = None  # (in,) sum over tokens of x_j (DSnoT's mean)
         self._xtx_upper: torch.Tensor | None = None  # (in, in) upper part of sum x x^T
         self.stride = max(1, total_tokens // SAMPLE_TOKENS)
         self.sample: list[torch.Tensor] = []
@@ -45,6 +46,8 @@ class InputStats:
         ones = torch.ones(1, xf.shape[0], device=xf.device)
         sq = (ones @ xf.square()).reshape(-1)  # (in,): a matmul reduces faster than sum(0)
         self.sumsq = sq if self.sumsq is None else self.sumsq.add_(sq)
+        total = (ones @ xf).reshape(-1)
+        self.sum = total if self.sum is None else self.sum.add_(total)
         if self.want_hessian:
             if self._xtx_upper is None:
                 self._xtx_upper = torch.zeros(xf.shape[1], xf.shape[1], device=xf.device)
@@ -66,6 +69,17 @@ class InputStats:
     def col_norm_sq(self) -> torch.Tensor:
         """Wanda's s_j: mean over sequences of ||X_j||^2."""
         return self.sumsq / max(self.nsamples, 1)
+
+    @property
+    def col_mean(self) -> torch.Tensor:
+        """E[x_j] over calibration tokens."""
+        return self.sum / max(self.tokens, 1)
+
+    @property
+    def col_var(self) -> torch.Tensor:
+        """Var[x_j] over calibration tokens (population variance, >= 0)."""
+        mean = self.col_mean
+        return (self.sumsq / max(self.tokens, 1) - mean.square()).clamp_min(0)
 
     @property
     def hessian(self) -> torch.Tensor:

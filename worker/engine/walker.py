@@ -27,6 +27,8 @@ TOKENS_PER_BATCH = 1024  # samples per layer call = this // seqlen (at least 1)
 LayerCalls = dict[int, tuple[tuple, dict]]  # batch size -> (positional args, keyword args)
 # (names, their dense (out, in) weights, the statistics of their shared input) -> new weights
 PruneFn = Callable[[list[str], list[torch.Tensor], InputStats | None], list[torch.Tensor]]
+# (layer index, [(names, their dense weights, stats)]) -> None: called before a layer's groups
+BeginLayer = Callable[[int, list[tuple[list[str], list[torch.Tensor], InputStats | None]]], None]
 
 
 @dataclass
@@ -121,8 +123,11 @@ def run_layer(layer, inps: torch.Tensor, outs: torch.Tensor | None, calls: Layer
             outs[s:e] = y[0] if isinstance(y, tuple) else y
 
 
-def prune_groups(groups, linears: dict[str, nn.Module], prune: PruneFn) -> None:
-    """Prune each group of Linears sharing one input and write the new weights back."""
+def prune_groups(groups, linears: dict[str, nn.Module], prune: PruneFn, begin=None) -> None:
+    """Prune each group of Linears sharing one input and write the new weights back; `begin`
+    (if any) sees the whole layer first."""
+    if begin is not None:
+        begin([(names, [get_weight(linears[n]) for n in names], st) for names, st in groups])
     for names, stats in groups:
         dense = [get_weight(linears[n]) for n in names]
         for name, w in zip(names, prune(names, dense, stats), strict=True):
@@ -138,9 +143,11 @@ def walk(
     prune: PruneFn,
     reporter: Reporter,
     warn: Callable[[str], None] = lambda message: None,
+    begin_layer: BeginLayer | None = None,
 ) -> None:
     """Prune `targets[i]` (full name -> Linear, or expert slice of a fused MoE parameter) of
-    every decoder layer i, in order; tell `warn` what the user should know.
+    every decoder layer i, in order; tell `warn` what the user should know. `begin_layer`
+    sees each layer's groups, weights and statistics before any of them is pruned (OWL).
 
     `needs` is the statistics to collect: None (no calibration), "norms" or "hessian".
     """
@@ -159,7 +166,8 @@ def walk(
             else:
                 groups = layer_stats(layer, targets[i], needs, ids, cap.calls[i], cap.batch,
                                      inps, warn)  # fmt: skip
-            prune_groups(groups, targets[i], prune)
+            begin = None if begin_layer is None else (lambda g, i=i: begin_layer(i, g))
+            prune_groups(groups, targets[i], prune, begin)
             if cap is not None:
                 run_layer(layer, inps, outs, cap.calls[i], cap.batch)
                 inps, outs = outs, inps
