@@ -74,6 +74,44 @@ class SMPOptions(Options):
         return METHODS[self.init_method]().calibrates()
 
 
+@method_options("movement")
+class MovementOptions(Options):
+    """Movement pruning (Sanh et al., 2020): weights and scores train together; the scores
+    accumulate S = -score_lr * sum_t W * dL/dW through a straight-through top-v mask whose v
+    follows the cubic schedule of `training` (hard), or keep sigmoid(S) >= tau (soft)."""
+
+    TRAINS: ClassVar[bool] = True
+    movement_soft: bool = Field(
+        False, description="soft movement: keep sigmoid(S) >= movement_tau; the sparsity is "
+        "then what the scores and movement_lambda give (reported), not `sparsity`"
+    )  # fmt: skip
+    movement_tau: float = Field(
+        0.5, gt=0, lt=1, description="soft movement: threshold on sigmoid(S)"
+    )
+    movement_lambda: float = Field(
+        1.0, ge=0, le=1e12, description="soft movement: weight of the penalty sum sigmoid(S)"
+    )
+    score_lr: float = Field(
+        1.0, gt=0, le=1e12, description="alpha_S: S = -alpha_S * sum_t W * dL/dW (plain "
+        "accumulation; hard movement is invariant to it)"
+    )  # fmt: skip
+
+    def calibrates(self) -> bool:
+        return False
+
+
+@method_options("gmp")
+class GMPOptions(Options):
+    """Gradual magnitude pruning (Zhu & Gupta, 2017) as Prune Once for All uses it: weights
+    train with distillation; every `training.prune_every` steps the lowest |W| are pruned,
+    up to `sparsity` on the cubic schedule of `training`."""
+
+    TRAINS: ClassVar[bool] = True
+
+    def calibrates(self) -> bool:
+        return False
+
+
 def _legacy_defaults() -> dict[str, Any]:
     """Options of every method at their defaults: the old flat `options` object sent all of
     them whatever the method, so a key of another method left at its default is ignored."""

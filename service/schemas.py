@@ -173,6 +173,26 @@ class TrainingSpec(_Strict):
     checkpoint_every: int = Field(
         25, ge=1, description="steps between checkpoints of the trainable state (for resume)"
     )
+    holdout: float = Field(
+        0.1, ge=0, le=0.5, description="share of a user's training data (a .txt/.jsonl file or "
+        "upload) held out, split by `seed`, for the held-out perplexity in the report; named "
+        "datasets are never split (they train on their calibration split)"
+    )  # fmt: skip
+    # the pruning schedule of movement and gmp (cubic, Zhu & Gupta 2017)
+    initial_sparsity: float = Field(
+        0.0, ge=0, lt=1, description="movement/gmp: sparsity v_0 the schedule starts from"
+    )
+    warmup_steps: int | None = Field(
+        None, ge=0, description="movement/gmp: steps t_0 before pruning starts (default 10%)"
+    )
+    prune_every: int | None = Field(
+        None, ge=1, description="movement/gmp: steps between pruning steps (default: every "
+        "step for movement; the ramp / 10 for gmp)"
+    )  # fmt: skip
+    cooldown_steps: int | None = Field(
+        None, ge=0, description="movement/gmp: steps at the target with the mask fixed at the "
+        "end (default 20%)"
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _batches(self) -> TrainingSpec:
@@ -182,6 +202,32 @@ class TrainingSpec(_Strict):
             )
         return self
 
+    def schedules(self) -> bool:
+        """Whether any pruning-schedule field was set."""
+        return bool(self.initial_sparsity) or any(
+            getattr(self, f) is not None for f in ("warmup_steps", "prune_every", "cooldown_steps")
+        )
+
+    def schedule_steps(self, default_every: int | None = None) -> tuple[int, int, int, int]:
+        """(warmup t_0, prune_every dt, pruning steps n, cooldown): defaults 10% warm-up, 20%
+        cool-down (the movement paper's 1 and 2 of 10 epochs), dt = ramp // 10 unless given
+        (`default_every`). ValueError naming the field when they do not fit `steps`."""
+        t0 = self.warmup_steps if self.warmup_steps is not None else self.steps // 10
+        cool = self.cooldown_steps if self.cooldown_steps is not None else self.steps // 5
+        ramp = self.steps - t0 - cool
+        if ramp < 1:
+            raise ValueError(
+                f"training.warmup_steps: warm-up {t0} + cool-down {cool} leave no step of the "
+                f"{self.steps} to prune in; lower them or raise training.steps"
+            )
+        dt = self.prune_every or default_every or max(1, ramp // 10)
+        if dt > ramp:
+            raise ValueError(
+                f"training.prune_every: {dt} is longer than the {ramp} steps between warm-up "
+                f"and cool-down; allowed: 1..{ramp}"
+            )
+        return t0, dt, ramp // dt, cool
+
 
 class OWLSpec(_Strict):
     """OWL (Yin et al., ICML 2024): each decoder layer's sparsity from its outlier ratio."""
@@ -190,6 +236,10 @@ class OWLSpec(_Strict):
         5.0, gt=1, le=1000, description="an outlier is a Wanda score above m x its layer's mean"
     )
     lam: float = Field(0.08, ge=0, lt=0.5, description="layer sparsities lie in [s - lam, s + lam]")
+    samples: int = Field(
+        4, ge=1, le=4096, description="calibration windows of the dense survey that measures "
+        "every layer's outlier ratio before the walk (at most calibration.nsamples)"
+    )  # fmt: skip
 
 
 class DSnoTSpec(_Strict):
@@ -209,6 +259,7 @@ class DSnoTSpec(_Strict):
 SPARSITY_PROFILES = ("uniform", "owl")
 REFINERS = ("none", "dsnot")
 ONE_SHOT_FOR_PROFILES = ("magnitude", "wanda", "sparsegpt")  # what OWL and DSnoT work with
+SCHEDULED = ("movement", "gmp")  # the methods that prune on a schedule while training
 
 
 class PruneSpec(_Strict):
@@ -286,13 +337,44 @@ class PruneSpec(_Strict):
         trains = METHODS[self.method].TRAINS
         if trains and self.training is None:
             self.training = TrainingSpec()
+        if self.method == "movement" and "distill" not in self.training.model_fields_set:
+            # its objective is the LM loss, with distillation when asked (a copy: the
+            # caller's TrainingSpec may be shared)
+            self.training = self.training.model_copy(update={"distill": False})
         if not trains and self.training is not None:
             learners = ", ".join(n for n, m in METHODS.items() if m.TRAINS)
             raise ValueError(
                 f"training: method {self.method!r} does not train; training is for {learners} "
                 "(for fine-tuning after pruning use recovery)"
             )
+        self._check_schedule()
         return self
+
+    def _check_schedule(self) -> None:
+        scheduled = self.method in SCHEDULED
+        if self.recovery is not None and self.recovery.schedules():
+            raise ValueError("recovery: the pruning schedule fields (initial_sparsity, "
+                             "warmup_steps, prune_every, cooldown_steps) are for training of "
+                             f"{', '.join(SCHEDULED)}; recovery keeps the mask fixed")  # fmt: skip
+        if self.training is None:
+            return
+        if not scheduled and self.training.schedules():
+            raise ValueError(f"training: the pruning schedule fields are for "
+                             f"{', '.join(SCHEDULED)}, not {self.method!r}")  # fmt: skip
+        if scheduled:
+            self.training.schedule_steps(1 if self.method == "movement" else None)
+            soft = self.method == "movement" and self.method_options.movement_soft
+            target = self.parsed_sparsity.ratio
+            if self.training.initial_sparsity >= target and not soft:
+                raise ValueError(
+                    f"training.initial_sparsity: {self.training.initial_sparsity:g} must be "
+                    f"below the target sparsity {target:g}"
+                )
+            if soft and self.parsed_sparsity.is_nm:
+                raise ValueError(
+                    f"options.movement_soft: soft movement keeps sigmoid(S) >= tau and cannot "
+                    f"hold an N:M pattern ({self.sparsity}); use hard movement for N:M"
+                )
 
     @model_validator(mode="after")
     def _profile_and_refine(self) -> PruneSpec:
@@ -454,6 +536,9 @@ class PruneReport(BaseModel):
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float | None = None
     perplexity: Perplexity | None = None
+    heldout: Perplexity | None = Field(
+        None, description="perplexity on the held-out part of a user's training data"
+    )
     training: list[TrainingReport] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 

@@ -196,9 +196,9 @@ def add_training_args(group) -> None:
     group.add_argument(
         "--distill",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="distil from the dense model (KL at T=2); --no-distill trains on the "
-        "language-model loss (default: %(default)s)",
+        "language-model loss (default: on; off for movement, whose objective is the LM loss)",
     )
     group.add_argument(
         "--train-seed",
@@ -206,19 +206,41 @@ def add_training_args(group) -> None:
         default=_default(ts, "seed"),
         help="training window seed (default: %(default)s)",
     )
+    group.add_argument(
+        "--initial-sparsity",
+        type=float,
+        default=None,
+        help="movement/gmp: the schedule's starting sparsity (default: 0)",
+    )
+    for flag, about in (
+        ("--warmup-steps", "steps before pruning starts (default: 10%% of --train-steps)"),
+        ("--prune-every", "steps between pruning steps (default: 1 for movement, the ramp / "
+                          "10 for gmp)"),
+        ("--cooldown-steps", "steps at the target, mask fixed, at the end (default: 20%%)"),
+    ):  # fmt: skip
+        group.add_argument(flag, type=int, default=None, help=f"movement/gmp: {about}")
 
 
-def training_from_args(args: argparse.Namespace, steps: int) -> dict:
-    return {
+SCHEDULE_FLAGS = ("initial_sparsity", "warmup_steps", "prune_every", "cooldown_steps")
+
+
+def training_from_args(args: argparse.Namespace, steps: int, schedule: bool = False) -> dict:
+    """The `training` (schedule fields included) or `recovery` object of the flags."""
+    out = {
         "dataset": args.train_data,
         "steps": steps,
         "seqlen": args.train_seqlen,
         "batch_size": args.train_batch,
         "micro_batch": args.micro_batch,
         "lr": args.lr,
-        "distill": args.distill,
         "seed": args.train_seed,
     }
+    if args.distill is not None:
+        out["distill"] = args.distill
+    for name in SCHEDULE_FLAGS if schedule else ():
+        if getattr(args, name) is not None:
+            out[name] = getattr(args, name)
+    return out
 
 
 def add_option_args(group) -> None:
@@ -285,7 +307,7 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
     trains = args.method in METHODS and METHODS[args.method].TRAINS
     if trains or args.train_steps is not None:
         steps = args.train_steps or _default(TrainingSpec, "steps")
-        data["training"] = training_from_args(args, steps)
+        data["training"] = training_from_args(args, steps, schedule=True)
     if args.recover_steps:
         data["recovery"] = training_from_args(args, args.recover_steps)
     return PruneSpec.model_validate(data)  # a ValidationError names every bad field

@@ -208,3 +208,19 @@ def test_owl_and_dsnot_flags_reach_the_report(tiny_model, calib, tmp_path, capsy
     assert len(report["layers"]) == 2 and all(0.55 <= x["sparsity"] <= 0.65
                                               for x in report["layers"])  # fmt: skip
     assert sum(m["dsnot_swaps"] for m in report["modules"]) > 0
+
+
+def test_gmp_and_movement_schedule_flags_reach_the_spec(tiny_model, calib, tmp_path, capsys):
+    flags = {"method": "gmp", "sparsity": "0.5", "train_steps": "4", "train_data": str(calib),
+             "train_seqlen": "32", "train_batch": "2", "warmup_steps": "1", "prune_every": "1",
+             "cooldown_steps": "1", "initial_sparsity": "0.1"}  # fmt: skip
+    assert main(argv(tiny_model, calib, tmp_path / "a", **flags) + ["--json"]) == 0
+    tr = json.loads(capsys.readouterr().out)["spec"]["training"]
+    assert (tr["warmup_steps"], tr["prune_every"], tr["cooldown_steps"]) == (1, 1, 1)
+    assert tr["initial_sparsity"] == 0.1 and tr["distill"] is True
+    flags = {**flags, "method": "movement", "initial_sparsity": "0.0"}
+    assert main(argv(tiny_model, calib, tmp_path / "b", **flags) + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["spec"]["training"]["distill"] is False
+    bad = argv(tiny_model, calib, tmp_path / "c", **{**flags, "prune_every": "9"})
+    assert main(bad) == 2
+    assert "training.prune_every: 9 is longer than the 2 steps" in capsys.readouterr().err

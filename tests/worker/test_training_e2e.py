@@ -85,3 +85,25 @@ def test_killed_worker_resumes_training_from_its_checkpoint(live_service, train_
     [tr] = report["training"]
     assert tr["resumed_from_step"] >= 5 and len(tr["loss"]) == 20
     assert _files_left(live_service, job["id"]) == [job["id"]]
+
+
+def test_movement_job_on_an_uploaded_dataset_reports_held_out_perplexity(live_service):
+    from tests.support.live_service import TINY_MODEL
+
+    text = (live_service.data_dir / "wikitext-2-raw" / "valid.txt").read_bytes()[:60000]
+    with live_service.client() as c:
+        ds = c.post("/v1/datasets", files={"file": ("domain.txt", text, "text/plain")}).json()
+        spec = {"model": TINY_MODEL, "method": "movement", "sparsity": "2:4",
+                "training": {"dataset": f"upload:{ds['id']}", "steps": 6, "seqlen": 32,
+                             "batch_size": 2, "lr": 1e-3, "prune_every": 1},
+                "evaluation": {"dataset": "wikitext2", "seqlen": 32, "max_windows": 4}}  # fmt: skip
+        job = c.post("/v1/jobs", json=spec).raise_for_status().json()
+        done = live_service.wait_job(c, job["id"], ("succeeded", "failed"))
+        assert done["state"] == "succeeded", done["error"]
+        report = c.get(f"/v1/jobs/{job['id']}/artifacts/pruning_report.json").json()
+    assert report["nm_ok"] is True and report["sparsity"] == 0.5
+    assert report["training"][0]["stage"] == "train" and len(report["training"][0]["loss"]) == 6
+    held = report["heldout"]
+    assert held["dataset"].startswith(f"upload:{ds['id']} (held-out 10%")
+    assert held["dense"] > 0 and held["pruned"] > 0
+    assert report["perplexity"]["dataset"] == "wikitext2" and report["perplexity"]["pruned"] > 0

@@ -13,6 +13,7 @@ from worker.engine.datasets import calibration_text, read_rows
 from worker.engine.datasets import resolve_dataset as resolve_dataset  # run.py's entry point
 from worker.engine.errors import CalibrationError
 
+NAMED = ("wikitext2", "c4")  # corpora with their own evaluation split: never held out
 MAX_DRAWS_PER_SAMPLE = 100  # documents tried per sample before giving up (all too short)
 
 
@@ -79,3 +80,44 @@ def calibration_ids(
 def eval_ids(tokenizer, source: Path | list[str]) -> torch.Tensor:
     """Evaluation token ids (1, N): rows joined with '\\n\\n', tokenized once."""
     return tokenize(tokenizer, "\n\n".join(read_rows(source)))
+
+
+def _blocks(source: Path | list[str]) -> tuple[list[str], bool]:
+    """The units a user's corpus is split in, and whether they are documents (JSON lines) or
+    parts of one text (paragraphs of a .txt, or its lines when it has few paragraphs)."""
+    if isinstance(source, Path) and source.name.endswith(".txt"):
+        text = calibration_text(source)
+        paras = [p for p in text.split("\n\n") if p.strip()]
+        return (
+            paras if len(paras) >= 10 else [ln for ln in text.splitlines() if ln.strip()]
+        ), False
+    return [r for r in read_rows(source) if r.strip()], True
+
+
+def split_holdout(source: Path | list[str], share: float, seed: int):
+    """(training blocks, held-out blocks, documents?): a deterministic split of a user's corpus
+    by `seed`, `share` of its blocks held out (at least one when share > 0 and there are two)."""
+    blocks, documents = _blocks(source)
+    n_held = min(len(blocks) - 1, max(1, round(share * len(blocks)))) if share > 0 else 0
+    order = list(range(len(blocks)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_held])
+    train = [b for i, b in enumerate(blocks) if i not in held]
+    return train, [b for i, b in enumerate(blocks) if i in held], documents
+
+
+def training_ids(tokenizer, name: str, source, n: int, seqlen: int, seed: int, holdout: float):
+    """Training windows: from the training part of a user's corpus split by `holdout`, or, for
+    named datasets (never split: they have their own evaluation split), as calibration."""
+    if name in NAMED or holdout == 0:
+        return calibration_ids(tokenizer, name, source, n, seqlen, seed)
+    train, _, documents = split_holdout(source, holdout, seed)
+    if documents:
+        return document_windows(tokenizer, train, n, seqlen, seed)
+    return calibration_windows(tokenize(tokenizer, "\n\n".join(train)), n, seqlen, seed)
+
+
+def heldout_ids(tokenizer, source, holdout: float, seed: int) -> torch.Tensor:
+    """Token ids (1, N) of the held-out part, joined as evaluation text is."""
+    _, held, _ = split_holdout(source, holdout, seed)
+    return tokenize(tokenizer, "\n\n".join(held))

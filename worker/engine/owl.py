@@ -1,17 +1,18 @@
-"""OWL (Yin et al., ICML 2024): outlier-weighted layer-wise sparsity, allocated in the one walk.
+"""OWL (Yin et al., ICML 2024): outlier-weighted layer-wise sparsity.
 
 A layer's outlier ratio is the share of its Wanda scores |W_ij| * ||X_j|| (over all its pruned
-matrices together) above `m` times their mean. The paper maps the ratios of all layers
-linearly into [s - lam, s + lam] (more outliers, lower sparsity) with the mean at s, which
-needs every layer's ratio before layer 0 is pruned: the reference code walks the dense model
-once for the ratios and a second time to prune.
+matrices together) above `m` times their mean. More outliers, lower sparsity: the ratios are
+mapped linearly, u_i = 2 lam (r_i - mean r) / (max r - min r), and each layer gets
+s_i = s - clip(u_i + c, -lam, lam) with the one shift c that makes the parameter-weighted mean
+of s_i exactly s (the reference code centres the band on the mean instead, which can leave
+[s - lam, s + lam] when the ratios are skewed; clipping keeps every layer inside it).
 
-Here the ratios come from the walk that prunes: layer i's ratio is computed from the inputs the
-walker has just collected for it (the outputs of the already pruned layers), right before it
-is pruned, so no extra pass. Its sparsity is the paper's map over the ratios seen so far
-(layers 0..i: their min, max and parameter-weighted mean), clipped to [s - lam, s + lam], then
-limited so that the layers still to come can bring the parameter-weighted mean back to s
-exactly: the last layer takes whatever the budget needs, which is always inside the band.
+Every layer's ratio is needed before layer 0 is pruned. Allocating from the walk's own ratios
+as they come (layer i's from its pruned inputs) was tried and measured worse than uniform on
+SmolLM2 (layer 0, the most outlier-heavy, is allocated before any other is seen), so the ratios
+come from a survey: a dense pass of a few calibration windows (`owl.samples`) through the same
+layer streamer, one forward per layer, before the walk (walker.survey). The walk then prunes
+layer i at s_i; what per-row rounding leaves over is made up by the layers after it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 import torch
 
 from worker.engine.stats import InputStats
+
+_BISECT = 100
 
 
 def outlier_ratio(weights: list[torch.Tensor], stats: list[InputStats], m: float) -> float:
@@ -36,6 +39,27 @@ def outlier_ratio(weights: list[torch.Tensor], stats: list[InputStats], m: float
     return float((flat > m * flat.mean()).float().mean())
 
 
+def owl_sparsities(ratios: list[float], sizes: list[int], target: float, lam: float) -> list[float]:
+    """Per-layer sparsities: the linear map of the ratios, clipped to [target - lam, target + lam],
+    shifted so the `sizes`-weighted mean is `target`."""
+    lo, hi = min(ratios), max(ratios)
+    total = max(sum(sizes), 1)
+    mean = sum(r * n for r, n in zip(ratios, sizes, strict=True)) / total
+    if hi <= lo or lam == 0:
+        return [target] * len(ratios)
+    u = [2 * lam * (r - mean) / (hi - lo) for r in ratios]
+
+    def balance(c: float) -> float:  # weighted mean of the clipped deviations, increasing in c
+        return sum(n * min(max(x + c, -lam), lam) for x, n in zip(u, sizes, strict=True)) / total
+
+    a, b = -2 * lam, 2 * lam
+    for _ in range(_BISECT):
+        c = (a + b) / 2
+        a, b = (c, b) if balance(c) < 0 else (a, c)
+    c = (a + b) / 2
+    return [target - min(max(x + c, -lam), lam) for x in u]
+
+
 @dataclass
 class LayerSparsity:
     index: int
@@ -46,39 +70,34 @@ class LayerSparsity:
 
 @dataclass
 class OWLAllocator:
-    """Per-layer sparsities whose parameter-weighted mean is `target`, each within
-    [target - lam, target + lam]. `sizes[i]`: the number of weights pruned in layer i."""
+    """Hands out each layer's planned sparsity in order, corrected for what the layers before
+    it really pruned (per-row rounding), so the total is the target's."""
 
     target: float
     lam: float
     sizes: list[int]
+    ratios: list[float]
+    planned: list[float] = field(init=False)
     layers: list[LayerSparsity] = field(default_factory=list)
-    _pruned: float = 0.0  # weights given to the layers so far (their sparsity x size)
+    _debt: float = 0.0  # weights the planned sparsities asked for that the masks did not prune
 
-    def allocate(self, index: int, ratio: float) -> float:
-        """The sparsity of layer `index` (layers come in order), from its outlier ratio."""
-        s, lam = self.target, self.lam
+    def __post_init__(self) -> None:
+        self.planned = owl_sparsities(self.ratios, self.sizes, self.target, self.lam)
+
+    def allocate(self, index: int) -> float:
+        """The sparsity of layer `index` (layers come in order)."""
         size = self.sizes[index]
-        seen = [(x.outlier_ratio, x.params) for x in self.layers] + [(ratio, size)]
-        lo, hi = min(r for r, _ in seen), max(r for r, _ in seen)
-        mean = sum(r * n for r, n in seen) / max(sum(n for _, n in seen), 1)
-        dev = 2 * lam * (ratio - mean) / (hi - lo) if hi > lo else 0.0
-        wanted = s - min(max(dev, -lam), lam)  # more outliers: fewer weights pruned
-        rest = sum(self.sizes[index + 1 :])
-        budget = s * sum(self.sizes) - self._pruned  # weights still to prune, this layer on
-        lowest = (budget - (s + lam) * rest) / size if size else s
-        highest = (budget - (s - lam) * rest) / size if size else s
-        given = min(max(wanted, lowest, s - lam), highest, s + lam)
-        self._pruned += given * size
-        self.layers.append(LayerSparsity(index, ratio, given, size))
+        want = self.planned[index] + (self._debt / size if size else 0.0)
+        given = min(max(want, self.target - self.lam), self.target + self.lam)
+        self._debt -= (given - self.planned[index]) * size
+        self.layers.append(LayerSparsity(index, self.ratios[index], given, size))
         return given
 
     def achieved(self, index: int, pruned: int) -> None:
-        """Layer `index` pruned `pruned` weights (rounding per row may differ from what it was
-        given): the layers still to come make up the difference."""
+        """Layer `index` pruned `pruned` weights: the next layers make up the difference."""
         x = self.layers[-1]
         assert x.index == index
-        self._pruned += pruned - x.sparsity * x.params
+        self._debt += x.sparsity * x.params - pruned
 
     def mean(self) -> float:
         """Parameter-weighted mean of the sparsities given so far."""

@@ -17,7 +17,7 @@ from worker.engine.mask_state import MaskState
 from worker.engine.masks import Pattern
 from worker.engine.methods import Method
 from worker.engine.methods.magnitude import magnitude
-from worker.engine.owl import OWLAllocator, outlier_ratio
+from worker.engine.owl import OWLAllocator
 from worker.engine.stats import InputStats, relative_error
 
 
@@ -29,12 +29,6 @@ class ModuleResult:
     rel_error: float | None
     damping: float | None
     swaps: int | None = None  # DSnoT: weights regrown (as many pruned)
-
-
-@dataclass(frozen=True)
-class OWLProfile:
-    allocator: OWLAllocator
-    m: float
 
 
 @dataclass(frozen=True)
@@ -51,7 +45,7 @@ class Pruner:
     options: Any  # the method's own options model
     masks: MaskState
     warn: Callable[[str], None]  # told at once, as each warning happens
-    profile: OWLProfile | None = None  # per-layer sparsity; None: every layer at `pattern`
+    profile: OWLAllocator | None = None  # per-layer sparsity; None: every layer at `pattern`
     refine: DSnoTRefiner | None = None
     results: list[ModuleResult] = field(default_factory=list)
     scores: dict[str, torch.Tensor] = field(default_factory=dict)  # learned-mask methods
@@ -64,9 +58,7 @@ class Pruner:
         self.end_layer()
         if self.profile is None:
             return
-        pairs = [(w, st) for _, ws, st in groups if st is not None for w in ws]
-        ratio = outlier_ratio([w for w, _ in pairs], [st for _, st in pairs], self.profile.m)
-        self._layer = replace(self.pattern, ratio=self.profile.allocator.allocate(index, ratio))
+        self._layer = replace(self.pattern, ratio=self.profile.allocate(index))
         self._layer_index = index
         self._layer_names = [n for names, _, _ in groups for n in names]
 
@@ -75,7 +67,7 @@ class Pruner:
         if self.profile is None or self._layer_index is None:
             return
         pruned = sum(int(self.masks.modules[n].mask().sum()) for n in self._layer_names)
-        self.profile.allocator.achieved(self._layer_index, pruned)
+        self.profile.achieved(self._layer_index, pruned)
         self._layer_index = None
 
     def __call__(

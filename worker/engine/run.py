@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from service.schemas import (
+    SCHEDULED,
     Perplexity,
     PruneReport,
     PruneSpec,
@@ -40,19 +41,19 @@ from worker.engine.model_io import (
     prunable_linears,
     save_model,
 )
-from worker.engine.owl import OWLAllocator
+from worker.engine.owl import OWLAllocator, outlier_ratio
 from worker.engine.progress import Reporter
-from worker.engine.pruner import DSnoTRefiner, OWLProfile, Pruner
+from worker.engine.pruner import DSnoTRefiner, Pruner
 from worker.engine.streaming import LayerStreamer
 from worker.engine.train import memory as train_memory
 from worker.engine.train.checkpoint import Checkpoints
 from worker.engine.train.loop import LoopConfig, train
 from worker.engine.train.objective import Objective
-from worker.engine.train.tasks import Recovery
-from worker.engine.walker import walk
+from worker.engine.train.schedule import Schedule
+from worker.engine.train.tasks import Recovery, TaskInputs
+from worker.engine.walker import survey, walk
 
 UNPRUNED_WARN = 0.10  # a pattern leaving more of the decoder weights dense is a warning
-LR_DEFAULTS = {"train": 1e-2, "recover": 1e-4}  # mask scores live in [0, 1); weights fine-tune
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Run:
     targets: list[dict] = field(default_factory=list)
     ids: torch.Tensor | None = None
     eval_ids: torch.Tensor | None = None
+    heldout_ids: torch.Tensor | None = None  # the held-out part of a user's training corpus
     dense: object = None  # a copy of the model before pruning (teacher, SMP's frozen weights)
     scores: dict = field(default_factory=dict)  # learned-mask methods: initial scores by name
     results: list = field(default_factory=list)  # what pruning measured per module
@@ -171,6 +173,30 @@ def eval_dense(run: Run) -> None:
     run.report.perplexity = Perplexity(
         dataset=ev.dataset, seqlen=ev.seqlen, windows=windows, dense=round(ppl, 4)
     )
+    held = heldout_spec(run.spec)
+    if held is None:
+        return
+    stage, ts = held
+    ids = calibration.heldout_ids(run.tokenizer, run.sources[stage], ts.holdout, ts.seed)
+    seqlen = min(ev.seqlen, ids.shape[1] - 1)
+    if seqlen < 8:
+        run.warn(f"the held-out {ts.holdout:.0%} of {ts.dataset} has {ids.shape[1]} tokens, "
+                 "too few for a held-out perplexity")  # fmt: skip
+        return
+    run.heldout_ids = ids
+    ppl, windows = perplexity(run.streamer, ids, seqlen, ev.max_windows, run.reporter)
+    run.report.heldout = Perplexity(
+        dataset=f"{ts.dataset} (held-out {ts.holdout:.0%}, seed {ts.seed})", seqlen=seqlen,
+        windows=windows, dense=round(ppl, 4),
+    )  # fmt: skip
+
+
+def heldout_spec(spec: PruneSpec) -> tuple[str, TrainingSpec] | None:
+    """The training stage whose user corpus is split into training and held-out parts."""
+    for stage, ts in (("train", spec.training), ("recover", spec.recovery)):
+        if ts is not None and ts.holdout > 0 and ts.dataset not in calibration.NAMED:
+            return stage, ts
+    return None
 
 
 def stats_needed(spec: PruneSpec) -> str | None:
@@ -187,9 +213,7 @@ def prune(run: Run) -> None:
     method = get_method(spec.method)
     profile = refine = None
     if spec.sparsity_profile == "owl":
-        sizes = [sum(get_weight(m).numel() for m in t.values()) for t in run.targets]
-        allocator = OWLAllocator(spec.parsed_sparsity.ratio, spec.owl.lam, sizes)
-        profile = OWLProfile(allocator, spec.owl.m)
+        profile = owl_profile(run)
     if spec.refine == "dsnot":
         d = spec.dsnot
         refine = DSnoTRefiner(d.max_cycles, d.update_threshold, d.var_power)
@@ -200,24 +224,65 @@ def prune(run: Run) -> None:
     pruner.end_layer()
     run.results = pruner.results
     run.scores = pruner.scores
-    run.layer_sparsity = profile.allocator.layers if profile else []
+    run.layer_sparsity = profile.layers if profile else []
+
+
+def owl_profile(run: Run) -> OWLAllocator:
+    """Every layer's outlier ratio from a dense survey of the first `owl.samples` calibration
+    windows, then the allocation (see owl.py for why not from the walk itself)."""
+    spec = run.spec
+    sizes = [sum(get_weight(m).numel() for m in t.values()) for t in run.targets]
+    ratios = [0.0] * len(run.targets)
+
+    def visit(i: int, groups) -> None:
+        pairs = [(w, st) for _, ws, st in groups for w in ws]
+        ratios[i] = outlier_ratio([w for w, _ in pairs], [st for _, st in pairs], spec.owl.m)
+
+    survey(run.streamer, run.ids[: spec.owl.samples], run.targets, visit, run.reporter)
+    return OWLAllocator(spec.parsed_sparsity.ratio, spec.owl.lam, sizes, ratios)
 
 
 def eval_pruned(run: Run) -> None:
     ev = run.spec.evaluation
-    ppl, _ = perplexity(run.streamer, run.eval_ids, ev.seqlen, ev.max_windows, run.reporter)
-    run.report.perplexity.pruned = round(ppl, 4)
-    run.report.perplexity.after[run.last_changed] = round(ppl, 4)
+    for ids, result in (
+        (run.eval_ids, run.report.perplexity),
+        (run.heldout_ids, run.report.heldout),
+    ):
+        if ids is None or result is None:
+            continue
+        ppl, _ = perplexity(run.streamer, ids, result.seqlen, ev.max_windows, run.reporter)
+        result.pruned = round(ppl, 4)
+        result.after[run.last_changed] = round(ppl, 4)
+
+
+def schedule_of(spec: PruneSpec) -> Schedule | None:
+    """The cubic pruning schedule of movement and gmp (None for soft movement and others)."""
+    if spec.method not in SCHEDULED:
+        return None
+    if spec.method == "movement" and spec.method_options.movement_soft:
+        return None
+    ts = spec.training
+    t0, dt, n, _ = ts.schedule_steps(1 if spec.method == "movement" else None)
+    return Schedule(ts.initial_sparsity, spec.parsed_sparsity.ratio, t0, dt, n)
 
 
 def learn(run: Run) -> None:
-    """The method's own training (e.g. SMP's learned mask)."""
+    """The method's own training (SMP's learned mask; movement, gmp)."""
     spec = run.spec
     method = get_method(spec.method)
-    modules = trainable(run.modules)
-    task = method.task(modules, run.masks, run.scores, pattern_of(spec),
-                       lambda name: get_weight(run.dense.get_submodule(name)))  # fmt: skip
-    run_training(run, spec.training, task)
+    dense = run.dense
+    inputs = TaskInputs(
+        modules=trainable(run.modules), masks=run.masks, scores=run.scores,
+        pattern=pattern_of(spec), options=spec.method_options, schedule=schedule_of(spec),
+        dense_weight=lambda name: get_weight((dense or run.model).get_submodule(name)),
+    )  # fmt: skip
+    run_training(run, spec.training, method.task(inputs))
+    if spec.method == "movement" and spec.method_options.movement_soft:
+        achieved = sum(int(mm.mask().sum()) for _, mm in run.masks) / max(
+            sum(mm.shape[0] * mm.shape[1] for _, mm in run.masks), 1
+        )
+        run.warn(f"soft movement: the scores pruned {achieved:.3f} of the weights; the "
+                 f"sparsity asked for ({spec.sparsity}) is not enforced")  # fmt: skip
 
 
 def recover(run: Run) -> None:
@@ -233,13 +298,14 @@ def trainable(modules: dict) -> dict:
 def run_training(run: Run, ts: TrainingSpec, task) -> None:
     """One use of the training engine; its masks replace the mask state's."""
     source = run.sources[task.stage]
-    ids = calibration.calibration_ids(
-        run.tokenizer, ts.dataset, source, ts.steps * ts.batch_size, ts.seqlen, ts.seed
-    )
+    ids = calibration.training_ids(
+        run.tokenizer, ts.dataset, source, ts.steps * ts.batch_size, ts.seqlen, ts.seed,
+        ts.holdout,
+    )  # fmt: skip
     objective = Objective(ts.distill, ts.temperature, ts.lm_weight)
     cfg = LoopConfig(
         steps=ts.steps, batch_size=ts.batch_size, micro_batch=ts.micro_batch,
-        lr=ts.lr or LR_DEFAULTS[task.stage],
+        lr=ts.lr or task.default_lr,
         warmup_steps=ts.lr_warmup_steps if ts.lr_warmup_steps is not None else ts.steps // 10,
         weight_decay=ts.weight_decay, checkpoint_every=ts.checkpoint_every,
     )  # fmt: skip
@@ -265,7 +331,7 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
         TrainingReport(
             stage=task.stage,
             dataset=ts.dataset,
-            split=str(getattr(source, "name", "hub rows")),
+            split=split_note(ts, source),
             steps=ts.steps,
             seqlen=ts.seqlen,
             batch_size=ts.batch_size,
@@ -280,6 +346,13 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
             resumed_from_step=result.resumed_from_step,
         )  # fmt: skip
     )
+
+
+def split_note(ts: TrainingSpec, source) -> str:
+    name = str(getattr(source, "name", "hub rows"))
+    if ts.dataset in calibration.NAMED or ts.holdout == 0:
+        return name
+    return f"{name}, {1 - ts.holdout:.0%} of its blocks (the rest held out, seed {ts.seed})"
 
 
 def teacher_note(run: Run, teacher) -> str | None:
@@ -297,7 +370,10 @@ def run_key(spec: PruneSpec) -> str:
 
 
 def needs_dense_copy(spec: PruneSpec) -> bool:
-    learns = spec.training is not None  # SMP keeps the dense weights, frozen
+    """A teacher for distillation, or the dense weights a learned mask keeps (SMP: the walk
+    zeroed them)."""
+    walks = get_method(spec.method).fn is not None
+    learns = spec.training is not None and (spec.training.distill or walks)
     return learns or (spec.recovery is not None and spec.recovery.distill)
 
 
@@ -341,11 +417,13 @@ def plan(spec: PruneSpec) -> list[Stage]:
         stages.append(Stage("calibrate", calibrate, 5))
     if evaluate:
         stages.append(Stage("eval_dense", eval_dense, 15))
-    stages.append(Stage("prune", prune, 60, steps=lambda r: r.n_layers))
+    walks = get_method(spec.method).fn is not None  # movement, gmp prune only while training
+    if walks:
+        stages.append(Stage("prune", prune, 60, steps=lambda r: r.n_layers))
     for name, fn, ts in (("train", learn, spec.training), ("recover", recover, spec.recovery)):
         if ts is None:
             continue
-        if evaluate:  # perplexity after each stage that changes weights
+        if evaluate and stages[-1].name in ("prune", "train"):  # after each that changed weights
             stages.append(Stage(f"eval_{stages[-1].name}", eval_pruned, 10))
         stages.append(Stage(name, fn, 0.6 * ts.steps, steps=lambda r, n=ts.steps: n))
     if evaluate:

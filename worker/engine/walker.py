@@ -174,6 +174,35 @@ def walk(
         reporter.step(i + 1, n_layers, f"layer {i + 1}/{n_layers}")
 
 
+@torch.no_grad()
+def survey(
+    streamer: LayerStreamer,
+    ids: torch.Tensor,
+    targets: list[dict[str, nn.Module]],
+    visit: BeginLayer,
+    reporter: Reporter,
+) -> None:
+    """A dense pass over `ids` (nothing pruned), one forward per layer: `visit(i, groups)` gets
+    layer i's Linears with their dense weights and input statistics (column norms); the
+    layer's dense outputs feed the next. OWL reads its outlier ratios from it."""
+    arch = type(streamer.model).__name__
+    with reraise_typed(f"{arch}: capturing the inputs of the decoder layers"):
+        cap = capture(streamer, ids, batch_size(ids.shape[1], ids.shape[0]))
+    inps, outs = cap.hidden, torch.empty_like(cap.hidden)
+    n_layers = len(streamer.layers)
+    for i in range(n_layers):
+        reporter.check_cancel()
+        with reraise_typed(f"{arch}: decoder layer {i}"), streamer.layer(i) as layer:
+            linears = {n: m for n, m in targets[i].items() if isinstance(m, nn.Module)}
+            collector = StatsCollector(linears, False, ids.numel(), ids.shape[1],
+                                       early_stop=False)  # fmt: skip
+            with collector.hooks():
+                run_layer(layer, inps, outs, cap.calls[i], cap.batch)
+            visit(i, [(g.names, [get_weight(linears[n]) for n in g.names], g.stats)
+                      for g in collector.groups])  # fmt: skip
+            inps, outs = outs, inps
+
+
 def layer_stats(layer, targets, needs, ids, calls, batch, inps, warn) -> list:
     """One statistics pass over `layer`: groups of Linears sharing an input with their stats,
     and each expert slice with the statistics of the tokens routed to it."""
@@ -199,4 +228,4 @@ def layer_stats(layer, targets, needs, ids, calls, batch, inps, warn) -> list:
     return groups
 
 
-__all__ = ["Captured", "InputGroup", "capture", "run_layer", "walk", "spans"]
+__all__ = ["Captured", "InputGroup", "capture", "run_layer", "survey", "walk", "spans"]

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from service.schemas import CalibrationSpec, PruneSpec
 from tests.worker.engine.support import correlated_inputs, stats_from
-from worker.engine.owl import OWLAllocator, outlier_ratio
+from worker.engine.owl import OWLAllocator, outlier_ratio, owl_sparsities
 from worker.engine.run import run
 
 
@@ -35,27 +35,35 @@ def test_allocation_mean_is_the_target_and_every_layer_is_in_the_band(seed, targ
     n = rng.randint(3, 40)
     sizes = [rng.choice([1000, 5000, 20000]) for _ in range(n)]
     ratios = [rng.random() ** 3 * 0.1 for _ in range(n)]  # skewed, as outlier ratios are
-    alloc = OWLAllocator(target, lam, sizes)
-    given = [alloc.allocate(i, r) for i, r in enumerate(ratios)]
+    given = owl_sparsities(ratios, sizes, target, lam)
     mean = sum(g * s for g, s in zip(given, sizes, strict=True)) / sum(sizes)
-    assert mean == pytest.approx(target, abs=1e-3)
+    assert mean == pytest.approx(target, abs=1e-6)
     assert all(target - lam - 1e-9 <= g <= target + lam + 1e-9 for g in given)
-    assert len({round(g, 6) for g in given}) > 1  # the ratios did change the allocation
+    # linear in the ratio where not clipped: more outliers, never a higher sparsity
+    order = sorted(range(n), key=lambda i: ratios[i])
+    assert all(given[a] >= given[b] - 1e-12 for a, b in zip(order, order[1:], strict=False))
+    assert max(given) - min(given) > lam / 2  # the ratios did change the allocation
+    # the allocator hands the plan out unchanged when the masks prune exactly what it asks
+    alloc = OWLAllocator(target, lam, sizes, ratios)
+    for i in range(n):
+        assert alloc.allocate(i) == pytest.approx(given[i])
+        alloc.achieved(i, given[i] * sizes[i])
+    assert alloc.mean() == pytest.approx(target, abs=1e-6)
 
 
 def test_the_outlier_heavy_layer_gets_the_lower_sparsity():
     ratios = [0.01, 0.012, 0.09, 0.011, 0.010, 0.013]  # layer 2 is full of outliers
-    alloc = OWLAllocator(0.7, 0.08, [1000] * 6)
-    given = [alloc.allocate(i, r) for i, r in enumerate(ratios)]
-    assert given[2] == min(given) and given[2] < 0.7
-    assert given[2] == pytest.approx(0.7 - 0.08)
+    given = owl_sparsities(ratios, [1000] * 6, 0.7, 0.08)
+    assert given[2] == min(given) and given[2] == pytest.approx(0.7 - 0.08)
+    assert all(g > 0.7 for i, g in enumerate(given) if i != 2)
+    assert owl_sparsities([0.02] * 4, [10] * 4, 0.6, 0.1) == [0.6] * 4  # no spread: uniform
 
 
 def test_rounding_per_row_is_made_up_by_the_later_layers():
-    alloc = OWLAllocator(0.5, 0.1, [100, 100])
-    alloc.allocate(0, 0.02)
+    alloc = OWLAllocator(0.5, 0.1, [100, 100], [0.02, 0.02])
+    assert alloc.allocate(0) == pytest.approx(0.5)
     alloc.achieved(0, 45)  # asked for 50, the masks pruned 45
-    assert alloc.allocate(1, 0.02) == pytest.approx(0.55)
+    assert alloc.allocate(1) == pytest.approx(0.55)
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +119,40 @@ def test_owl_with_n_m_or_a_training_method_or_a_band_outside_0_1_is_refused():
     with pytest.raises(ValidationError, match="unknown sparsity_profile 'owl2'"):
         PruneSpec(model="org/m", method="wanda", sparsity=0.5, sparsity_profile="owl2")
     assert PruneSpec(**base, sparsity=0.7).owl.lam == 0.08  # the paper's defaults
+
+
+def test_the_survey_sees_the_dense_models_own_inputs_of_every_layer(tiny_model_dir):
+    """survey() feeds each layer the dense outputs of the one before: its statistics equal
+    the column norms of the inputs the untouched model's own forward gives each Linear."""
+    from transformers import AutoModelForCausalLM
+
+    from worker.engine.progress import Reporter
+    from worker.engine.run import layer_targets
+    from worker.engine.streaming import LayerStreamer
+    from worker.engine.walker import survey
+
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir("llama4"), attn_implementation="eager"
+    )
+    layers = model.model.layers
+    ids = torch.randint(4, 200, (3, 16), generator=torch.Generator().manual_seed(0))
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, a, n=n: seen.setdefault(n, a[0].detach()))
+             for n, m in model.named_modules() if n.endswith(("q_proj", "down_proj"))]  # fmt: skip
+    with torch.no_grad():
+        model(input_ids=ids, use_cache=False)
+    for h in hooks:
+        h.remove()
+    got: dict[str, torch.Tensor] = {}
+
+    def visit(i, groups):
+        for names, _, stats in groups:
+            for n in names:
+                got[n] = stats.col_norm_sq
+
+    targets = [layer_targets(layer, f"model.layers.{i}") for i, layer in enumerate(layers)]
+    survey(LayerStreamer(model, layers, torch.device("cpu")), ids, targets, visit, Reporter())
+    for name, x in seen.items():
+        want = x.float().square().sum(dim=(0, 1)) / 3  # mean over the 3 sequences
+        assert torch.allclose(got[name], want, rtol=1e-4, atol=1e-6), name
+    assert len(seen) == 8

@@ -9,13 +9,15 @@ from worker.engine.methods.base import Method, MethodResult
 from worker.engine.methods.magnitude import magnitude
 from worker.engine.methods.sparsegpt import sparsegpt
 from worker.engine.methods.wanda import wanda
-from worker.engine.train.tasks import LearnedMask
+from worker.engine.train.tasks import GradualMagnitude, LearnedMask, Movement
 
 REGISTRY: dict[str, Method] = {
     "magnitude": Method(magnitude, needs=None),
     "wanda": Method(wanda, needs="norms"),
     "sparsegpt": Method(sparsegpt, needs="hessian"),
     "smp": Method(smp_method.smp, needs=smp_method.needs, task=LearnedMask.smp),
+    "movement": Method(None, needs=None, task=Movement.build),
+    "gmp": Method(None, needs=None, task=GradualMagnitude.build),
 }
 
 

@@ -36,9 +36,9 @@ class Method:
     """A registered method: its function, the statistics the walker must collect and, for
     methods that learn, the training task the engine runs after the walk."""
 
-    fn: MethodFn
+    fn: MethodFn | None  # None: the method prunes only while training (movement, gmp)
     needs: str | None | Callable[[Any], str | None]  # None, "norms", "hessian" (or per options)
-    task: Callable[..., Any] | None = None  # (modules, masks, scores, pattern, dense) -> Task
+    task: Callable[..., Any] | None = None  # (TaskInputs) -> Task
 
     def stats_for(self, options: Any) -> str | None:
         return self.needs(options) if callable(self.needs) else self.needs

@@ -26,11 +26,19 @@ class Task(Protocol):
     stage: str  # "train" or "recover"
     trainable: str  # for the report, e.g. "kept weights"
 
+    default_lr: float  # when the spec gives none
+
     def attach(self) -> dict[str, nn.Parameter]:
-        """Parametrize the model; return the parameters to train, by stable name."""
+        """Parametrize the model; return the parameters the optimizer trains, by stable name.
+        A task may also have `state() -> dict[str, Tensor]`: more tensors a checkpoint keeps
+        (movement scores, gmp masks)."""
+
+    def before_step(self, step: int) -> None:
+        """Called before step `step` (0-based) runs, also the first step after a resume: set
+        the step's mask (a pruning schedule)."""
 
     def after_step(self, step: int) -> None:
-        """Called after optimizer step `step` (0-based), e.g. to prune on a schedule."""
+        """Called after optimizer step `step` (0-based), e.g. to update scores."""
 
     def finish(self) -> dict[str, torch.Tensor]:
         """Remove the parametrizations, bake the weights; the final masks by module name."""
@@ -87,7 +95,8 @@ def train(
     for p in params.values():
         p.requires_grad_(True)
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    saved = checkpoints.load(params, opt) or Saved(0, [], [])
+    kept = {**params, **(task.state() if hasattr(task, "state") else {})}  # what checkpoints hold
+    saved = checkpoints.load(kept, opt) or Saved(0, [], [])
     start = saved.step
     losses, times = list(saved.loss), list(saved.times)
     seqlen = ids.shape[1]
@@ -95,11 +104,12 @@ def train(
         try:
             reporter.check_cancel()
         except Cancelled:
-            checkpoints.save(params, opt, Saved(step, losses, times))
+            checkpoints.save(kept, opt, Saved(step, losses, times))
             raise
         t0 = time.perf_counter()
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
+        task.before_step(step)
         total = 0.0
         for a in range(0, cfg.batch_size, cfg.micro_batch):
             row = step * cfg.batch_size + a
@@ -123,8 +133,8 @@ def train(
         reporter.step(step + 1, cfg.steps, message, loss=round(total, 6))
         done = step + 1
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            checkpoints.save(params, opt, Saved(done, losses, times))
-    n_params = sum(p.numel() for p in params.values())
+            checkpoints.save(kept, opt, Saved(done, losses, times))
+    n_params = sum(p.numel() for p in kept.values() if p.requires_grad)
     masks = task.finish()
     checkpoints.clear()
     return LoopResult(losses, times, start, n_params, masks)
