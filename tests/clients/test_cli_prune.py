@@ -204,7 +204,8 @@ def test_owl_and_dsnot_flags_reach_the_report(tiny_model, calib, tmp_path, capsy
     assert main(argv(tiny_model, calib, out, **flags) + ["--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     spec = report["spec"]
-    assert spec["owl"] == {"m": 2.0, "lam": 0.05} and spec["dsnot"]["max_cycles"] == 7
+    assert spec["owl"] == {"m": 2.0, "lam": 0.05, "samples": 4}
+    assert spec["dsnot"]["max_cycles"] == 7
     assert len(report["layers"]) == 2 and all(0.55 <= x["sparsity"] <= 0.65
                                               for x in report["layers"])  # fmt: skip
     assert sum(m["dsnot_swaps"] for m in report["modules"]) > 0

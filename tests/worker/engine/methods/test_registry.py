@@ -18,7 +18,8 @@ from worker.engine.run import run
 
 
 def test_engine_registry_and_contract_name_the_same_methods():
-    assert list(REGISTRY) == list(METHODS) == ["magnitude", "wanda", "sparsegpt", "smp"]
+    names = ["magnitude", "wanda", "sparsegpt", "smp", "movement", "gmp"]
+    assert list(REGISTRY) == list(METHODS) == names
 
 
 def toy(weights, stats, pattern, options):
@@ -48,7 +49,7 @@ def test_a_new_method_appears_everywhere(toy_method, tmp_path, capsys):
         r = client.post("/v1/jobs", json={"model": "org/m", "method": "nope", "sparsity": 0.5},
                         headers={"Authorization": "Bearer dev-key"})  # fmt: skip
     assert r.status_code == 422
-    assert "allowed: magnitude, wanda, sparsegpt, smp, toy" in r.json()["detail"]
+    assert "allowed: magnitude, wanda, sparsegpt, smp, movement, gmp, toy" in r.json()["detail"]
 
     from clients.cli.main import build_parser
 
@@ -56,7 +57,7 @@ def test_a_new_method_appears_everywhere(toy_method, tmp_path, capsys):
         build_parser().parse_args(["prune", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--centre CENTRE prune the weights nearest this value (toy, default 0.25)" in text
-    assert "one of: magnitude, wanda, sparsegpt, smp, toy" in text
+    assert "one of: magnitude, wanda, sparsegpt, smp, movement, gmp, toy" in text
 
 
 def test_a_new_method_runs_through_the_engine(toy_method, tiny_model_dir, tmp_path):
@@ -90,7 +91,7 @@ def test_the_old_flat_options_object_still_works():
     assert spec.options == {"magnitude_scope": "row"}
 
 
-@pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt", "smp"])
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt", "smp", "movement", "gmp"])
 def test_a_stored_spec_reads_back_identical(method):
     """What the API stores is what a worker (or an idempotent retry) reads back."""
     spec = PruneSpec(model="org/m", method=method, sparsity="2:4")
