@@ -113,6 +113,13 @@ def add_profile_args(group) -> None:
         f"(default: {_default(owl, 'lam'):g})",
     )
     group.add_argument(
+        "--owl-samples",
+        type=int,
+        default=None,
+        help="OWL: calibration windows of the dense survey that measures every layer's "
+        f"outlier ratio (default: {_default(owl, 'samples')})",
+    )
+    group.add_argument(
         "--refine",
         default="none",
         choices=REFINERS,
@@ -137,7 +144,8 @@ def add_profile_args(group) -> None:
 def profile_from_args(args: argparse.Namespace) -> dict:
     """The OWL / DSnoT fields; their knob objects only when a knob flag was given."""
     out: dict[str, Any] = {"sparsity_profile": args.sparsity_profile, "refine": args.refine}
-    owl = {k: v for k, v in (("m", args.owl_m), ("lam", args.owl_lambda)) if v is not None}
+    knobs = (("m", args.owl_m), ("lam", args.owl_lambda), ("samples", args.owl_samples))
+    owl = {k: v for k, v in knobs if v is not None}
     if owl:
         out["owl"] = owl
     knobs = (("max_cycles", args.dsnot_cycles), ("update_threshold", args.dsnot_threshold))

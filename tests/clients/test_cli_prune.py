@@ -200,11 +200,11 @@ def test_json_prints_the_report(tiny_model, calib, tmp_path, capsys):
 def test_owl_and_dsnot_flags_reach_the_report(tiny_model, calib, tmp_path, capsys):
     out = tmp_path / "out"
     flags = {"sparsity": "0.6", "sparsity_profile": "owl", "owl_m": "2", "owl_lambda": "0.05",
-             "refine": "dsnot", "dsnot_cycles": "7"}  # fmt: skip
+             "owl_samples": "2", "refine": "dsnot", "dsnot_cycles": "7"}  # fmt: skip
     assert main(argv(tiny_model, calib, out, **flags) + ["--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     spec = report["spec"]
-    assert spec["owl"] == {"m": 2.0, "lam": 0.05, "samples": 4}
+    assert spec["owl"] == {"m": 2.0, "lam": 0.05, "samples": 2}
     assert spec["dsnot"]["max_cycles"] == 7
     assert len(report["layers"]) == 2 and all(0.55 <= x["sparsity"] <= 0.65
                                               for x in report["layers"])  # fmt: skip
