@@ -27,6 +27,9 @@ def check_spec(spec: PruneSpec, tenant: str, settings: Settings, datasets: Datas
             "calibration.nsamples",
         )
     _check_dataset(cal.dataset, "calibration.dataset", tenant, datasets)
+    for field, ts in (("training", spec.training), ("recovery", spec.recovery)):
+        if ts is not None:  # never a server path: a named corpus or the tenant's upload
+            _check_dataset(ts.dataset, f"{field}.dataset", tenant, datasets)
     if spec.evaluation is not None:
         _check_dataset(spec.evaluation.dataset, "evaluation.dataset", tenant, datasets)
 

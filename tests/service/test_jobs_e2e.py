@@ -180,3 +180,14 @@ def test_owl_and_dsnot_job_and_what_the_api_refuses(live_service):
     assert [x["index"] for x in report["layers"]] == [0, 1]
     assert all(0.55 - 1e-9 <= x["sparsity"] <= 0.65 + 1e-9 for x in report["layers"])
     assert sum(m["dsnot_swaps"] for m in report["modules"]) > 0
+
+
+@pytest.mark.parametrize("field", ["training", "recovery"])
+def test_a_training_dataset_is_a_named_corpus_or_the_tenants_upload(live_service, field):
+    method = "gmp" if field == "training" else "wanda"
+    for bad in ("/etc/passwd", "../../etc/hosts.txt", "upload:0123456789abcdef"):
+        spec = {**SPEC, "method": method, field: {"dataset": bad, "steps": 2}}
+        with live_service.client() as c:
+            r = c.post("/v1/jobs", json=spec)
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == f"{field}.dataset" and "unknown dataset" in r.json()["detail"]

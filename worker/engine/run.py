@@ -483,6 +483,13 @@ def run(
 
 
 def datasets(spec: PruneSpec, where: Where) -> dict[str, Path | str]:
+    named = [(f, getattr(spec, f)) for f in ("training", "recovery", "calibration", "evaluation")]
+    for part_name, part in named:
+        name = part.dataset if part is not None else None
+        local = name and name not in calibration.NAMED and not name.startswith("upload:")
+        if local and not where.allow_local:  # the service's boundary checks this too
+            raise SpecError(f"{part_name}.dataset: {name!r} is a file path; a service job reads "
+                            "only wikitext2, c4 or upload:<id>")  # fmt: skip
     out = {}
     for stage, ts in (("train", spec.training), ("recover", spec.recovery)):
         if ts is not None:  # a named dataset trains on its calibration split, never on eval

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from service.schemas import CalibrationSpec, PruneSpec, TrainingSpec, resume_dir
 from tests.worker.engine.support import linear_weights, pattern
-from worker.engine.errors import Cancelled, ResourceError
+from worker.engine.errors import Cancelled, ResourceError, SpecError
 from worker.engine.masks import n_of_m
 from worker.engine.methods.smp import initial_scores, select
 from worker.engine.methods.wanda import wanda_score
@@ -176,3 +176,17 @@ def test_training_is_only_for_methods_that_learn(calib_file):
     with pytest.raises(ValueError, match="method 'wanda' does not train; training is for smp"):
         PruneSpec(model="org/m", method="wanda", sparsity=0.5, training=TrainingSpec())
     assert PruneSpec(model="org/m", method="smp", sparsity=0.5).training == TrainingSpec()
+
+
+@pytest.mark.parametrize("field", ["training", "recovery", "calibration", "evaluation"])
+def test_a_service_run_never_reads_a_file_path_dataset(tiny_model_dir, calib_file, tmp_path,
+                                                        field):  # fmt: skip
+    model_dir = tiny_model_dir("llama")
+    data = {"model": model_dir.name, "method": "smp" if field == "training" else "wanda",
+            "sparsity": "2:4", "device": "cpu", field: {"dataset": str(calib_file)}}  # fmt: skip
+    if field == "recovery":
+        data[field]["steps"] = 2
+    s = PruneSpec.model_validate(data)
+    with pytest.raises(SpecError, match=f"{field}.dataset: .* is a file path"):
+        run(s, tmp_path / "o", models_dir=model_dir.parent, allow_local=False)
+    assert not (tmp_path / "o").exists()
