@@ -9,7 +9,8 @@ from worker.engine.methods.base import Method, MethodResult
 from worker.engine.methods.magnitude import magnitude
 from worker.engine.methods.sparsegpt import sparsegpt
 from worker.engine.methods.wanda import wanda
-from worker.engine.train.tasks import GradualMagnitude, LearnedMask, Movement
+from worker.engine.train.gradual import GradualMagnitude, Movement
+from worker.engine.train.tasks import LearnedMask
 
 REGISTRY: dict[str, Method] = {
     "magnitude": Method(magnitude, needs=None),

@@ -2,9 +2,8 @@
 
 `Recovery` (Prune Once for All's distilled sparse fine-tuning): masks fixed, kept weights
 train. `LearnedMask` (SMP): weights frozen at their dense values, scores train, the mask is
-the SMP selector of the scores (straight-through). `Movement` (Sanh et al.): weights train and
-scores accumulate the movement signal; `GradualMagnitude` (Zhu & Gupta; Prune Once for All):
-weights train and the lowest |W| are pruned on the cubic schedule.
+the SMP selector of the scores (straight-through). The tasks that prune while
+training (movement, gmp) are in gradual.py.
 """
 
 from __future__ import annotations
@@ -18,9 +17,9 @@ from torch import nn
 
 from worker.engine.mask_state import MaskState
 from worker.engine.masks import Pattern
-from worker.engine.model_io import get_weight, set_weight
+from worker.engine.model_io import set_weight
 from worker.engine.train.masked import FixedMask, ScoreMask, attach, bake, original, transposed
-from worker.engine.train.schedule import Schedule, select_at
+from worker.engine.train.schedule import Schedule
 
 Modules = dict[str, nn.Module]  # full name -> Linear, in pruning order
 
@@ -109,136 +108,5 @@ class LearnedMask:
         out = {}
         for name, module in self.modules.items():
             out[name] = self.masks[name].pruned().cpu()
-            bake(module, out[name])
-        return out
-
-
-def _keep_layout(module: nn.Module, keep: torch.Tensor) -> torch.Tensor:
-    """(out, in) keep mask in the layout of the module's stored weight."""
-    return keep.t().contiguous() if transposed(module) else keep
-
-
-class Movement:
-    """Hard movement: keep the top (1 - v_t) of S per row (or its N:M subset); soft movement:
-    keep sigmoid(S) >= tau, with the penalty lambda * sum sigmoid(S). S starts at 0 and takes
-    plain steps S -= alpha_S * (W * dL/dW' [+ lambda * sigmoid'(S)]) after each optimizer step,
-    so S = -alpha_S * sum_t W * dL/dW exactly as the paper writes it."""
-
-    stage, trainable = "train", "weights and movement scores"
-    default_lr = 1e-4
-
-    def __init__(self, modules: Modules, pattern: Pattern, schedule: Schedule | None, options):
-        self.modules, self.pattern, self.schedule = modules, pattern, schedule
-        self.soft = bool(options.movement_soft)
-        self.tau, self.lam, self.alpha = (
-            options.movement_tau,
-            options.movement_lambda,
-            options.score_lr,
-        )
-        self.ratio = schedule.initial if schedule is not None else 0.0
-        self.masks: dict[str, ScoreMask] = {}
-
-    @classmethod
-    def build(cls, inputs: TaskInputs) -> Movement:
-        return cls(inputs.modules, inputs.pattern, inputs.schedule, inputs.options)
-
-    def _select(self, scores: torch.Tensor) -> torch.Tensor:
-        if self.soft:
-            return torch.sigmoid(scores) < self.tau
-        return select_at(scores, self.ratio, self.pattern)
-
-    def attach(self) -> dict[str, nn.Parameter]:
-        params = {}
-        for name, module in self.modules.items():
-            scores = torch.zeros(get_weight(module).shape)
-            mask = ScoreMask(scores, self._select, transposed(module))
-            mask.to(module.weight.device)
-            attach(module, mask)
-            mask.scores.requires_grad_(True)
-            self.masks[name] = mask
-            params[name] = original(module)
-        return params
-
-    def state(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint must hold besides the optimizer's parameters."""
-        return {f"scores.{n}": m.scores for n, m in self.masks.items()}
-
-    def before_step(self, step: int) -> None:
-        if self.schedule is not None:
-            self.ratio = self.schedule.sparsity_at(step)
-
-    @torch.no_grad()
-    def after_step(self, step: int) -> None:
-        for mask in self.masks.values():
-            s = mask.scores
-            grad = s.grad if s.grad is not None else torch.zeros_like(s)
-            if self.soft and self.lam:
-                sig = torch.sigmoid(s)
-                grad = grad + self.lam * sig * (1 - sig)
-            s.sub_(self.alpha * grad)
-            s.grad = None
-
-    def finish(self) -> dict[str, torch.Tensor]:
-        if self.schedule is not None:
-            self.ratio = self.schedule.final
-        out = {}
-        for name, module in self.modules.items():
-            out[name] = self.masks[name].pruned().cpu()
-            bake(module, out[name])
-        return out
-
-
-class GradualMagnitude:
-    """Weights train under a mask; at each pruning step of the schedule the mask becomes the
-    lowest |W * M| at v_t (a pruned weight is 0 there, so it stays pruned as v_t grows)."""
-
-    stage, trainable = "train", "weights (magnitude masks on the cubic schedule)"
-    default_lr = 1e-4
-
-    def __init__(self, modules: Modules, pattern: Pattern, schedule: Schedule):
-        self.modules, self.pattern, self.schedule = modules, pattern, schedule
-        self.masks: dict[str, FixedMask] = {}
-
-    @classmethod
-    def build(cls, inputs: TaskInputs) -> GradualMagnitude:
-        return cls(inputs.modules, inputs.pattern, inputs.schedule)
-
-    def attach(self) -> dict[str, nn.Parameter]:
-        params = {}
-        for name, module in self.modules.items():
-            shape = get_weight(module).shape
-            mask = FixedMask(torch.zeros(shape, dtype=torch.bool), transposed(module))
-            mask.to(module.weight.device)
-            attach(module, mask)
-            self.masks[name] = mask
-            params[name] = original(module)
-        return params
-
-    def state(self) -> dict[str, torch.Tensor]:
-        return {f"keep.{n}": m.keep for n, m in self.masks.items()}
-
-    @torch.no_grad()
-    def _prune_to(self, ratio: float) -> None:
-        for name, module in self.modules.items():
-            keep = self.masks[name].keep
-            w = original(module) * keep.to(original(module).dtype)
-            w = w.t() if transposed(module) else w  # (out, in)
-            pruned = select_at(w.abs().float(), ratio, self.pattern)
-            keep.copy_(_keep_layout(module, ~pruned))
-
-    def before_step(self, step: int) -> None:
-        s = self.schedule
-        if s.prunes_at(step) or (step == 0 and s.initial > 0):
-            self._prune_to(s.sparsity_at(step))
-
-    def after_step(self, step: int) -> None:
-        pass
-
-    def finish(self) -> dict[str, torch.Tensor]:
-        self._prune_to(self.schedule.final)  # a no-op when the schedule already got there
-        out = {}
-        for name, module in self.modules.items():
-            keep = self.masks[name].keep
-            out[name] = ~(keep.t() if transposed(module) else keep).cpu()
             bake(module, out[name])
         return out

@@ -14,8 +14,8 @@ from service.schemas import PruneSpec, TrainingSpec, resume_dir
 from tests.worker.engine.support import linear_weights, pattern, zeros_per_group
 from tests.worker.engine.test_run_training import KillAt
 from worker.engine.run import run
+from worker.engine.train.gradual import Movement
 from worker.engine.train.schedule import Schedule, select_at
-from worker.engine.train.tasks import Movement
 
 
 def test_the_schedule_is_the_cubic_formula_and_monotone():
