@@ -178,25 +178,23 @@ def tables(result: dict) -> str:
 
     lines += ["| method | sparsity | uniform ppl | uniform time | OWL ppl | OWL time | ppl cut |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for m in ("wanda", "sparsegpt"):
-        for s in ("0.5", "0.6", "0.7"):
-            u, o = (
-                by.get((m, s, "uniform", "none", 0, "ours")),
-                by.get((m, s, "owl", "none", 0, "ours")),
-            )
-            if u and o:
-                gain = 1 - o["ppl"]["wikitext2"] / u["ppl"]["wikitext2"]
-                lines.append(f"| {m} | {s} | {cell(u)} | {cell(o)} | {gain:.1%} |")
+
+    def pairs(sparsities, profile, refine):
+        """(method, sparsity, uniform row, variant row) where both ran."""
+        for m in ("wanda", "sparsegpt"):
+            for s in sparsities:
+                u = by.get((m, s, "uniform", "none", 0, "ours"))
+                v = by.get((m, s, profile, refine, 0, "ours"))
+                if u and v:
+                    yield m, s, u, v
+
+    for m, s, u, o in pairs(("0.5", "0.6", "0.7"), "owl", "none"):
+        gain = 1 - o["ppl"]["wikitext2"] / u["ppl"]["wikitext2"]
+        lines.append(f"| {m} | {s} | {cell(u)} | {cell(o)} | {gain:.1%} |")
     lines += ["", "| method | sparsity | ppl | time | with DSnoT ppl | time | swaps |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for m in ("wanda", "sparsegpt"):
-        for s in ("0.6", "0.7", "2:4"):
-            u, d = (
-                by.get((m, s, "uniform", "none", 0, "ours")),
-                by.get((m, s, "uniform", "dsnot", 0, "ours")),
-            )
-            if u and d:
-                lines.append(f"| {m} | {s} | {cell(u)} | {cell(d)} | {d['swaps']} |")
+    for m, s, u, d in pairs(("0.6", "0.7", "2:4"), "uniform", "dsnot"):
+        lines.append(f"| {m} | {s} | {cell(u)} | {cell(d)} | {d['swaps']} |")
     seeds = [r for r in runs if r["math"] in ("ours", "reference") and "licences" in r["ppl"]]
     if seeds:
         lines += ["", "| SparseGPT 2:4 | corpus | per seed | mean | spread (min-max) |",
