@@ -1,10 +1,14 @@
-"""Benchmark the training stages (recovery, smp) on a real model with `pruneserve prune`.
+"""Benchmark the training stages (recovery, smp, movement, gmp) on a real model with
+`pruneserve prune`.
 
     python benchmarks/train_bench.py --model DIR [--steps 100] [--only wanda:2:4:recover,...]
+        [--train-file PATH] [--out FILE]
 
 Each row is its own `pruneserve prune` process: calibration 32 x 512 (wikitext2 valid),
 training windows 4 x 256 a step from wikitext2 valid, evaluation wikitext2 test 20 x 512,
-fp32 on CPU. Writes benchmarks/results/train_bench.json (and .md) and prints a table.
+fp32 on CPU. With --train-file (the raw valid.txt) the training corpus is a user file: it is
+split 90/10 by the seed and the report adds the perplexity on the held-out 10%.
+Writes benchmarks/results/train_bench.json (and .md) and prints a table.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ def run_row(args, method: str, sparsity: str, use: str, steps: int, out: Path) -
         "--nsamples", "32", "--seqlen", "512", "--seed", "0", "--dtype", "float32",
         "--device", "cpu", "--eval", "wikitext2", "--eval-seqlen", "512",
         "--eval-windows", str(args.eval_windows), "--data-dir", str(args.data_dir),
-        "--train-data", "wikitext2", "--train-seqlen", "256", "--train-batch", "4",
+        "--train-data", str(args.train_file or "wikitext2"), "--train-seqlen", "256",
+        "--train-batch", "4",
         "--output", str(out), "--json",
     ]  # fmt: skip
     cmd += ["--train-steps", str(steps)] if use == "train" else ["--recover-steps", str(steps)]
@@ -47,18 +52,27 @@ def run_row(args, method: str, sparsity: str, use: str, steps: int, out: Path) -
     return report
 
 
+def _ppl(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
 def table(rows: list[dict]) -> str:
     lines = [
-        "| method | sparsity | training | steps | ppl dense | ppl one-shot | ppl after training "
-        "| s/step (median) | wall s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | sparsity | training | distill | steps | ppl dense | ppl one-shot "
+        "| ppl after training | held-out dense | held-out after | s/step (median) | wall s "
+        "| peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ppl, [tr] = r["perplexity"], r["training"]
-        one_shot = ppl["after"].get("prune")
+        spec = r["spec"]
+        ts = spec.get("training") or spec.get("recovery") or {}
+        held = r.get("heldout") or {}
         lines.append(
-            f"| {r['spec']['method']} | {r['spec']['sparsity']} | {tr['stage']} | {tr['steps']} "
-            f"| {ppl['dense']:.2f} | {one_shot:.2f} | {ppl['pruned']:.2f} "
+            f"| {spec['method']} | {spec['sparsity']} | {tr['stage']} "
+            f"| {'yes' if ts.get('distill') else 'no'} | {tr['steps']} | {ppl['dense']:.2f} "
+            f"| {_ppl(ppl['after'].get('prune'))} | {ppl['pruned']:.2f} "
+            f"| {_ppl(held.get('dense'))} | {_ppl(held.get('pruned'))} "
             f"| {tr['time_per_step_s']:.2f} | {r['process_wall_s']:.0f} | {r['peak_rss_mb']:.0f} |"
         )
     return "\n".join(lines)
@@ -71,6 +85,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--eval-windows", type=int, default=20)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--train-file", type=Path, default=None, help="a .txt training corpus")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default=None, help="comma list of method:sparsity:use")
     ap.add_argument(

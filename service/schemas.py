@@ -260,6 +260,7 @@ SPARSITY_PROFILES = ("uniform", "owl")
 REFINERS = ("none", "dsnot")
 ONE_SHOT_FOR_PROFILES = ("magnitude", "wanda", "sparsegpt")  # what OWL and DSnoT work with
 SCHEDULED = ("movement", "gmp")  # the methods that prune on a schedule while training
+LOADS = ("auto", "eager", "lazy")  # how the model is held: whole, or a layer at a time
 
 
 class PruneSpec(_Strict):
@@ -301,13 +302,26 @@ class PruneSpec(_Strict):
     owl: OWLSpec | None = Field(None, description="OWL's knobs (sparsity_profile 'owl')")
     refine: str = Field("none", description="none, or dsnot: mask refinement after pruning")
     dsnot: DSnoTSpec | None = Field(None, description="DSnoT's knobs (refine 'dsnot')")
+    checkpoint_layers: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="save the walk's state every this many layers so a restarted job resumes "
+        "there; 0: after any layer once 5 s passed since the last save",
+    )
+    load: str = Field(
+        "auto",
+        description="eager: the whole model in memory; lazy: one decoder layer at a time from "
+        "the checkpoint, each pruned layer written at once (no training stages); auto: lazy "
+        "when the weights exceed half the available memory",
+    )
 
-    @field_validator("method", "device", "dtype", "sparsity_profile", "refine")
+    @field_validator("method", "device", "dtype", "sparsity_profile", "refine", "load")
     @classmethod
     def _one_of(cls, v: str, info: ValidationInfo) -> str:
         allowed = {"method": tuple(METHODS), "device": DEVICES, "dtype": DTYPES,
                    "sparsity_profile": SPARSITY_PROFILES,
-                   "refine": REFINERS}[info.field_name]  # fmt: skip
+                   "refine": REFINERS, "load": LOADS}[info.field_name]  # fmt: skip
         if v not in allowed:
             raise ValueError(f"unknown {info.field_name} {v!r}; allowed: {', '.join(allowed)}")
         return v
@@ -405,6 +419,16 @@ class PruneSpec(_Strict):
                 )
         if self.refine == "dsnot":
             self.dsnot = self.dsnot or DSnoTSpec()
+        return self
+
+    @model_validator(mode="after")
+    def _lazy_has_no_training(self) -> PruneSpec:
+        if self.load == "lazy" and (self.training is not None or self.recovery is not None):
+            stage = "training" if self.training is not None else "recovery"
+            raise ValueError(
+                f"load: 'lazy' holds one decoder layer at a time, but {stage} trains the whole "
+                "model at once; use load 'eager' or 'auto' (auto loads eagerly for training)"
+            )
         return self
 
     @property
@@ -532,6 +556,10 @@ class PruneReport(BaseModel):
     layers: list[LayerReport] = Field(
         default_factory=list, description="per decoder layer (sparsity_profile 'owl')"
     )
+    load: str = Field("", description="how the model was held: eager or lazy (and why)")
+    resumed_at_layer: int | None = Field(
+        None, description="a restarted job: the layer its walk went on from"
+    )
     stages_s: dict[str, float] = Field(default_factory=dict)
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float | None = None
@@ -553,6 +581,8 @@ class PruneReport(BaseModel):
             total_s=round(sum(self.stages_s.values()), 3),
             peak_rss_mb=self.peak_rss_mb,
             peak_cuda_mb=self.peak_cuda_mb,
+            load=self.load,
+            resumed_at_layer=self.resumed_at_layer,
             warnings=self.warnings,
         )
 
@@ -568,6 +598,8 @@ class ReportSummary(BaseModel):
     total_s: float = 0.0
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float | None = None
+    load: str = ""
+    resumed_at_layer: int | None = None
     warnings: list[str] = Field(default_factory=list)
 
 

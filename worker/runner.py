@@ -152,9 +152,11 @@ class JobRunner:
         )
 
     def _cleanup(self, keep_resume: bool = False) -> None:
+        """Remove what an attempt left; with `keep_resume`, keep what a restart resumes from
+        (checkpoints, and the lazy walk's layers already written to the partial output)."""
         if not keep_resume:
             shutil.rmtree(resume_dir(self.out), ignore_errors=True)
-        shutil.rmtree(self.partial, ignore_errors=True)
+            shutil.rmtree(self.partial, ignore_errors=True)
         shutil.rmtree(self.out, ignore_errors=True)
 
     def _fail(self, kind: str, message: str) -> str:

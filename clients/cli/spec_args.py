@@ -12,6 +12,7 @@ from typing import Any
 
 from service.methods import METHODS
 from service.schemas import (
+    LOADS,
     REFINERS,
     SPARSITY_PROFILES,
     CalibrationSpec,
@@ -83,6 +84,21 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
     p.add_argument(
         "--dtype", default="auto", help="auto | float32 | bfloat16 | float16 (default: %(default)s)"
+    )
+    p.add_argument(
+        "--checkpoint-layers",
+        type=int,
+        default=0,
+        help="save the walk's state every N layers, so the same command run again after a "
+        "crash resumes there; 0: whenever 5 s passed since the last save (default: %(default)s)",
+    )
+    p.add_argument(
+        "--load",
+        default="auto",
+        choices=LOADS,
+        help="eager: the whole model in memory; lazy: one decoder layer at a time from the "
+        "checkpoint, each pruned layer written at once (no training); auto: lazy when the "
+        "weights exceed half the available memory (default: %(default)s)",
     )
     add_option_args(p.add_argument_group("method options (only the chosen method's apply)"))
     add_profile_args(p.add_argument_group("layer-wise sparsity (OWL) and mask refinement (DSnoT)"))
@@ -310,6 +326,8 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
         "skip": args.skip,
         "device": args.device,
         "dtype": args.dtype,
+        "load": args.load,
+        "checkpoint_layers": args.checkpoint_layers,
         **profile_from_args(args),
     }
     trains = args.method in METHODS and METHODS[args.method].TRAINS

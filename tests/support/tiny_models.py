@@ -15,6 +15,11 @@ CONFIGS: dict[str, tuple[str, dict]] = {
         "LlamaConfig",
         dict(num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=4),
     ),  # fmt: skip
+    # the input embedding is the output head (save_pretrained writes it once)
+    "llama_tied": (
+        "LlamaConfig",
+        dict(num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
+    ),  # fmt: skip
     "mistral": ("MistralConfig", dict(num_attention_heads=4, num_key_value_heads=2)),
     "qwen2": ("Qwen2Config", dict(num_attention_heads=4, num_key_value_heads=2)),
     "gemma": ("GemmaConfig", dict(num_attention_heads=4, num_key_value_heads=1, head_dim=16)),
@@ -34,8 +39,9 @@ COMMON = dict(
 )
 
 
-def make_tiny_model(arch: str, out: Path, seed: int = 0) -> Path:
-    """Create and save a random-init model of `arch` plus a byte-level tokenizer in `out`."""
+def make_tiny_model(arch: str, out: Path, seed: int = 0, max_shard_size: str | None = None) -> Path:
+    """Create and save a random-init model of `arch` plus a byte-level tokenizer in `out`
+    (in shards of at most `max_shard_size`, e.g. "100KB", with an index, when given)."""
     import torch
     import transformers
 
@@ -51,7 +57,8 @@ def make_tiny_model(arch: str, out: Path, seed: int = 0) -> Path:
     model = transformers.AutoModelForCausalLM.from_config(config)
     model.eval()
     out = Path(out)
-    model.save_pretrained(out, safe_serialization=True)
+    shards = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    model.save_pretrained(out, safe_serialization=True, **shards)
     save_tokenizer(out)
     return out
 

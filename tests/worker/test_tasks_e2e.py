@@ -63,10 +63,13 @@ def test_cancel_queued_job_never_starts(live_service, slow_spec):
         assert after["started_at"] is None
 
 
-def test_killed_worker_job_restarts_and_succeeds(live_service, slow_spec):
+@pytest.mark.parametrize("load", ["eager", "lazy"])
+def test_killed_worker_job_restarts_and_succeeds(live_service, slow_spec, load):
+    """The restarted attempt resumes the walk at the last layer it checkpointed."""
+    spec = {**slow_spec, "load": load, "checkpoint_layers": 1}
     with live_service.client() as c:
-        job = c.post("/v1/jobs", json=slow_spec).raise_for_status().json()
-        _wait_pruning(live_service, c, job["id"])
+        job = c.post("/v1/jobs", json=spec).raise_for_status().json()
+        running = _wait_pruning(live_service, c, job["id"])
         live_service.kill_worker()
         assert c.get(f"/v1/jobs/{job['id']}").json()["state"] == "running"
         live_service.start_worker()
@@ -75,6 +78,9 @@ def test_killed_worker_job_restarts_and_succeeds(live_service, slow_spec):
         assert done["attempts"] == 2
         events = [e["message"] for e in c.get(f"/v1/jobs/{job['id']}/events").json()]
         assert "running (attempt 2)" in events
+        summary = done["summary"]
+        assert summary["load"].startswith(load)
+        assert 1 <= running["progress"]["layer"] <= summary["resumed_at_layer"] < 8, summary
     assert not (live_service.artifacts_dir / "jobs" / f"{job['id']}.partial").exists()
 
 

@@ -67,11 +67,15 @@ class MaskState:
     def __len__(self) -> int:
         return len(self.modules)
 
-    def check(self, weight_of: Callable[[str], torch.Tensor]) -> list[MaskCheck]:
-        """Check every mask against its pattern and against the weights (`weight_of(name)`:
-        the (out, in) weight now in the model): pruned weights must be exactly zero."""
+    def check(
+        self, weight_of: Callable[[str], torch.Tensor], names: list[str] | None = None
+    ) -> list[MaskCheck]:
+        """Check every mask (or those of `names`) against its pattern and against the weights
+        (`weight_of(name)`: the (out, in) weight now in the model): pruned weights must be
+        exactly zero."""
         out = []
-        for name, mm in self:
+        chosen = self if names is None else ((n, self.modules[n]) for n in names)
+        for name, mm in chosen:
             mask = mm.mask()
             w = weight_of(name)
             if tuple(w.shape) != mm.shape:

@@ -89,13 +89,17 @@ def check_weights(path: Path) -> None:
     raise ModelLoadError(f"{path} has no *.safetensors weights (and no config to load?)")
 
 
-def load_model(path: Path, dtype: str = "auto"):
-    """(model, tokenizer) on CPU in eval mode; trust_remote_code is never enabled."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
+def check_model_dir(path: Path) -> None:
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} has no config.json: not a Hugging Face model directory")
     check_weights(path)
+
+
+def load_model(path: Path, dtype: str = "auto"):
+    """(model, tokenizer) on CPU in eval mode; trust_remote_code is never enabled."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    check_model_dir(path)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except ValueError as exc:
@@ -122,11 +126,16 @@ def load_model(path: Path, dtype: str = "auto"):
         ) from exc
     model.eval()
     model.config.use_cache = False
+    return model, load_tokenizer(path)
+
+
+def load_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{path}: cannot load the tokenizer: {exc}") from exc
-    return model, tokenizer
 
 
 def decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
@@ -182,12 +191,16 @@ def set_weight(module: nn.Module, w: torch.Tensor) -> None:
     module.weight.data.copy_(w.to(module.weight.dtype))
 
 
-def decoder_coverage(layers: nn.ModuleList, pruned_numel: int) -> tuple[float, float]:
-    """(share of zeros, share not pruned) over every weight matrix in the decoder layers:
-    Linear weights, fused expert tensors and routers (biases and norms are not matrices)."""
-    mats = [p for p in layers.parameters() if p.dim() >= 2]
-    total = sum(p.numel() for p in mats)
-    zeros = sum(int((p == 0).sum()) for p in mats)
+def matrix_counts(module: nn.Module) -> tuple[int, int]:
+    """(weights, zeros) over every weight matrix in `module`: Linear weights, fused expert
+    tensors and routers (biases and norms are not matrices)."""
+    mats = [p for p in module.parameters() if p.dim() >= 2]
+    return sum(p.numel() for p in mats), sum(int((p == 0).sum()) for p in mats)
+
+
+def decoder_coverage(counts: tuple[int, int], pruned_numel: int) -> tuple[float, float]:
+    """(share of zeros, share not pruned) of the decoder's matrices, from `matrix_counts`."""
+    total, zeros = counts
     return zeros / max(total, 1), max(0.0, 1 - pruned_numel / max(total, 1))
 
 

@@ -24,20 +24,25 @@ from service.schemas import (
     partial_dir,
     resume_dir,
 )
-from worker.engine import calibration, report
-from worker.engine.errors import SpecError
+from worker.engine import calibration, report, walk_resume
+from worker.engine.errors import SpecError, UnsupportedModelError
 from worker.engine.evaluate import perplexity
 from worker.engine.experts import expert_targets, router_linears
+from worker.engine.lazy import LazyUnsupported, available_bytes, checkpoint_bytes, open_lazy
 from worker.engine.mask_state import MaskState, check_fits
 from worker.engine.masks import Pattern
 from worker.engine.memory import peak_rss_mb, release
 from worker.engine.methods import get_method
 from worker.engine.model_io import (
+    DTYPES,
+    check_model_dir,
     decoder_coverage,
     decoder_layers,
     get_weight,
     load_model,
+    load_tokenizer,
     locate_model,
+    matrix_counts,
     prunable_linears,
     save_model,
 )
@@ -51,9 +56,11 @@ from worker.engine.train.loop import LoopConfig, train
 from worker.engine.train.objective import Objective
 from worker.engine.train.schedule import Schedule
 from worker.engine.train.tasks import Recovery, TaskInputs
+from worker.engine.walk_resume import WalkCheckpoints, WalkState
 from worker.engine.walker import survey, walk
 
 UNPRUNED_WARN = 0.10  # a pattern leaving more of the decoder weights dense is a warning
+LAZY_SHARE = 0.5  # auto loads lazily when the weights exceed this share of available memory
 
 
 @dataclass
@@ -91,6 +98,10 @@ class Run:
     results: list = field(default_factory=list)  # what pruning measured per module
     layer_sparsity: list = field(default_factory=list)  # OWL: what each layer was given
     last_changed: str = "prune"  # the last stage that changed weights (for perplexity)
+    checks: dict = field(default_factory=dict)  # lazy mode: mask checks, as layers are written
+    counts: tuple[int, int] = (0, 0)  # lazy mode: (weights, zeros) of the decoder's matrices
+    walk_checkpoints: WalkCheckpoints | None = None
+    resume: WalkState | None = None  # the walk's saved state, when a killed job restarts
 
     @property
     def modules(self) -> dict:
@@ -135,9 +146,15 @@ def load(run: Run) -> None:
         spec.model, spec.revision, models_dir=run.where.models_dir,
         cache_dir=run.where.cache_dir, allow_local=run.where.allow_local,
     )  # fmt: skip
-    run.model, run.tokenizer = load_model(path, spec.dtype)
+    run.walk_checkpoints = WalkCheckpoints(resume_dir(run.where.output), run_key(spec),
+                                           spec.checkpoint_layers)  # fmt: skip
+    if get_method(spec.method).fn is not None:
+        run.resume = run.walk_checkpoints.load()
+    weights = open_model(run, path)
     layers_name, layers = decoder_layers(run.model)
-    run.streamer = LayerStreamer(run.model, layers, run.device)
+    run.streamer = LayerStreamer(run.model, layers, run.device, weights)
+    if run.resume is not None:
+        resume_layers(run)
     every = [layer_targets(layer, f"{layers_name}.{i}") for i, layer in enumerate(layers)]
     run.targets = skip(every, spec.skip)
     shapes = {n: tuple(get_weight(m).shape) for t in run.targets for n, m in t.items()}
@@ -148,6 +165,82 @@ def load(run: Run) -> None:
     run.report.architecture = type(run.model).__name__
     run.report.dtype = str(next(run.model.parameters()).dtype).removeprefix("torch.")
     run.report.n_layers = len(layers)
+    if weights is not None:
+        weights.on_commit = lambda i, layer: check_layer(run, i, layer)
+
+
+def open_model(run: Run, path: Path):
+    """Load eagerly (run.model whole in memory; returns None) or lazily (a meta skeleton with
+    its shell; returns the LazyWeights that stream the layers), as `spec.load` says."""
+    spec = run.spec
+    check_model_dir(path)
+    mode, why = choose_load(spec, path)
+    if run.resume is not None:  # the layers already written are where that mode put them
+        mode, why = run.resume.meta["load"], "as before the restart"
+    if mode == "lazy":
+        partial = partial_dir(run.where.output)
+        if run.resume is None:
+            shutil.rmtree(partial, ignore_errors=True)
+        try:
+            run.model, weights = open_lazy(path, DTYPES.get(spec.dtype), decoder_layers, partial)
+        except LazyUnsupported as exc:
+            if spec.load == "lazy":
+                raise UnsupportedModelError(f"load 'lazy': {exc}; use load 'eager'") from None
+            run.warn(f"loading eagerly: this model cannot be streamed a layer at a time ({exc})")
+        else:
+            run.tokenizer = load_tokenizer(path)
+            run.report.load = f"lazy ({why})"
+            return weights
+    run.model, run.tokenizer = load_model(path, spec.dtype)
+    run.report.load = f"eager ({why})" if mode == "eager" else "eager"
+    return None
+
+
+def resume_layers(run: Run) -> None:
+    """A restarted job: the layers the walk finished come back as they were written (the
+    lazy output's shards, or the eager checkpoint's layer files), with the report so far."""
+    state, weights = run.resume, run.streamer.weights
+    if weights is not None:
+        lazy = state.meta["lazy"]
+        weights.written.update(lazy["written"])
+        weights.total_size = lazy["total_size"]
+        weights.committed.update(lazy["committed"])
+    else:
+        for i in range(state.next_layer):
+            run.walk_checkpoints.load_layer(i, run.streamer.layers[i])
+    saved = state.meta["report"]
+    for key in ("perplexity", "heldout"):
+        if saved.get(key) is not None:
+            setattr(run.report, key, Perplexity.model_validate(saved[key]))
+    run.report.warnings[:0] = [w for w in saved["warnings"] if w not in run.report.warnings]
+    run.report.resumed_at_layer = state.next_layer
+    run.reporter.warn(f"resuming the walk at layer {state.next_layer} of the previous attempt")
+
+
+def choose_load(spec: PruneSpec, path: Path) -> tuple[str, str]:
+    """('eager' | 'lazy', why): lazy when asked, or (auto) when the weights would take more
+    than LAZY_SHARE of the available memory and no training stage needs the whole model."""
+    if spec.load != "auto":
+        return spec.load, "asked for"
+    if spec.training is not None or spec.recovery is not None:
+        return "eager", "training needs the whole model"
+    try:
+        need, have = checkpoint_bytes(path, DTYPES.get(spec.dtype)), available_bytes()
+    except LazyUnsupported:
+        return "eager", "the weights' size could not be read"
+    sizes = f"weights {need / 2**30:.2f} GiB, {have / 2**30:.2f} GiB available"
+    return ("lazy" if need > LAZY_SHARE * have else "eager"), sizes
+
+
+def check_layer(run: Run, i: int, layer) -> None:
+    """Lazy mode: layer i is about to be written; its masks are checked now (its weights
+    leave memory after) and its matrices counted for the decoder's sparsity."""
+    modules = run.modules
+    names = [n for n in run.targets[i] if n in run.masks.modules]
+    for c in run.masks.check(lambda name: get_weight(modules[name]), names):
+        run.checks[c.name] = c
+    total, zeros = matrix_counts(layer)
+    run.counts = (run.counts[0] + total, run.counts[1] + zeros)
 
 
 def layer_targets(layer, prefix: str) -> dict:
@@ -169,21 +262,26 @@ def calibrate(run: Run) -> None:
 def eval_dense(run: Run) -> None:
     ev = run.spec.evaluation
     run.eval_ids = calibration.eval_ids(run.tokenizer, run.sources["evaluation"])
+    held = heldout_spec(run.spec)
+    if held is not None:
+        stage, ts = held
+        run.heldout_ids = calibration.heldout_ids(run.tokenizer, run.sources[stage], ts.holdout,
+                                                  ts.seed)  # fmt: skip
+    if run.resume is not None and run.report.perplexity is not None:
+        return  # measured before the restart
     ppl, windows = perplexity(run.streamer, run.eval_ids, ev.seqlen, ev.max_windows, run.reporter)
     run.report.perplexity = Perplexity(
         dataset=ev.dataset, seqlen=ev.seqlen, windows=windows, dense=round(ppl, 4)
     )
-    held = heldout_spec(run.spec)
     if held is None:
         return
-    stage, ts = held
-    ids = calibration.heldout_ids(run.tokenizer, run.sources[stage], ts.holdout, ts.seed)
+    ids = run.heldout_ids
     seqlen = min(ev.seqlen, ids.shape[1] - 1)
     if seqlen < 8:
         run.warn(f"the held-out {ts.holdout:.0%} of {ts.dataset} has {ids.shape[1]} tokens, "
                  "too few for a held-out perplexity")  # fmt: skip
+        run.heldout_ids = None
         return
-    run.heldout_ids = ids
     ppl, windows = perplexity(run.streamer, ids, seqlen, ev.max_windows, run.reporter)
     run.report.heldout = Perplexity(
         dataset=f"{ts.dataset} (held-out {ts.holdout:.0%}, seed {ts.seed})", seqlen=seqlen,
@@ -213,25 +311,44 @@ def prune(run: Run) -> None:
     method = get_method(spec.method)
     profile = refine = None
     if spec.sparsity_profile == "owl":
-        profile = owl_profile(run)
+        owl = run.resume.meta["owl"] if run.resume is not None else None
+        profile = owl_profile(run, owl["ratios"] if owl else None)
     if spec.refine == "dsnot":
         d = spec.dsnot
         refine = DSnoTRefiner(d.max_cycles, d.update_threshold, d.var_power)
     pruner = Pruner(method, pattern_of(spec), spec.method_options, run.masks, run.warn,
                     profile=profile, refine=refine)  # fmt: skip
+    start, start_inps = 0, None
+    if run.resume is not None:
+        walk_resume.restore(run, pruner, run.resume)
+        start, start_inps = run.resume.next_layer, run.resume.inps
+        run.resume = None
+    ck, lazy = run.walk_checkpoints, run.streamer.lazy
+
+    def after_layer(i: int, inps, layer) -> None:
+        if not lazy:
+            ck.save_layer(i, layer)
+        if ck.due(i + 1, run.n_layers):
+            pruner.end_layer()
+            ck.save(walk_resume.snapshot(run, pruner, i + 1, inps))
+
     walk(run.streamer, run.ids, stats_needed(spec), run.targets, pruner, run.reporter,
-         warn=run.warn, begin_layer=pruner.begin_layer)  # fmt: skip
+         warn=run.warn, begin_layer=pruner.begin_layer, start=start, start_inps=start_inps,
+         after_layer=after_layer)  # fmt: skip
     pruner.end_layer()
     run.results = pruner.results
     run.scores = pruner.scores
     run.layer_sparsity = profile.layers if profile else []
 
 
-def owl_profile(run: Run) -> OWLAllocator:
+def owl_profile(run: Run, saved: list[float] | None = None) -> OWLAllocator:
     """Every layer's outlier ratio from a dense survey of the first `owl.samples` calibration
-    windows, then the allocation (see owl.py for why not from the walk itself)."""
+    windows (or as `saved` before a restart), then the allocation (see owl.py for why not
+    from the walk itself)."""
     spec = run.spec
     sizes = [sum(get_weight(m).numel() for m in t.values()) for t in run.targets]
+    if saved is not None:
+        return OWLAllocator(spec.parsed_sparsity.ratio, spec.owl.lam, sizes, saved)
     ratios = [0.0] * len(run.targets)
 
     def visit(i: int, groups) -> None:
@@ -393,20 +510,30 @@ def check_training_fits(run: Run, shapes: dict) -> None:
 def save(run: Run) -> None:
     """The final checks on the mask state, then the checkpoint."""
     modules = run.modules
-    checks = run.masks.check(lambda name: get_weight(modules[name]))
+    weights = run.streamer.weights
+    if weights is not None:  # each layer was checked as it was written; the rest now
+        weights.finish(run.device)
+        checks = [run.checks[name] for name, _ in run.masks]
+        counts = run.counts
+    else:
+        checks = run.masks.check(lambda name: get_weight(modules[name]))
+        counts = matrix_counts(run.streamer.layers)
     report.add_masks(run.report, checks, run.results)
     if run.layer_sparsity:
         layer_of = {n: i for i, t in enumerate(run.targets) for n in t}
         report.add_layers(run.report, run.layer_sparsity, layer_of)
     pruned = sum(c.shape[0] * c.shape[1] for c in checks)
-    run.report.decoder_sparsity, unpruned = decoder_coverage(run.streamer.layers, pruned)
+    run.report.decoder_sparsity, unpruned = decoder_coverage(counts, pruned)
     if unpruned > UNPRUNED_WARN:
         run.warn(
             f"{unpruned:.0%} of the decoder weights are not pruned (skipped, routers or "
             f"unsupported modules); sparsity over all decoder weights is "
             f"{run.report.decoder_sparsity:.3f}"
         )
-    save_model(run.model, run.tokenizer, partial_dir(run.where.output))
+    if weights is None:
+        save_model(run.model, run.tokenizer, partial_dir(run.where.output))
+    else:
+        run.tokenizer.save_pretrained(partial_dir(run.where.output))
 
 
 def plan(spec: PruneSpec) -> list[Stage]:

@@ -1,6 +1,8 @@
 """The one way a model's parts reach the compute device: the shell (embeddings, rotary,
 final norm, head) for a whole stage, decoder layers one at a time — for the walker and for
-a full forward (evaluation) alike.
+a full forward (evaluation) alike. In lazy mode (`weights`, see lazy.py) a layer's tensors
+exist only between `load` and `unload`, read from the checkpoint; `commit` writes a finished
+layer to the streaming output.
 """
 
 from __future__ import annotations
@@ -15,18 +17,32 @@ from torch import nn
 class LayerStreamer:
     """Moves `model`'s shell and its decoder `layers` to `device` and back to the CPU."""
 
-    def __init__(self, model: nn.Module, layers: nn.ModuleList, device: torch.device):
+    def __init__(self, model: nn.Module, layers: nn.ModuleList, device: torch.device, weights=None):
         self.model, self.layers, self.device = model, layers, device
-        self.on_cpu = device.type == "cpu"
+        self.weights = weights  # LazyWeights, or None when the whole model is in memory
+        self.on_cpu = device.type == "cpu" and weights is None
+
+    @property
+    def lazy(self) -> bool:
+        return self.weights is not None
 
     def load(self, i: int) -> nn.Module:
         """Layer i, on the device."""
+        if self.lazy:
+            return self.weights.materialize(i, self.device)
         layer = self.layers[i]
         return layer if self.on_cpu else layer.to(self.device)
 
     def unload(self, i: int) -> None:
-        if not self.on_cpu:
+        if self.lazy:
+            self.weights.release(i)
+        elif not self.on_cpu:
             self.layers[i].to("cpu")
+
+    def commit(self, i: int) -> None:
+        """Layer i (loaded) is final: the lazy output writes it now."""
+        if self.lazy:
+            self.weights.commit(i)
 
     @contextmanager
     def layer(self, i: int) -> Iterator[nn.Module]:
@@ -38,7 +54,7 @@ class LayerStreamer:
     @contextmanager
     def shell(self) -> Iterator[None]:
         """Everything but the decoder layers on the device for the duration."""
-        if self.on_cpu:
+        if self.device.type == "cpu":
             yield
             return
         inside = {id(m) for m in self.layers.modules()}

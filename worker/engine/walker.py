@@ -144,12 +144,17 @@ def walk(
     reporter: Reporter,
     warn: Callable[[str], None] = lambda message: None,
     begin_layer: BeginLayer | None = None,
+    start: int = 0,
+    start_inps: torch.Tensor | None = None,
+    after_layer: Callable[[int, torch.Tensor | None, nn.Module], None] | None = None,
 ) -> None:
     """Prune `targets[i]` (full name -> Linear, or expert slice of a fused MoE parameter) of
     every decoder layer i, in order; tell `warn` what the user should know. `begin_layer`
     sees each layer's groups, weights and statistics before any of them is pruned (OWL).
 
     `needs` is the statistics to collect: None (no calibration), "norms" or "hessian".
+    A resumed walk begins at layer `start` with `start_inps` (that layer's saved input);
+    `after_layer(i, input of layer i + 1, layer i)` runs once layer i is final.
     """
     n_layers = len(streamer.layers)
     arch = type(streamer.model).__name__
@@ -157,8 +162,11 @@ def walk(
     if needs is not None:
         with reraise_typed(f"{arch}: capturing the inputs of the decoder layers"):
             cap = capture(streamer, ids, batch_size(ids.shape[1], ids.shape[0]))
-        inps, outs = cap.hidden, torch.empty_like(cap.hidden)
-    for i in range(n_layers):
+        inps, cap.hidden = cap.hidden, None
+        if start_inps is not None:
+            inps = start_inps.to(inps.device, inps.dtype)
+        outs = torch.empty_like(inps)
+    for i in range(start, n_layers):
         reporter.check_cancel()
         with reraise_typed(f"{arch}: decoder layer {i}"), streamer.layer(i) as layer:
             if cap is None:
@@ -171,6 +179,9 @@ def walk(
             if cap is not None:
                 run_layer(layer, inps, outs, cap.calls[i], cap.batch)
                 inps, outs = outs, inps
+            streamer.commit(i)
+            if after_layer is not None:
+                after_layer(i, inps if cap is not None else None, layer)
         reporter.step(i + 1, n_layers, f"layer {i + 1}/{n_layers}")
 
 

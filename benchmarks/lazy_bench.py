@@ -1,0 +1,154 @@
+"""Lazy (one decoder layer at a time) against eager loading: peak RSS and wall time of whole
+`pruneserve prune` processes, and whether both write the same checkpoint.
+
+    python benchmarks/lazy_bench.py --model DIR [--repeats 2] [--synthetic-gb 3]
+
+Rows: the model at DIR (SmolLM2-135M fp32), Wanda 2:4, calibration wikitext2 32 x 512,
+eager and lazy alternated `--repeats` times (medians); then a synthetic random-init Llama of
+about `--synthetic-gb` GB fp32 built by this script in a temporary folder (calibration
+`--synthetic-nsamples` x 512), lazily only unless --synthetic-eager. Writes
+benchmarks/results/lazy_bench.json (and .md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def prune(args, model: Path, load: str, out: Path, nsamples: int) -> dict:
+    cmd = [
+        sys.executable, "-m", "clients.cli.main", "prune", "--model", str(model),
+        "--method", "wanda", "--sparsity", "2:4", "--calibration", "wikitext2",
+        "--nsamples", str(nsamples), "--seqlen", "512", "--seed", "0", "--dtype", "float32",
+        "--device", "cpu", "--data-dir", str(args.data_dir), "--load", load,
+        "--output", str(out), "--json",
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{model.name} {load} failed:\n{proc.stderr[-3000:]}")
+    report = json.loads(proc.stdout)
+    return {"load": report["load"], "wall_s": round(time.perf_counter() - t0, 1),
+            "peak_rss_mb": report["peak_rss_mb"], "stages_s": report["stages_s"],
+            "sparsity": report["sparsity"], "nm_ok": report["nm_ok"]}  # fmt: skip
+
+
+def same_tensors(a: Path, b: Path) -> bool:
+    import torch
+    from safetensors.torch import load_file
+
+    def read(d: Path) -> dict:
+        out = {}
+        for f in sorted(d.glob("*.safetensors")):
+            out.update(load_file(f))
+        return out
+
+    x, y = read(a), read(b)
+    return x.keys() == y.keys() and all(torch.equal(t, y[k]) for k, t in x.items())
+
+
+def build_synthetic(out: Path, gb: float) -> dict:
+    """A random-init Llama (hidden 2048, MLP 5632, vocab 32000, untied) with as many layers as
+    make about `gb` GB of fp32 weights, saved in 1 GB shards with the SmolLM2 tokenizer."""
+    code = f"""
+import sys, torch, transformers
+from pathlib import Path
+h, f, v = 2048, 5632, 32000
+per_layer = 4 * h * h + 3 * h * f + 2 * h
+layers = max(1, round(({gb} * 1e9 / 4 - 2 * v * h) / per_layer))
+cfg = transformers.LlamaConfig(hidden_size=h, intermediate_size=f, vocab_size=v,
+    num_hidden_layers=layers, num_attention_heads=16, num_key_value_heads=16,
+    tie_word_embeddings=False, max_position_embeddings=2048)
+torch.manual_seed(0)
+model = transformers.LlamaForCausalLM(cfg)
+model.save_pretrained(sys.argv[1], safe_serialization=True, max_shard_size="1GB")
+print(layers, sum(p.numel() for p in model.parameters()))
+"""
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"building the synthetic model failed:\n{proc.stderr[-3000:]}")
+    layers, params = map(int, proc.stdout.split()[-2:])
+    return {"layers": layers, "params": params, "gb_fp32": round(params * 4 / 1e9, 2)}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | load | runs | wall s (median) | ratio to eager | peak RSS MB (max) "
+             "| same tensors as eager |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        ratio = "–" if r.get("ratio") is None else f"{r['ratio']:.2f}"
+        same = {True: "yes", False: "NO", None: "–"}[r.get("same_as_eager")]
+        lines.append(f"| {r['model']} | {r['load']} | {len(r['runs'])} | {r['wall_s']:.1f} "
+                     f"| {ratio} | {r['peak_rss_mb']:.0f} | {same} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def row(model: str, load: str, runs: list[dict]) -> dict:
+    return {"model": model, "load": load, "runs": runs,
+            "wall_s": statistics.median(r["wall_s"] for r in runs),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--synthetic-gb", type=float, default=3.0, help="0 to skip")
+    ap.add_argument("--synthetic-nsamples", type=int, default=8)
+    ap.add_argument("--synthetic-eager", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/lazy_bench.json")
+    args = ap.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="lazy_bench_"))
+    rows, doc = [], {"argv": sys.argv, "threads": args.threads}
+    try:
+        runs: dict[str, list] = {"eager": [], "lazy": []}
+        for k in range(args.repeats):
+            for load in ("eager", "lazy") if k % 2 == 0 else ("lazy", "eager"):
+                out = tmp / f"{load}{k}"
+                runs[load].append(prune(args, args.model, load, out, 32))
+        same = same_tensors(tmp / "eager0", tmp / "lazy0")
+        eager, lazy = row(args.model.name, "eager", runs["eager"]), row(args.model.name, "lazy",
+                                                                         runs["lazy"])  # fmt: skip
+        lazy["ratio"], lazy["same_as_eager"] = lazy["wall_s"] / eager["wall_s"], same
+        rows += [eager, lazy]
+        for d in list(tmp.iterdir()):
+            shutil.rmtree(d, ignore_errors=True)
+        if args.synthetic_gb > 0:
+            src = tmp / "synthetic"
+            doc["synthetic"] = build_synthetic(src, args.synthetic_gb)
+            shutil.copy(args.model / "tokenizer.json", src)
+            shutil.copy(args.model / "tokenizer_config.json", src)
+            name = f"synthetic Llama {doc['synthetic']['gb_fp32']} GB"
+            n = args.synthetic_nsamples
+            lz = row(name, "lazy", [prune(args, src, "lazy", tmp / "syn_lazy", n)])
+            if args.synthetic_eager:
+                eg = row(name, "eager", [prune(args, src, "eager", tmp / "syn_eager", n)])
+                lz["ratio"] = lz["wall_s"] / eg["wall_s"]
+                lz["same_as_eager"] = same_tensors(tmp / "syn_eager", tmp / "syn_lazy")
+                rows.append(eg)
+            rows.append(lz)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    doc["rows"] = rows
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2))
+    md = table(rows)
+    args.out.with_suffix(".md").write_text(md + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

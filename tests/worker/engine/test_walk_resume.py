@@ -1,0 +1,103 @@
+"""A walk killed at layer k resumes there: the second attempt prunes only layers >= k, and the
+checkpoint and report equal an uninterrupted run's (eager and lazy, with OWL's allocation)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, resume_dir
+from worker.engine.pruner import Pruner
+from worker.engine.run import run
+from worker.engine.walk_resume import STATE, WalkCheckpoints
+
+
+class Killed(BaseException):  # as a SIGKILL: no handler of ours sees it
+    pass
+
+
+def spec_for(model_dir, calib_file, **kw) -> PruneSpec:
+    return PruneSpec(
+        model=str(model_dir), device="cpu", checkpoint_layers=1,
+        calibration=CalibrationSpec(dataset=str(calib_file), nsamples=4, seqlen=32),
+        evaluation=EvalSpec(dataset=str(calib_file), seqlen=32, max_windows=2), **kw,
+    )  # fmt: skip
+
+
+def tensors(directory) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in sorted(directory.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+@pytest.fixture
+def pruned_layers(monkeypatch):
+    """Layers whose modules the Pruner pruned, in order; `kill_at[0]` (if set) raises there."""
+    real = Pruner.__call__
+    seen: list[int] = []
+    kill_at: list[int | None] = [None]
+
+    def call(self, names, weights, stats):
+        layer = int(names[0].split(".layers.")[1].split(".")[0])
+        if layer == kill_at[0]:
+            kill_at[0] = None
+            raise Killed(f"killed at layer {layer}")
+        seen.append(layer)
+        return real(self, names, weights, stats)
+
+    monkeypatch.setattr(Pruner, "__call__", call)
+    return seen, kill_at
+
+
+@pytest.mark.parametrize(
+    "load,method,sparsity,extra",
+    [("lazy", "sparsegpt", "2:4", {}), ("eager", "wanda", "0.6", {"sparsity_profile": "owl"}),
+     ("eager", "magnitude", "0.5", {})],
+)  # fmt: skip
+def test_resume_at_the_killed_layer_equals_an_uninterrupted_run(
+    tiny_model_dir, calib_file, tmp_path, pruned_layers, load, method, sparsity, extra
+):
+    seen, kill_at = pruned_layers
+    spec = spec_for(tiny_model_dir("llama4"), calib_file, method=method, sparsity=sparsity,
+                    load=load, **extra)  # fmt: skip
+    whole = run(spec, tmp_path / "whole")
+    assert whole.resumed_at_layer is None
+    seen.clear()
+    kill_at[0] = 2
+    out = tmp_path / "out"
+    with pytest.raises(Killed):
+        run(spec, out)
+    assert (resume_dir(out) / STATE).is_file() and not out.exists()
+    seen.clear()
+    again = run(spec, out)
+    assert again.resumed_at_layer == 2
+    assert seen and min(seen) == 2  # layers 0 and 1 were not pruned again
+    a, b = tensors(tmp_path / "whole"), tensors(out)
+    assert a.keys() == b.keys() and all(torch.equal(t, b[n]) for n, t in a.items())
+    assert [m.model_dump() for m in again.modules] == [m.model_dump() for m in whole.modules]
+    assert again.perplexity == whole.perplexity and again.sparsity == whole.sparsity
+    assert [x.model_dump() for x in again.layers] == [x.model_dump() for x in whole.layers]
+    assert not resume_dir(out).exists()  # checkpoints removed when the job ends
+
+
+def test_a_checkpoint_of_another_spec_is_ignored(tiny_model_dir, calib_file, tmp_path,
+                                                  pruned_layers):  # fmt: skip
+    seen, kill_at = pruned_layers
+    src = tiny_model_dir("llama4")
+    kill_at[0] = 2
+    with pytest.raises(Killed):
+        run(spec_for(src, calib_file, method="wanda", sparsity="0.5"), tmp_path / "out")
+    seen.clear()
+    report = run(spec_for(src, calib_file, method="wanda", sparsity="2:4"), tmp_path / "out")
+    assert report.resumed_at_layer is None and min(seen) == 0
+
+
+def test_checkpoints_due_by_count_or_time(tmp_path, monkeypatch):
+    every2 = WalkCheckpoints(tmp_path, "k", every=2)
+    assert [every2.due(i, 6) for i in range(1, 7)] == [False, True, False, True, False, False]
+    timed = WalkCheckpoints(tmp_path, "k", every=0)
+    assert not timed.due(1, 6)  # just created: less than CHECKPOINT_S ago
+    monkeypatch.setattr("worker.engine.walk_resume.CHECKPOINT_S", 0.0)
+    assert timed.due(1, 6) and not timed.due(6, 6)

@@ -1,0 +1,271 @@
+"""Models larger than memory: a skeleton on the meta device whose decoder layers are read from
+the safetensors checkpoint one at a time (each file opened only for that read, so no mapping
+stays resident), and a writer that saves each finished layer as its own shard at once.
+
+`LazyWeights` is what `LayerStreamer` calls in lazy mode: `materialize(i)` before layer i
+runs, `release(i)` after; `commit(i)` writes layer i to the output and from then on reads it
+back from there (evaluation after pruning sees the pruned weights).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from worker.engine.errors import ModelLoadError, UnsupportedModelError
+
+INDEX = "model.safetensors.index.json"
+SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2,
+                      "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
+
+
+class LazyUnsupported(Exception):
+    """This model cannot be streamed (its checkpoint names differ from the model's)."""
+
+
+def weight_map(directory: Path) -> dict[str, Path]:
+    """Tensor name -> the safetensors file holding it (from the index, or the single file)."""
+    directory = Path(directory)
+    index = directory / INDEX
+    if index.is_file():
+        entries = json.loads(index.read_text())["weight_map"]
+        return {k: directory / v for k, v in entries.items()}
+    out: dict[str, Path] = {}
+    for f in sorted(directory.glob("*.safetensors")):
+        with safe_open(f, "pt") as fh:
+            out.update({k: f for k in fh.keys()})  # noqa: SIM118 (safe_open is no dict)
+    return out
+
+
+def checkpoint_bytes(directory: Path, dtype: torch.dtype | None) -> int:
+    """Bytes the checkpoint's tensors take in memory at `dtype` (None: as stored); a file
+    that cannot be read is LazyUnsupported (the eager loader then names what is wrong)."""
+    try:
+        return _checkpoint_bytes(directory, dtype)
+    except Exception as exc:  # a corrupt header, a missing shard: sized by nobody
+        raise LazyUnsupported(f"cannot read the safetensors headers: {exc}") from exc
+
+
+def _checkpoint_bytes(directory: Path, dtype: torch.dtype | None) -> int:
+    total = 0
+    for f in sorted(set(weight_map(directory).values())):
+        with f.open("rb") as fh:
+            header_len = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(header_len))
+        for k, v in header.items():
+            if k == "__metadata__":
+                continue
+            numel = 1
+            for d in v["shape"]:
+                numel *= d
+            size = SAFETENSORS_DTYPES.get(v["dtype"], 4)
+            floating = v["dtype"].startswith(("F", "BF"))
+            total += numel * (dtype.itemsize if dtype is not None and floating else size)
+    return total
+
+
+def available_bytes() -> int:
+    """MemAvailable of the host (Linux), else the physical memory."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def skeleton(path: Path, dtype: torch.dtype | None):
+    """The model built on the meta device (no weight allocated; buffers such as rotary
+    frequencies are real), trust_remote_code never."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    if dtype is None:
+        dtype = getattr(config, "dtype", None) or torch.float32
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    try:
+        with init_empty_weights():
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
+    except ValueError as exc:
+        raise UnsupportedModelError(
+            f"{path.name}: {type(config).__name__} is not a causal language model transformers "
+            f"supports without remote code ({str(exc).splitlines()[0]})"
+        ) from exc
+    model.tie_weights()  # tied embeddings: one meta tensor under both names, loaded once
+    model.eval()
+    model.config.use_cache = False
+    return model
+
+
+def _set(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    owner, _, leaf = name.rpartition(".")
+    module = model.get_submodule(owner) if owner else model
+    if leaf in module._parameters:
+        module._parameters[leaf] = nn.Parameter(value, requires_grad=False)
+    else:
+        module._buffers[leaf] = value
+
+
+class LazyWeights:
+    """Where each tensor of a meta-device `model` is read from, and the streaming output.
+
+    `layers_prefix` names the decoder ModuleList ("model.layers"); everything outside it (the
+    shell: embeddings, final norm, head) is materialized at once and kept.
+    """
+
+    def __init__(self, model: nn.Module, source: Path, layers_prefix: str, output: Path):
+        self.model, self.prefix, self.output = model, layers_prefix, Path(output)
+        self.files = weight_map(source)
+        self.layers: nn.ModuleList = model.get_submodule(layers_prefix)
+        self.n_shards = len(self.layers) + 1
+        self.written: dict[str, str] = {}  # tensor name -> output shard file name
+        self.total_size = 0
+        self.committed: set[int] = set()
+        self.on_commit: Callable[[int, nn.Module], None] | None = None
+        self.live = 0  # decoder layers materialized now (tests assert on its maximum)
+        self.max_live = 0
+        self.shell_names = self._shell_names()
+        self._load(self.shell_names, torch.device("cpu"))
+
+    # -- reading ---------------------------------------------------------------------------
+    def _saved_names(self, names: list[str]) -> list[str]:
+        """`names` minus aliases of an earlier name's tensor (tied weights), as
+        save_pretrained writes them."""
+        state = self.model.state_dict(keep_vars=True)
+        seen, out = set(), []
+        for n in names:
+            t = state[n]
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            out.append(n)
+        return out
+
+    def _shell_names(self) -> list[str]:
+        state = self.model.state_dict(keep_vars=True)
+        inside = self.prefix + "."
+        return self._saved_names([n for n in state if not n.startswith(inside)])
+
+    def layer_names(self, i: int) -> list[str]:
+        state = self.layers[i].state_dict(keep_vars=True)
+        return [f"{self.prefix}.{i}.{n}" for n in state]
+
+    def check_coverage(self) -> None:
+        """Every tensor of the model is in the checkpoint under its own name."""
+        names = [n for i in range(len(self.layers)) for n in self.layer_names(i)]
+        missing = [n for n in names if n not in self.files]
+        if missing:
+            raise LazyUnsupported(
+                f"the checkpoint does not hold {missing[0]} under the model's own name "
+                f"({len(missing)} such tensors)"
+            )
+
+    def _load(self, names: list[str], device: torch.device) -> None:
+        state = self.model.state_dict(keep_vars=True)
+        by_file: dict[Path, list[str]] = {}
+        for n in names:
+            f = self._file_of(n)
+            if f is None:
+                if not state[n].is_meta:  # a buffer computed at construction (rotary)
+                    continue
+                raise LazyUnsupported(f"the checkpoint does not hold {n}")
+            by_file.setdefault(f, []).append(n)
+        for f, group in by_file.items():
+            with safe_open(f, "pt", device="cpu") as fh:
+                for n in group:
+                    value = fh.get_tensor(n).to(device, state[n].dtype)
+                    for alias in self._aliases(state, n):
+                        _set(self.model, alias, value)
+        self._tie()
+
+    def _aliases(self, state: dict, name: str) -> list[str]:
+        t = state[name]
+        return [n for n, v in state.items() if v is t]
+
+    def _tie(self) -> None:
+        """Shared parameters (tied embeddings) point at the one materialized tensor."""
+        if getattr(self.model.config, "tie_word_embeddings", False):
+            out, inp = self.model.get_output_embeddings(), self.model.get_input_embeddings()
+            if out is not None and inp is not None and out.weight.is_meta:
+                out.weight = inp.weight
+
+    def _file_of(self, name: str) -> Path | None:
+        if name in self.written:
+            return self.output / self.written[name]
+        return self.files.get(name)
+
+    def materialize(self, i: int, device: torch.device) -> nn.Module:
+        self._load(self.layer_names(i), device)
+        self.live += 1
+        self.max_live = max(self.max_live, self.live)
+        return self.layers[i]
+
+    def release(self, i: int) -> None:
+        layer = self.layers[i]
+        for name, t in list(layer.state_dict(keep_vars=True).items()):
+            _set(layer, name, torch.empty_like(t, device="meta"))
+        self.live -= 1
+
+    # -- writing ---------------------------------------------------------------------------
+    def shard(self, k: int) -> str:
+        return f"model-{k:05d}-of-{self.n_shards:05d}.safetensors"
+
+    def _write(self, k: int, tensors: dict[str, torch.Tensor]) -> None:
+        self.output.mkdir(parents=True, exist_ok=True)
+        name = self.shard(k)
+        cpu = {n: t.detach().to("cpu").contiguous() for n, t in tensors.items()}
+        tmp = self.output / (name + ".tmp")
+        save_file(cpu, str(tmp), metadata={"format": "pt"})
+        tmp.replace(self.output / name)
+        for n, t in cpu.items():
+            self.written[n] = name
+            self.total_size += t.numel() * t.element_size()
+
+    def commit(self, i: int) -> None:
+        """Layer i (materialized) is final: check it (`on_commit`) and write it as a shard."""
+        if self.on_commit is not None:
+            self.on_commit(i, self.layers[i])
+        state = self.layers[i].state_dict()
+        self._write(i + 1, {f"{self.prefix}.{i}.{n}": t for n, t in state.items()})
+        self.committed.add(i)
+
+    def finish(self, device: torch.device) -> None:
+        """Write the layers nothing committed (as read), the shell and the index."""
+        for i in range(len(self.layers)):
+            if i not in self.committed:
+                self.materialize(i, device)
+                try:
+                    self.commit(i)
+                finally:
+                    self.release(i)
+        state = self.model.state_dict()
+        self._write(self.n_shards, {n: state[n] for n in self.shell_names})
+        index = {"metadata": {"total_size": self.total_size},
+                 "weight_map": dict(sorted(self.written.items()))}  # fmt: skip
+        (self.output / INDEX).write_text(json.dumps(index, indent=2) + "\n")
+        self.model.config.save_pretrained(self.output)
+        gen = getattr(self.model, "generation_config", None)
+        if gen is not None and self.model.can_generate():
+            gen.save_pretrained(self.output)
+
+
+def open_lazy(path: Path, dtype: torch.dtype | None, layers_of, output: Path):
+    """(meta model with its shell loaded, LazyWeights) or LazyUnsupported; `layers_of(model)`
+    finds the decoder layers' (prefix, ModuleList)."""
+    model = skeleton(path, dtype)
+    prefix, _ = layers_of(model)
+    try:
+        weights = LazyWeights(model, path, prefix, output)
+        weights.check_coverage()
+    except OSError as exc:
+        raise ModelLoadError(f"{path.name}: cannot read weights: {exc}") from exc
+    return model, weights
