@@ -26,7 +26,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def prune(args, model: Path, load: str, out: Path, nsamples: int) -> dict:
+CGROUP = Path("/sys/fs/cgroup/memory/pruneserve_lazy_bench")  # cgroup v1 memory controller
+
+
+def in_cgroup(cmd: list[str], limit_mb: int) -> list[str]:
+    """`cmd` run inside a cgroup (v1) whose memory (page cache included, no swap) is capped."""
+    CGROUP.mkdir(exist_ok=True)
+    (CGROUP / "memory.limit_in_bytes").write_text(str(limit_mb * 2**20))
+    swap = CGROUP / "memory.memsw.limit_in_bytes"
+    if swap.exists():
+        swap.write_text(str(limit_mb * 2**20))
+    return ["sh", "-c", f'echo $$ > {CGROUP}/cgroup.procs && exec "$@"', "sh", *cmd]
+
+
+def prune(args, model: Path, load: str, out: Path, nsamples: int, limit_mb: int = 0) -> dict:
     cmd = [
         sys.executable, "-m", "clients.cli.main", "prune", "--model", str(model),
         "--method", "wanda", "--sparsity", "2:4", "--calibration", "wikitext2",
@@ -34,10 +47,13 @@ def prune(args, model: Path, load: str, out: Path, nsamples: int) -> dict:
         "--device", "cpu", "--data-dir", str(args.data_dir), "--load", load,
         "--output", str(out), "--json",
     ]  # fmt: skip
+    if limit_mb:
+        cmd = in_cgroup(cmd, limit_mb)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
-        raise SystemExit(f"{model.name} {load} failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{model.name} {load} failed (rc {proc.returncode}):\n"
+                         f"{proc.stderr[-3000:]}")  # fmt: skip
     report = json.loads(proc.stdout)
     return {"load": report["load"], "wall_s": round(time.perf_counter() - t0, 1),
             "peak_rss_mb": report["peak_rss_mb"], "stages_s": report["stages_s"],
@@ -108,6 +124,9 @@ def main() -> None:
     ap.add_argument("--synthetic-gb", type=float, default=3.0, help="0 to skip")
     ap.add_argument("--synthetic-nsamples", type=int, default=8)
     ap.add_argument("--synthetic-eager", action="store_true")
+    ap.add_argument(
+        "--cgroup-mb", type=int, default=0, help="also the synthetic lazy row under this limit"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/lazy_bench.json")
     args = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -119,11 +138,12 @@ def main() -> None:
             for load in ("eager", "lazy") if k % 2 == 0 else ("lazy", "eager"):
                 out = tmp / f"{load}{k}"
                 runs[load].append(prune(args, args.model, load, out, 32))
-        same = same_tensors(tmp / "eager0", tmp / "lazy0")
-        eager, lazy = row(args.model.name, "eager", runs["eager"]), row(args.model.name, "lazy",
-                                                                         runs["lazy"])  # fmt: skip
-        lazy["ratio"], lazy["same_as_eager"] = lazy["wall_s"] / eager["wall_s"], same
-        rows += [eager, lazy]
+        if args.repeats:
+            same = same_tensors(tmp / "eager0", tmp / "lazy0")
+            eager = row(args.model.name, "eager", runs["eager"])
+            lazy = row(args.model.name, "lazy", runs["lazy"])
+            lazy["ratio"], lazy["same_as_eager"] = lazy["wall_s"] / eager["wall_s"], same
+            rows += [eager, lazy]
         for d in list(tmp.iterdir()):
             shutil.rmtree(d, ignore_errors=True)
         if args.synthetic_gb > 0:
@@ -134,6 +154,10 @@ def main() -> None:
             name = f"synthetic Llama {doc['synthetic']['gb_fp32']} GB"
             n = args.synthetic_nsamples
             lz = row(name, "lazy", [prune(args, src, "lazy", tmp / "syn_lazy", n)])
+            if args.cgroup_mb:
+                capped = prune(args, src, "lazy", tmp / "syn_capped", n, args.cgroup_mb)
+                rows.append(row(f"{name}, cgroup memory limit {args.cgroup_mb} MiB", "lazy",
+                                [capped]))  # fmt: skip
             if args.synthetic_eager:
                 eg = row(name, "eager", [prune(args, src, "eager", tmp / "syn_eager", n)])
                 lz["ratio"] = lz["wall_s"] / eg["wall_s"]

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import tenant_for_header
 from service.errors import ApiError, error_response
+from service.fast_poll import StatusPoll
 from service.settings import Settings
 
 UPLOAD_PATH = "/v1/datasets"
@@ -27,8 +28,8 @@ class BodyTooLarge(HTTPException):
 class RequestGuard:
     """Header limits for every request; for /v1 also the API key and the body limit."""
 
-    def __init__(self, app: ASGIApp, settings: Settings):
-        self.app, self.settings = app, settings
+    def __init__(self, app: ASGIApp, settings: Settings, poll: StatusPoll | None = None):
+        self.app, self.settings, self.poll = app, settings, poll
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -37,6 +38,9 @@ class RequestGuard:
             limit = self._check(scope)
         except ApiError as exc:
             return await error_response(exc)(scope, receive, send)
+        tenant = scope.get("state", {}).get("tenant")
+        if self.poll is not None and tenant is not None and await self.poll(scope, send, tenant):
+            return
         await self.app(scope, _limited(receive, limit), send)
 
     def _check(self, scope: Scope) -> int:

@@ -109,9 +109,13 @@ class JobStore:
         rec = self.get(job_id)
         return rec if rec and rec.tenant == tenant else None
 
+    async def aget_raw(self, job_id: str) -> bytes | None:
+        """The stored record's JSON, read on the event loop (the API's hot path: polling)."""
+        return await self._async_redis().get(_job_key(job_id))
+
     async def aget_for_tenant(self, tenant: str, job_id: str) -> JobRecord | None:
-        """get_for_tenant without blocking the event loop (the API's hot path: polling)."""
-        raw = await self._async_redis().get(_job_key(job_id))
+        """get_for_tenant without blocking the event loop."""
+        raw = await self.aget_raw(job_id)
         rec = JobRecord.model_validate_json(raw) if raw else None
         return rec if rec and rec.tenant == tenant else None
 

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from service import errors, openapi
 from service.datasets import DatasetStore
+from service.fast_poll import StatusPoll
 from service.guard import RequestGuard
 from service.jobs import JobStore
 from service.metrics import make_registry
@@ -35,7 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = make_celery(settings)
     app.state.registry = make_registry(app.state.store)
     errors.install(app)
-    app.add_middleware(RequestGuard, settings=settings)
+    poll = StatusPoll(app.state.store) if settings.FAST_POLL else None
+    app.add_middleware(RequestGuard, settings=settings, poll=poll)
     for module in (jobs, artifacts, datasets, health):
         app.include_router(module.router)
     openapi.install(app)

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     MAX_EVENTS: int = 2000
     API_WORKERS: int = 1  # uvicorn processes of `pruneserve api` (--workers overrides)
     API_ACCESS_LOG: bool = True  # one log line per request (--no-access-log overrides)
+    FAST_POLL: bool = True  # GET /v1/jobs/{id} from a per-job render cache (service/fast_poll.py)
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:

@@ -324,13 +324,17 @@ def prune(run: Run) -> None:
         start, start_inps = run.resume.next_layer, run.resume.inps
         run.resume = None
     ck, lazy = run.walk_checkpoints, run.streamer.lazy
+    saved = [start]  # eager mode: layers below this are in the checkpoint's layer files
 
     def after_layer(i: int, inps, layer) -> None:
-        if not lazy:
-            ck.save_layer(i, layer)
-        if ck.due(i + 1, run.n_layers):
-            pruner.end_layer()
-            ck.save(walk_resume.snapshot(run, pruner, i + 1, inps))
+        if not ck.due(i + 1, run.n_layers):
+            return
+        if not lazy:  # the finished layers are still in memory: written now, once each
+            for j in range(saved[0], i + 1):
+                ck.save_layer(j, run.streamer.layers[j])
+            saved[0] = i + 1
+        pruner.end_layer()
+        ck.save(walk_resume.snapshot(run, pruner, i + 1, inps))
 
     walk(run.streamer, run.ids, stats_needed(spec), run.targets, pruner, run.reporter,
          warn=run.warn, begin_layer=pruner.begin_layer, start=start, start_inps=start_inps,

@@ -4,7 +4,8 @@ walk needs to go on: the activations that feed the next layer, the masks, scores
 so far, the report so far, the per-layer allocation (OWL) and where the finished layers are.
 
 Finished layers' weights: in lazy mode they are already in the streaming output's shards; in
-eager mode each is written once to `layer-<i>.safetensors` here as it finishes. Tensors go
+eager mode (where they stay in memory) each is written once to `layer-<i>.safetensors` here
+by the first checkpoint after it, so a job that never checkpoints writes nothing extra. Tensors go
 to safetensors, the rest to JSON (never pickle), atomically, tied to the spec by `key`.
 """
 

@@ -154,7 +154,7 @@ def walk(
 
     `needs` is the statistics to collect: None (no calibration), "norms" or "hessian".
     A resumed walk begins at layer `start` with `start_inps` (that layer's saved input);
-    `after_layer(i, input of layer i + 1, layer i)` runs once layer i is final.
+    `after_layer(i, input of layer i + 1, layer i)` runs once layer i is final and unloaded.
     """
     n_layers = len(streamer.layers)
     arch = type(streamer.model).__name__
@@ -180,8 +180,8 @@ def walk(
                 run_layer(layer, inps, outs, cap.calls[i], cap.batch)
                 inps, outs = outs, inps
             streamer.commit(i)
-            if after_layer is not None:
-                after_layer(i, inps if cap is not None else None, layer)
+        if after_layer is not None:  # a checkpoint's own failure is not the layer's
+            after_layer(i, inps if cap is not None else None, layer)
         reporter.step(i + 1, n_layers, f"layer {i + 1}/{n_layers}")
 
 

@@ -136,9 +136,7 @@ def test_forced_lazy_on_a_renamed_checkpoint_is_a_clear_error(tiny_model_dir, ca
 
 def test_auto_chooses_by_size_and_falls_back(tiny_model_dir, calib_file, tmp_path, monkeypatch):
     src = tiny_model_dir("llama")
-    assert checkpoint_bytes(src, torch.float32) == sum(
-        t.numel() * 4 for t in tensors(src).values()
-    )
+    assert checkpoint_bytes(src, torch.float32) == sum(t.numel() * 4 for t in tensors(src).values())
     report = run(spec_for(src, calib_file, "auto"), tmp_path / "small")
     assert report.load.startswith("eager (weights")
     monkeypatch.setattr(run_module, "LAZY_SHARE", 0.0)  # as if the host had no memory to spare
