@@ -96,8 +96,11 @@ def test_cache_is_bounded(store):
 @pytest.mark.e2e
 def test_live_fast_and_routed_responses_are_identical(live_service):
     """A query string sends the same GET through FastAPI's router: same status, type, bytes."""
+    broken = live_service.models_dir / "broken-model"  # fails in the worker, with an error
+    broken.mkdir(exist_ok=True)
+    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
     specs = [{"model": TINY_MODEL, "method": "magnitude", "sparsity": 0.5},
-             {"model": "no-such-model", "method": "magnitude", "sparsity": 0.5}]  # fmt: skip
+             {"model": "broken-model", "method": "magnitude", "sparsity": 0.5}]  # fmt: skip
     with live_service.client() as c, live_service.client(live_service.other_api_key) as other:
         for spec in specs:
             job = c.post("/v1/jobs", json=spec).raise_for_status().json()
