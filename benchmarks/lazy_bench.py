@@ -74,18 +74,18 @@ def same_tensors(a: Path, b: Path) -> bool:
     return x.keys() == y.keys() and all(torch.equal(t, y[k]) for k, t in x.items())
 
 
-def build_synthetic(out: Path, gb: float) -> dict:
-    """A random-init Llama (hidden 2048, MLP 5632, vocab 32000, untied) with as many layers as
-    make about `gb` GB of fp32 weights, saved in 1 GB shards with the SmolLM2 tokenizer."""
+def build_synthetic(out: Path, gb: float, vocab: int) -> dict:
+    """A random-init Llama (hidden 2048, MLP 5632, the tokenizer's vocabulary, tied embeddings)
+    with as many layers as make about `gb` GB of fp32 weights, saved in 1 GB shards."""
     code = f"""
 import sys, torch, transformers
 from pathlib import Path
-h, f, v = 2048, 5632, 32000
+h, f, v = 2048, 5632, {vocab}
 per_layer = 4 * h * h + 3 * h * f + 2 * h
-layers = max(1, round(({gb} * 1e9 / 4 - 2 * v * h) / per_layer))
+layers = max(1, round(({gb} * 1e9 / 4 - v * h) / per_layer))
 cfg = transformers.LlamaConfig(hidden_size=h, intermediate_size=f, vocab_size=v,
     num_hidden_layers=layers, num_attention_heads=16, num_key_value_heads=16,
-    tie_word_embeddings=False, max_position_embeddings=2048)
+    tie_word_embeddings=True, max_position_embeddings=2048)
 torch.manual_seed(0)
 model = transformers.LlamaForCausalLM(cfg)
 model.save_pretrained(sys.argv[1], safe_serialization=True, max_shard_size="1GB")
@@ -144,11 +144,13 @@ def main() -> None:
             lazy = row(args.model.name, "lazy", runs["lazy"])
             lazy["ratio"], lazy["same_as_eager"] = lazy["wall_s"] / eager["wall_s"], same
             rows += [eager, lazy]
+            write(args, doc, rows)
         for d in list(tmp.iterdir()):
             shutil.rmtree(d, ignore_errors=True)
         if args.synthetic_gb > 0:
             src = tmp / "synthetic"
-            doc["synthetic"] = build_synthetic(src, args.synthetic_gb)
+            vocab = json.loads((args.model / "config.json").read_text())["vocab_size"]
+            doc["synthetic"] = build_synthetic(src, args.synthetic_gb, vocab)
             shutil.copy(args.model / "tokenizer.json", src)
             shutil.copy(args.model / "tokenizer_config.json", src)
             name = f"synthetic Llama {doc['synthetic']['gb_fp32']} GB"
@@ -166,12 +168,16 @@ def main() -> None:
             rows.append(lz)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    print(write(args, doc, rows))
+
+
+def write(args, doc: dict, rows: list[dict]) -> str:
     doc["rows"] = rows
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2))
     md = table(rows)
     args.out.with_suffix(".md").write_text(md + "\n")
-    print(md)
+    return md
 
 
 if __name__ == "__main__":
