@@ -16,14 +16,42 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from worker.engine.errors import ModelLoadError, UnsupportedModelError
+from worker.engine.memory import release
 
 INDEX = "model.safetensors.index.json"
 SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2,
                       "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
+
+
+TORCH_TO_SAFETENSORS = {torch.float64: "F64", torch.float32: "F32", torch.bfloat16: "BF16",
+                        torch.float16: "F16", torch.int64: "I64", torch.int32: "I32",
+                        torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+                        torch.bool: "BOOL"}  # fmt: skip
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> int:
+    """A safetensors file written tensor by tensor from the tensors' own memory (no copy of
+    the whole shard, as safetensors' save_file makes); returns the data bytes."""
+    header: dict = {"__metadata__": metadata}
+    offset, order = 0, []
+    for name, t in tensors.items():
+        t = t.detach().to("cpu").contiguous()
+        size = t.numel() * t.element_size()
+        header[name] = {"dtype": TORCH_TO_SAFETENSORS[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + size]}  # fmt: skip
+        offset += size
+        order.append(t)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)  # the data starts 8-byte aligned
+    with open(path, "wb") as fh:
+        fh.write(len(head).to_bytes(8, "little"))
+        fh.write(head)
+        for t in order:
+            fh.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    return offset
 
 
 class LazyUnsupported(Exception):
@@ -134,7 +162,7 @@ class LazyWeights:
         self.live = 0  # decoder layers materialized now (tests assert on its maximum)
         self.max_live = 0
         self.shell_names = self._shell_names()
-        self._load(self.shell_names, torch.device("cpu"))
+        self._load(self.shell_names, torch.device("cpu"), copy=False)  # read, never written
 
     # -- reading ---------------------------------------------------------------------------
     def _saved_names(self, names: list[str]) -> list[str]:
@@ -169,7 +197,10 @@ class LazyWeights:
                 f"({len(missing)} such tensors)"
             )
 
-    def _load(self, names: list[str], device: torch.device) -> None:
+    def _load(self, names: list[str], device: torch.device, copy: bool = True) -> None:
+        """Materialize `names` from their files. With `copy`, into memory of their own: a
+        tensor safetensors maps from the file would otherwise stay mapped and, once written
+        (pruned), be held twice (the file's pages and the written copy)."""
         state = self.model.state_dict(keep_vars=True)
         by_file: dict[Path, list[str]] = {}
         for n in names:
@@ -182,7 +213,7 @@ class LazyWeights:
         for f, group in by_file.items():
             with safe_open(f, "pt", device="cpu") as fh:
                 for n in group:
-                    value = fh.get_tensor(n).to(device, state[n].dtype)
+                    value = fh.get_tensor(n).to(device, state[n].dtype, copy=copy)
                     for alias in self._aliases(state, n):
                         _set(self.model, alias, value)
         self._tie()
@@ -214,6 +245,7 @@ class LazyWeights:
         for name, t in list(layer.state_dict(keep_vars=True).items()):
             _set(layer, name, torch.empty_like(t, device="meta"))
         self.live -= 1
+        release()  # the layer's freed pages go back to the OS before the next one loads
 
     # -- writing ---------------------------------------------------------------------------
     def shard(self, k: int) -> str:
@@ -222,13 +254,11 @@ class LazyWeights:
     def _write(self, k: int, tensors: dict[str, torch.Tensor]) -> None:
         self.output.mkdir(parents=True, exist_ok=True)
         name = self.shard(k)
-        cpu = {n: t.detach().to("cpu").contiguous() for n, t in tensors.items()}
         tmp = self.output / (name + ".tmp")
-        save_file(cpu, str(tmp), metadata={"format": "pt"})
+        self.total_size += write_safetensors(tmp, tensors, {"format": "pt"})
         tmp.replace(self.output / name)
-        for n, t in cpu.items():
+        for n in tensors:
             self.written[n] = name
-            self.total_size += t.numel() * t.element_size()
 
     def commit(self, i: int) -> None:
         """Layer i (materialized) is final: check it (`on_commit`) and write it as a shard."""
