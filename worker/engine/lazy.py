@@ -10,7 +10,6 @@ back from there (evaluation after pruning sees the pruned weights).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,17 +96,6 @@ def _checkpoint_bytes(directory: Path, dtype: torch.dtype | None) -> int:
             floating = v["dtype"].startswith(("F", "BF"))
             total += numel * (dtype.itemsize if dtype is not None and floating else size)
     return total
-
-
-def available_bytes() -> int:
-    """MemAvailable of the host (Linux), else the physical memory."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def skeleton(path: Path, dtype: torch.dtype | None):

@@ -28,7 +28,7 @@ from worker.engine import calibration, report, walk_resume
 from worker.engine.errors import SpecError, UnsupportedModelError
 from worker.engine.evaluate import perplexity
 from worker.engine.experts import expert_targets, router_linears
-from worker.engine.lazy import LazyUnsupported, available_bytes, checkpoint_bytes, open_lazy
+from worker.engine.lazy import LazyUnsupported, checkpoint_bytes, open_lazy
 from worker.engine.mask_state import MaskState, check_fits
 from worker.engine.masks import Pattern
 from worker.engine.memory import peak_rss_mb, release, return_large_blocks
@@ -225,7 +225,8 @@ def choose_load(spec: PruneSpec, path: Path) -> tuple[str, str]:
     if spec.training is not None or spec.recovery is not None:
         return "eager", "training needs the whole model"
     try:
-        need, have = checkpoint_bytes(path, DTYPES.get(spec.dtype)), available_bytes()
+        need = checkpoint_bytes(path, DTYPES.get(spec.dtype))
+        have = train_memory.available_bytes(torch.device("cpu"))  # cgroup-bounded
     except LazyUnsupported:
         return "eager", "the weights' size could not be read"
     sizes = f"weights {need / 2**30:.2f} GiB, {have / 2**30:.2f} GiB available"

@@ -5,6 +5,7 @@ correlated inputs, reference masks.
 from __future__ import annotations
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from service.schemas import parse_sparsity
@@ -117,3 +118,11 @@ def walk_model(model, layers_name: str, ids, method: str = "wanda", sparsity=0.5
     streamer = LayerStreamer(model, layers, torch.device("cpu"))
     walk(streamer, ids, m.stats_for(options), targets, pruner, Reporter(), warn=warn)
     return masks
+
+
+def saved_tensors(directory) -> dict[str, torch.Tensor]:
+    """Every tensor of a saved checkpoint (all its safetensors shards), by name."""
+    out = {}
+    for f in sorted(directory.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out

@@ -10,12 +10,12 @@ import json
 import pytest
 import torch
 from pydantic import ValidationError
-from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 import worker.engine.run as run_module
 from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, TrainingSpec
 from tests.support.tiny_models import make_tiny_model
+from tests.worker.engine.support import saved_tensors
 from worker.engine import calibration
 from worker.engine.errors import UnsupportedModelError
 from worker.engine.evaluate import perplexity
@@ -35,13 +35,6 @@ def spec_for(model_dir, calib_file, load, method="wanda", sparsity="2:4", **kw) 
     )  # fmt: skip
 
 
-def tensors(directory) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(directory.glob("*.safetensors")):
-        out.update(load_file(f))
-    return out
-
-
 def both(model_dir, calib_file, tmp_path, **kw):
     reports = {}
     for load in ("eager", "lazy"):
@@ -56,7 +49,7 @@ def both(model_dir, calib_file, tmp_path, **kw):
 )  # fmt: skip
 def test_lazy_checkpoint_equals_eager(tiny_model_dir, calib_file, tmp_path, arch, method, sparsity):
     reports = both(tiny_model_dir(arch), calib_file, tmp_path, method=method, sparsity=sparsity)
-    eager, lazy = tensors(tmp_path / "eager"), tensors(tmp_path / "lazy")
+    eager, lazy = saved_tensors(tmp_path / "eager"), saved_tensors(tmp_path / "lazy")
     assert eager.keys() == lazy.keys()
     for name, t in eager.items():
         assert torch.equal(t, lazy[name]), name
@@ -83,7 +76,7 @@ def test_sharded_input_streams(calib_file, tmp_path):
     src = make_tiny_model("llama4", tmp_path / "sharded", max_shard_size="100KB")
     assert (src / INDEX).is_file() and len(list(src.glob("*.safetensors"))) > 2
     both(src, calib_file, tmp_path, method="sparsegpt", sparsity="2:4")
-    eager, lazy = tensors(tmp_path / "eager"), tensors(tmp_path / "lazy")
+    eager, lazy = saved_tensors(tmp_path / "eager"), saved_tensors(tmp_path / "lazy")
     assert eager.keys() == lazy.keys()
     assert all(torch.equal(t, lazy[n]) for n, t in eager.items())
 
@@ -117,7 +110,7 @@ def test_one_layer_materialized_at_a_time(tiny_model_dir, calib_file, tmp_path):
     walk(streamer, None, None, targets, zero, Reporter())
     assert seen and max(seen) == 1 and weights.max_live == 1
     assert weights.committed == set(range(len(layers)))
-    written = tensors(tmp_path / "out")
+    written = saved_tensors(tmp_path / "out")
     assert all(int(written[f"model.layers.{i}.mlp.up_proj.weight"].count_nonzero()) == 0
                for i in range(len(layers)))  # fmt: skip
 
@@ -136,7 +129,8 @@ def test_forced_lazy_on_a_renamed_checkpoint_is_a_clear_error(tiny_model_dir, ca
 
 def test_auto_chooses_by_size_and_falls_back(tiny_model_dir, calib_file, tmp_path, monkeypatch):
     src = tiny_model_dir("llama")
-    assert checkpoint_bytes(src, torch.float32) == sum(t.numel() * 4 for t in tensors(src).values())
+    weights = saved_tensors(src).values()
+    assert checkpoint_bytes(src, torch.float32) == sum(t.numel() * 4 for t in weights)
     report = run(spec_for(src, calib_file, "auto"), tmp_path / "small")
     assert report.load.startswith("eager (weights")
     monkeypatch.setattr(run_module, "LAZY_SHARE", 0.0)  # as if the host had no memory to spare

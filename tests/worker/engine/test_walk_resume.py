@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, resume_dir
+from tests.worker.engine.support import saved_tensors
 from worker.engine.pruner import Pruner
 from worker.engine.run import run
 from worker.engine.walk_resume import STATE, WalkCheckpoints
@@ -23,13 +23,6 @@ def spec_for(model_dir, calib_file, **kw) -> PruneSpec:
         calibration=CalibrationSpec(dataset=str(calib_file), nsamples=4, seqlen=32),
         evaluation=EvalSpec(dataset=str(calib_file), seqlen=32, max_windows=2), **kw,
     )  # fmt: skip
-
-
-def tensors(directory) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(directory.glob("*.safetensors")):
-        out.update(load_file(f))
-    return out
 
 
 @pytest.fixture
@@ -74,7 +67,7 @@ def test_resume_at_the_killed_layer_equals_an_uninterrupted_run(
     again = run(spec, out)
     assert again.resumed_at_layer == 2
     assert seen and min(seen) == 2  # layers 0 and 1 were not pruned again
-    a, b = tensors(tmp_path / "whole"), tensors(out)
+    a, b = saved_tensors(tmp_path / "whole"), saved_tensors(out)
     assert a.keys() == b.keys() and all(torch.equal(t, b[n]) for n, t in a.items())
     assert [m.model_dump() for m in again.modules] == [m.model_dump() for m in whole.modules]
     assert again.perplexity == whole.perplexity and again.sparsity == whole.sparsity
