@@ -225,6 +225,13 @@ def add_training_args(group) -> None:
         "language-model loss (default: on; off for movement, whose objective is the LM loss)",
     )
     group.add_argument(
+        "--lm-weight",
+        type=float,
+        default=None,
+        help="weight of the language-model loss beside distillation (default: 0 when "
+        "distilling, 1 otherwise)",
+    )
+    group.add_argument(
         "--train-seed",
         type=int,
         default=_default(ts, "seed"),
@@ -261,6 +268,8 @@ def training_from_args(args: argparse.Namespace, steps: int, schedule: bool = Fa
     }
     if args.distill is not None:
         out["distill"] = args.distill
+    if args.lm_weight is not None:
+        out["lm_weight"] = args.lm_weight
     for name in SCHEDULE_FLAGS if schedule else ():
         if getattr(args, name) is not None:
             out[name] = getattr(args, name)

@@ -224,6 +224,12 @@ def test_gmp_and_movement_schedule_flags_reach_the_spec(tiny_model, calib, tmp_p
     flags = {**flags, "method": "movement", "initial_sparsity": "0.0"}
     assert main(argv(tiny_model, calib, tmp_path / "b", **flags) + ["--json"]) == 0
     assert json.loads(capsys.readouterr().out)["spec"]["training"]["distill"] is False
+    both = ["--distill", "--lm-weight", "0.5", "--json"]  # the movement paper's LM + KL
+    assert main(argv(tiny_model, calib, tmp_path / "d", **flags) + both) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["spec"]["training"]["distill"], report["spec"]["training"]["lm_weight"]) == (
+        True, 0.5)  # fmt: skip
+    assert "0.5 x LM" in json.dumps(report["training"])
     bad = argv(tiny_model, calib, tmp_path / "c", **{**flags, "prune_every": "9"})
     assert main(bad) == 2
     assert "training.prune_every: 9 is longer than the 2 steps" in capsys.readouterr().err
