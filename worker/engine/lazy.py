@@ -10,7 +10,9 @@ back from there (evaluation after pruning sees the pruned weights).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +23,7 @@ from worker.engine.errors import ModelLoadError, UnsupportedModelError
 from worker.engine.memory import release
 
 INDEX = "model.safetensors.index.json"
+COPY_CHUNK = 8 << 20  # bytes per read when a tensor is copied file to file
 SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2,
                       "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
 
@@ -31,16 +34,32 @@ TORCH_TO_SAFETENSORS = {torch.float64: "F64", torch.float32: "F32", torch.bfloat
                         torch.bool: "BOOL"}  # fmt: skip
 
 
-def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> int:
-    """A safetensors file written tensor by tensor from the tensors' own memory (no copy of
-    the whole shard, as safetensors' save_file makes); returns the data bytes."""
+@dataclass(frozen=True)
+class FileBytes:
+    """A tensor's bytes as they lie in a safetensors file, copied file to file when written
+    (an unchanged tensor never enters this process's memory)."""
+
+    path: Path
+    start: int
+    nbytes: int
+    dtype: str
+    shape: list[int]
+
+
+def write_safetensors(path: Path, tensors: dict, metadata: dict) -> int:
+    """A safetensors file written tensor by tensor from the tensors' own memory or, for a
+    `FileBytes`, from its file (no copy of the whole shard, as safetensors' save_file makes);
+    returns the data bytes."""
     header: dict = {"__metadata__": metadata}
     offset, order = 0, []
     for name, t in tensors.items():
-        t = t.detach().to("cpu").contiguous()
-        size = t.numel() * t.element_size()
-        header[name] = {"dtype": TORCH_TO_SAFETENSORS[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + size]}  # fmt: skip
+        if isinstance(t, FileBytes):
+            size, dtype, shape = t.nbytes, t.dtype, t.shape
+        else:
+            t = t.detach().to("cpu").contiguous()
+            size = t.numel() * t.element_size()
+            dtype, shape = TORCH_TO_SAFETENSORS[t.dtype], list(t.shape)
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
         offset += size
         order.append(t)
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -49,8 +68,45 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
         fh.write(len(head).to_bytes(8, "little"))
         fh.write(head)
         for t in order:
-            fh.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+            if isinstance(t, FileBytes):
+                fh.flush()
+                _copy_range(t, fh)
+            else:
+                fh.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
     return offset
+
+
+def _copy_range(src: FileBytes, out) -> None:
+    with src.path.open("rb") as fh:
+        done = 0
+        while done < src.nbytes:
+            chunk = os.pread(fh.fileno(), min(COPY_CHUNK, src.nbytes - done), src.start + done)
+            if not chunk:
+                raise OSError(f"{src.path.name} ends before its tensor data does")
+            out.write(chunk)
+            done += len(chunk)
+
+
+SAFETENSORS_TO_TORCH = {v: k for k, v in TORCH_TO_SAFETENSORS.items()}
+
+
+def _header_entry(path: Path, name: str) -> tuple[dict, int]:
+    """(`name`'s header entry, the file offset where the tensor data begins)."""
+    with path.open("rb") as fh:
+        header_len = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(header_len))
+    return header[name], 8 + header_len
+
+
+def _runs(rows: list[int]) -> list[tuple[int, int]]:
+    """Sorted unique ints as [a, b) ranges of consecutive values."""
+    out: list[tuple[int, int]] = []
+    for r in rows:
+        if out and out[-1][1] == r:
+            out[-1] = (out[-1][0], r + 1)
+        else:
+            out.append((r, r + 1))
+    return out
 
 
 class LazyUnsupported(Exception):
@@ -123,19 +179,28 @@ def skeleton(path: Path, dtype: torch.dtype | None):
 
 
 def _set(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    """Put `value` at `name`; one Parameter object given to several names keeps them tied."""
     owner, _, leaf = name.rpartition(".")
     module = model.get_submodule(owner) if owner else model
     if leaf in module._parameters:
-        module._parameters[leaf] = nn.Parameter(value, requires_grad=False)
+        if not isinstance(value, nn.Parameter):
+            value = nn.Parameter(value, requires_grad=False)
+        module._parameters[leaf] = value
     else:
         module._buffers[leaf] = value
+
+
+def _like(old: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """`value` as the kind `old` is (a Parameter for a parameter), to share among aliases."""
+    return nn.Parameter(value, requires_grad=False) if isinstance(old, nn.Parameter) else value
 
 
 class LazyWeights:
     """Where each tensor of a meta-device `model` is read from, and the streaming output.
 
     `layers_prefix` names the decoder ModuleList ("model.layers"); everything outside it (the
-    shell: embeddings, final norm, head) is materialized at once and kept.
+    shell: embeddings, final norm, head) is materialized only for the stages that run it
+    (`load_shell`…`release_shell`: capture, evaluation, the final write), not during the walk.
     """
 
     def __init__(self, model: nn.Module, source: Path, layers_prefix: str, output: Path):
@@ -150,7 +215,8 @@ class LazyWeights:
         self.live = 0  # decoder layers materialized now (tests assert on its maximum)
         self.max_live = 0
         self.shell_names = self._shell_names()
-        self._load(self.shell_names, torch.device("cpu"), copy=False)  # read, never written
+        self.shell_users = 0  # the shell is materialized while > 0
+        self.shell_rows: torch.Tensor | None = None  # the tokens of a capture's partial shell
 
     # -- reading ---------------------------------------------------------------------------
     def _saved_names(self, names: list[str]) -> list[str]:
@@ -177,7 +243,9 @@ class LazyWeights:
 
     def check_coverage(self) -> None:
         """Every tensor of the model is in the checkpoint under its own name."""
+        state = self.model.state_dict(keep_vars=True)
         names = [n for i in range(len(self.layers)) for n in self.layer_names(i)]
+        names += [n for n in self.shell_names if state[n].is_meta]  # not computed (rotary)
         missing = [n for n in names if n not in self.files]
         if missing:
             raise LazyUnsupported(
@@ -201,7 +269,8 @@ class LazyWeights:
         for f, group in by_file.items():
             with safe_open(f, "pt", device="cpu") as fh:
                 for n in group:
-                    value = fh.get_tensor(n).to(device, state[n].dtype, copy=copy)
+                    value = _like(state[n], fh.get_tensor(n).to(device, state[n].dtype,
+                                                                copy=copy))  # fmt: skip
                     for alias in self._aliases(state, n):
                         _set(self.model, alias, value)
         self._tie()
@@ -221,6 +290,75 @@ class LazyWeights:
         if name in self.written:
             return self.output / self.written[name]
         return self.files.get(name)
+
+    def _shell_as_stored(self) -> dict[str, FileBytes] | None:
+        """The shell's tensors as byte ranges of the source files, when every one of them is
+        stored at the run's dtype; None otherwise (then it is loaded and converted)."""
+        state = self.model.state_dict(keep_vars=True)
+        out = {}
+        for n in self.shell_names:
+            f = self._file_of(n)
+            got = _stored(f, n, state[n]) if f is not None else None
+            if got is None:
+                return None
+            out[n] = got
+        return out
+
+    def load_shell(self, device: torch.device, tokens: torch.Tensor | None = None) -> None:
+        """The shell, for a stage that runs it: on the CPU mapped from the file (read, never
+        written), elsewhere copied to the device. With `tokens` (a capture, which runs only
+        the input embedding of those token ids), only their rows of the input embedding are
+        read into memory: on the CPU the rest of the table is never touched, so it takes no
+        memory (a mapped table would be paged in nearly whole by the kernel's fault-around)."""
+        if self.shell_users and (tokens is None) != (self.shell_rows is None):
+            raise RuntimeError("the shell is loaded for another use")
+        if self.shell_users == 0:
+            embed = self._embedding_name() if tokens is not None and device.type == "cpu" else None
+            rest = [n for n in self.shell_names if n != embed]
+            self._load(rest, device, copy=device.type != "cpu")
+            if embed is not None:
+                self._load_rows(embed, torch.unique(tokens))
+            self.shell_rows = tokens
+        self.shell_users += 1
+
+    def _embedding_name(self) -> str | None:
+        emb = self.model.get_input_embeddings()
+        if not isinstance(emb, nn.Embedding):
+            return None
+        state = self.model.state_dict(keep_vars=True)
+        return next((n for n in self.shell_names if state[n] is emb.weight), None)
+
+    def _load_rows(self, name: str, rows: torch.Tensor) -> None:
+        """Rows `rows` (sorted, unique) of the 2-D tensor `name`, read with pread (no mapping)
+        into a table whose other rows are left unwritten."""
+        state = self.model.state_dict(keep_vars=True)
+        like = state[name]
+        f = self._file_of(name)
+        entry, data_start = _header_entry(f, name)
+        stored = SAFETENSORS_TO_TORCH[entry["dtype"]]
+        row_bytes = int(like.shape[1]) * stored.itemsize
+        base = data_start + entry["data_offsets"][0]
+        table = torch.empty(like.shape, dtype=like.dtype)  # untouched pages stay unallocated
+        with f.open("rb") as fh:
+            for a, b in _runs(rows.tolist()):
+                raw = os.pread(fh.fileno(), (b - a) * row_bytes, base + a * row_bytes)
+                part = torch.frombuffer(bytearray(raw), dtype=stored).view(b - a, -1)
+                table[a:b] = part.to(like.dtype)
+        value = _like(like, table)
+        for alias in self._aliases(state, name):
+            _set(self.model, alias, value)
+
+    def release_shell(self) -> None:
+        self.shell_users -= 1
+        if self.shell_users:
+            return
+        self.shell_rows = None
+        state = self.model.state_dict(keep_vars=True)
+        for n in self.shell_names:
+            meta = _like(state[n], torch.empty_like(state[n], device="meta"))
+            for alias in self._aliases(state, n):  # tied names stay one tensor
+                _set(self.model, alias, meta)
+        release()
 
     def materialize(self, i: int, device: torch.device) -> nn.Module:
         self._load(self.layer_names(i), device)
@@ -265,8 +403,16 @@ class LazyWeights:
                     self.commit(i)
                 finally:
                     self.release(i)
-        state = self.model.state_dict()
-        self._write(self.n_shards, {n: state[n] for n in self.shell_names})
+        shell = self._shell_as_stored()
+        if shell is not None:  # the shell as read: copied from its files, never loaded
+            self._write(self.n_shards, shell)
+        else:
+            self.load_shell(torch.device("cpu"))
+            try:
+                state = self.model.state_dict()
+                self._write(self.n_shards, {n: state[n] for n in self.shell_names})
+            finally:
+                self.release_shell()
         index = {"metadata": {"total_size": self.total_size},
                  "weight_map": dict(sorted(self.written.items()))}  # fmt: skip
         (self.output / INDEX).write_text(json.dumps(index, indent=2) + "\n")
@@ -276,8 +422,17 @@ class LazyWeights:
             gen.save_pretrained(self.output)
 
 
+def _stored(path: Path, name: str, like: torch.Tensor) -> FileBytes | None:
+    """`name`'s bytes in `path` when they are stored as `like` is (dtype, shape), else None."""
+    entry, data_start = _header_entry(path, name)
+    if entry["dtype"] != TORCH_TO_SAFETENSORS.get(like.dtype) or entry["shape"] != list(like.shape):
+        return None
+    a, b = entry["data_offsets"]
+    return FileBytes(path, data_start + a, b - a, entry["dtype"], entry["shape"])
+
+
 def open_lazy(path: Path, dtype: torch.dtype | None, layers_of, output: Path):
-    """(meta model with its shell loaded, LazyWeights) or LazyUnsupported; `layers_of(model)`
+    """(meta model, LazyWeights) or LazyUnsupported; `layers_of(model)`
     finds the decoder layers' (prefix, ModuleList)."""
     model = skeleton(path, dtype)
     prefix, _ = layers_of(model)

@@ -188,7 +188,9 @@ def open_model(run: Run, path: Path):
                 raise UnsupportedModelError(f"load 'lazy': {exc}; use load 'eager'") from None
             run.warn(f"loading eagerly: this model cannot be streamed a layer at a time ({exc})")
         else:
+            # saved now, dropped before the walk (held through it, it costs ~50 MB of memory)
             run.tokenizer = load_tokenizer(path)
+            run.tokenizer.save_pretrained(partial)
             run.report.load = f"lazy ({why})"
             return weights
     run.model, run.tokenizer = load_model(path, spec.dtype)
@@ -325,6 +327,9 @@ def prune(run: Run) -> None:
         start, start_inps = run.resume.next_layer, run.resume.inps
         run.resume = None
     ck, lazy = run.walk_checkpoints, run.streamer.lazy
+    if lazy:  # every text is tokenized by now, and the output holds the tokenizer's files
+        run.tokenizer = None
+        release()
     saved = [start]  # eager mode: layers below this are in the checkpoint's layer files
 
     def after_layer(i: int, inps, layer) -> None:
@@ -537,8 +542,7 @@ def save(run: Run) -> None:
         )
     if weights is None:
         save_model(run.model, run.tokenizer, partial_dir(run.where.output))
-    else:
-        run.tokenizer.save_pretrained(partial_dir(run.where.output))
+    # lazy: the tokenizer's files were written at load, the weights by `finish`
 
 
 def plan(spec: PruneSpec) -> list[Stage]:

@@ -52,8 +52,17 @@ class LayerStreamer:
             self.unload(i)
 
     @contextmanager
-    def shell(self) -> Iterator[None]:
-        """Everything but the decoder layers on the device for the duration."""
+    def shell(self, tokens: torch.Tensor | None = None) -> Iterator[None]:
+        """Everything but the decoder layers on the device for the duration (lazy: read from
+        the checkpoint for the duration, and gone again after; with `tokens`, for a forward
+        of those token ids only up to the first layer, see LazyWeights.load_shell)."""
+        if self.lazy:
+            self.weights.load_shell(self.device, tokens)
+            try:
+                yield
+            finally:
+                self.weights.release_shell()
+            return
         if self.device.type == "cpu":
             yield
             return

@@ -84,7 +84,7 @@ def capture(streamer: LayerStreamer, ids: torch.Tensor, batch: int) -> Captured:
     for idx, layer in enumerate(layers):
         layer.forward = recorder(idx)
     try:
-        with streamer.shell():
+        with streamer.shell(tokens=ids):
             for s, e in spans(n, batch):
                 state["span"] = (s, e)
                 with suppress(_StopCapture):
@@ -112,7 +112,9 @@ def output_extras(streamer: LayerStreamer, idx: int, hidden, args: tuple, kwargs
 
 @torch.no_grad()
 def run_layer(layer, inps: torch.Tensor, outs: torch.Tensor | None, calls: LayerCalls, batch: int):
-    """Run one layer over all samples; write outputs to `outs` unless it is None."""
+    """Run one layer over all samples; write outputs to `outs` unless it is None. `outs` may
+    be `inps` itself: each batch's output replaces its input once computed (samples are
+    independent), so one activation buffer serves the whole walk."""
     for s, e in spans(inps.shape[0], batch):
         args, kwargs = calls[e - s]
         try:
@@ -165,7 +167,6 @@ def walk(
         inps, cap.hidden = cap.hidden, None
         if start_inps is not None:
             inps = start_inps.to(inps.device, inps.dtype)
-        outs = torch.empty_like(inps)
     for i in range(start, n_layers):
         reporter.check_cancel()
         with reraise_typed(f"{arch}: decoder layer {i}"), streamer.layer(i) as layer:
@@ -176,9 +177,8 @@ def walk(
                                      inps, warn)  # fmt: skip
             begin = None if begin_layer is None else (lambda g, i=i: begin_layer(i, g))
             prune_groups(groups, targets[i], prune, begin)
-            if cap is not None:
-                run_layer(layer, inps, outs, cap.calls[i], cap.batch)
-                inps, outs = outs, inps
+            if cap is not None:  # in place: inps becomes the next layer's input
+                run_layer(layer, inps, inps, cap.calls[i], cap.batch)
             streamer.commit(i)
         if after_layer is not None:  # a checkpoint's own failure is not the layer's
             after_layer(i, inps if cap is not None else None, layer)
@@ -199,7 +199,7 @@ def survey(
     arch = type(streamer.model).__name__
     with reraise_typed(f"{arch}: capturing the inputs of the decoder layers"):
         cap = capture(streamer, ids, batch_size(ids.shape[1], ids.shape[0]))
-    inps, outs = cap.hidden, torch.empty_like(cap.hidden)
+    inps, cap.hidden = cap.hidden, None
     n_layers = len(streamer.layers)
     for i in range(n_layers):
         reporter.check_cancel()
@@ -208,10 +208,9 @@ def survey(
             collector = StatsCollector(linears, False, ids.numel(), ids.shape[1],
                                        early_stop=False)  # fmt: skip
             with collector.hooks():
-                run_layer(layer, inps, outs, cap.calls[i], cap.batch)
+                run_layer(layer, inps, inps, cap.calls[i], cap.batch)
             visit(i, [(g.names, [get_weight(linears[n]) for n in g.names], g.stats)
                       for g in collector.groups])  # fmt: skip
-            inps, outs = outs, inps
 
 
 def layer_stats(layer, targets, needs, ids, calls, batch, inps, warn) -> list:

@@ -88,6 +88,24 @@ def test_windows_from_a_text_file_through_the_tokenizer(tiny_model_dir, calib_fi
     assert torch.equal(got, expected)
 
 
+def test_tokenize_gives_the_ids_of_a_tokenizer_call(tiny_model_dir, calib_file):
+    """The backend encoder path equals tokenizer(text), with a BOS template and with
+    truncation and padding preset in the backend (a call turns both off)."""
+    from tokenizers import processors
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
+    text = calib_file.read_text()
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<1> $A", special_tokens=[("<1>", 1)]
+    )
+    tok.backend_tokenizer.enable_truncation(max_length=7)
+    tok.backend_tokenizer.enable_padding(length=9999, pad_id=3)
+    ids = tokenize(tok, text)
+    tok.model_max_length = int(1e30)
+    assert torch.equal(ids, tok(text, return_tensors="pt").input_ids)
+    assert ids.shape == (1, len(text) + 1) and ids[0, 0] == 1
+
+
 def test_missing_data_file_names_the_path(tmp_path):
     missing = tmp_path / "nope" / "calib.txt"
     with pytest.raises(CalibrationError, match=str(missing)):

@@ -83,15 +83,17 @@ def test_sharded_input_streams(calib_file, tmp_path):
 
 def test_one_layer_materialized_at_a_time(tiny_model_dir, calib_file, tmp_path):
     """Walk and evaluation, with a count of the decoder layers holding real tensors at each
-    layer call."""
+    layer call; the shell (embeddings, norm, head) is real only while a stage runs it."""
     src = tiny_model_dir("llama4")
     model, weights = open_lazy(src, torch.float32, decoder_layers, tmp_path / "out")
     layers = weights.layers
-    seen = []
+    seen, shell_real = [], []
+    embed = lambda: model.get_input_embeddings().weight  # noqa: E731
 
     def count(module, args, output):  # after the layer ran, before the streamer unloads it
         real = [any(not p.is_meta for p in layer.parameters()) for layer in layers]
         seen.append(sum(real))
+        shell_real.append(not embed().is_meta)
 
     for layer in layers:
         layer.register_forward_hook(count)
@@ -104,11 +106,19 @@ def test_one_layer_materialized_at_a_time(tiny_model_dir, calib_file, tmp_path):
     eager_ppl, _ = perplexity(LayerStreamer(eager_model, decoder_layers(eager_model)[1],
                                             torch.device("cpu")), ids, 32, 2)  # fmt: skip
     assert ppl == pytest.approx(eager_ppl, rel=1e-6)
+    assert shell_real and all(shell_real)  # evaluation ran the shell
+    assert all(p.is_meta for p in model.parameters())  # and nothing stayed after it
+    shell_real.clear()
     targets = [{n: m for n, m in layer.named_modules() if isinstance(m, torch.nn.Linear)}
                for layer in layers]  # fmt: skip
-    zero = lambda names, ws, stats: [torch.zeros_like(w) for w in ws]  # noqa: E731
+
+    def zero(names, ws, stats):
+        shell_real.append(not embed().is_meta)
+        return [torch.zeros_like(w) for w in ws]
+
     walk(streamer, None, None, targets, zero, Reporter())
     assert seen and max(seen) == 1 and weights.max_live == 1
+    assert shell_real and not any(shell_real)  # the walk holds decoder layers only
     assert weights.committed == set(range(len(layers)))
     written = saved_tensors(tmp_path / "out")
     assert all(int(written[f"model.layers.{i}.mlp.up_proj.weight"].count_nonzero()) == 0
@@ -157,3 +167,21 @@ def test_masks_checked_per_layer_before_the_layer_leaves(tiny_model_dir, calib_f
         mp.setattr(lazy_module.LazyWeights, "commit", leaky)
         with pytest.raises(Exception, match="q_proj: .* weights the mask prunes are not zero"):
             run(spec_for(src, calib_file, "lazy"), tmp_path / "out")
+
+
+def test_a_capture_reads_only_its_tokens_rows_of_the_embedding(tiny_model_dir, tmp_path):
+    src = tiny_model_dir("llama_tied")
+    model, weights = open_lazy(src, torch.float32, decoder_layers, tmp_path / "out")
+    ref = load_model(src)[0].get_input_embeddings().weight
+    cpu = torch.device("cpu")
+    weights.load_shell(cpu, torch.tensor([[5, 3, 3, 9], [10, 11, 12, 5]]))
+    rows = [3, 5, 9, 10, 11, 12]
+    assert torch.equal(model.get_input_embeddings().weight[rows], ref[rows])
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    with pytest.raises(RuntimeError, match="another use"):
+        weights.load_shell(cpu)  # a full forward cannot run on a capture's partial table
+    weights.release_shell()
+    assert all(p.is_meta for p in model.parameters())
+    weights.load_shell(cpu)
+    assert torch.equal(model.get_input_embeddings().weight, ref)
+    weights.release_shell()
