@@ -69,7 +69,6 @@ def write_safetensors(path: Path, tensors: dict, metadata: dict) -> int:
         fh.write(head)
         for t in order:
             if isinstance(t, FileBytes):
-                fh.flush()
                 _copy_range(t, fh)
             else:
                 fh.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
@@ -90,12 +89,18 @@ def _copy_range(src: FileBytes, out) -> None:
 SAFETENSORS_TO_TORCH = {v: k for k, v in TORCH_TO_SAFETENSORS.items()}
 
 
-def _header_entry(path: Path, name: str) -> tuple[dict, int]:
-    """(`name`'s header entry, the file offset where the tensor data begins)."""
+def _read_header(path: Path) -> tuple[dict, int]:
+    """(a safetensors file's header, the file offset where its tensor data begins)."""
     with path.open("rb") as fh:
         header_len = int.from_bytes(fh.read(8), "little")
         header = json.loads(fh.read(header_len))
-    return header[name], 8 + header_len
+    return header, 8 + header_len
+
+
+def _header_entry(path: Path, name: str) -> tuple[dict, int]:
+    """(`name`'s header entry, the file offset where the tensor data begins)."""
+    header, data_start = _read_header(path)
+    return header[name], data_start
 
 
 def _runs(rows: list[int]) -> list[tuple[int, int]]:
@@ -139,9 +144,7 @@ def checkpoint_bytes(directory: Path, dtype: torch.dtype | None) -> int:
 def _checkpoint_bytes(directory: Path, dtype: torch.dtype | None) -> int:
     total = 0
     for f in sorted(set(weight_map(directory).values())):
-        with f.open("rb") as fh:
-            header_len = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(header_len))
+        header, _ = _read_header(f)
         for k, v in header.items():
             if k == "__metadata__":
                 continue
@@ -216,7 +219,7 @@ class LazyWeights:
         self.max_live = 0
         self.shell_names = self._shell_names()
         self.shell_users = 0  # the shell is materialized while > 0
-        self.shell_rows: torch.Tensor | None = None  # the tokens of a capture's partial shell
+        self.shell_partial = False  # loaded for a capture: only its tokens' embedding rows
 
     # -- reading ---------------------------------------------------------------------------
     def _saved_names(self, names: list[str]) -> list[str]:
@@ -310,7 +313,7 @@ class LazyWeights:
         the input embedding of those token ids), only their rows of the input embedding are
         read into memory: on the CPU the rest of the table is never touched, so it takes no
         memory (a mapped table would be paged in nearly whole by the kernel's fault-around)."""
-        if self.shell_users and (tokens is None) != (self.shell_rows is None):
+        if self.shell_users and (tokens is not None) != self.shell_partial:
             raise RuntimeError("the shell is loaded for another use")
         if self.shell_users == 0:
             embed = self._embedding_name() if tokens is not None and device.type == "cpu" else None
@@ -318,7 +321,7 @@ class LazyWeights:
             self._load(rest, device, copy=device.type != "cpu")
             if embed is not None:
                 self._load_rows(embed, torch.unique(tokens))
-            self.shell_rows = tokens
+            self.shell_partial = tokens is not None
         self.shell_users += 1
 
     def _embedding_name(self) -> str | None:
@@ -352,7 +355,7 @@ class LazyWeights:
         self.shell_users -= 1
         if self.shell_users:
             return
-        self.shell_rows = None
+        self.shell_partial = False
         state = self.model.state_dict(keep_vars=True)
         for n in self.shell_names:
             meta = _like(state[n], torch.empty_like(state[n], device="meta"))
