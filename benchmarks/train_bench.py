@@ -2,7 +2,10 @@
 `pruneserve prune`.
 
     python benchmarks/train_bench.py --model DIR [--steps 100] [--only wanda:2:4:recover,...]
-        [--train-file PATH] [--out FILE]
+        [--lr LR] [--train-file PATH] [--out FILE]
+
+A row is method:sparsity:use, optionally @lr (its own learning rate, e.g.
+wanda:0.5:recover@5e-4; rows without one take --lr, else the method's default).
 
 Each row is its own `pruneserve prune` process: calibration 32 x 512 (wikitext2 valid),
 training windows 4 x 256 a step from wikitext2 valid, evaluation wikitext2 test 20 x 512,
@@ -30,7 +33,9 @@ ROWS = [("sparsegpt", "2:4", "recover"), ("wanda", "2:4", "recover"), ("smp", "2
         ("wanda", "0.5", "recover")]  # fmt: skip
 
 
-def run_row(args, method: str, sparsity: str, use: str, steps: int, out: Path) -> dict:
+def run_row(
+    args, method: str, sparsity: str, use: str, lr: float | None, steps: int, out: Path
+) -> dict:
     cmd = [
         sys.executable, "-m", "clients.cli.main", "prune", "--model", str(args.model),
         "--method", method, "--sparsity", sparsity, "--calibration", "wikitext2",
@@ -45,8 +50,8 @@ def run_row(args, method: str, sparsity: str, use: str, steps: int, out: Path) -
     cmd += ["--train-steps", str(steps)] if use == "train" else ["--recover-steps", str(steps)]
     if extra == "distill":  # the movement paper's best objective: LM loss + distillation
         cmd += ["--distill", "--lm-weight", "1"]
-    if args.lr:
-        cmd += ["--lr", str(args.lr)]
+    if lr:
+        cmd += ["--lr", str(lr)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
@@ -54,6 +59,14 @@ def run_row(args, method: str, sparsity: str, use: str, steps: int, out: Path) -
     report = json.loads(proc.stdout)
     report["process_wall_s"] = round(time.perf_counter() - t0, 1)
     return report
+
+
+def parse_row(text: str, default_lr: float | None) -> tuple[str, str, str, float | None]:
+    """'wanda:2:4:recover@5e-4' -> ('wanda', '2:4', 'recover', 5e-4)."""
+    row, _, lr = text.partition("@")
+    head, _, use = row.rpartition(":")
+    method, _, sparsity = head.partition(":")
+    return method, sparsity, use, float(lr) if lr else default_lr
 
 
 def _ppl(x: float | None) -> str:
@@ -69,9 +82,9 @@ def _objective(ts: dict) -> str:
 def table(rows: list[dict]) -> str:
     lines = [
         "| method | sparsity | training | objective | steps | ppl dense | ppl one-shot "
-        "| ppl after training | held-out dense | held-out after | s/step (median) | wall s "
+        "| ppl after training | held-out dense | held-out after | lr | s/step (median) | wall s "
         "| peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ppl, [tr] = r["perplexity"], r["training"]
@@ -82,7 +95,7 @@ def table(rows: list[dict]) -> str:
             f"| {spec['method']} | {spec['sparsity']} | {tr['stage']} "
             f"| {_objective(ts)} | {tr['steps']} | {ppl['dense']:.2f} "
             f"| {_ppl(ppl['after'].get('prune'))} | {ppl['pruned']:.2f} "
-            f"| {_ppl(held.get('dense'))} | {_ppl(held.get('pruned'))} "
+            f"| {_ppl(held.get('dense'))} | {_ppl(held.get('pruned'))} | {tr['lr']:g} "
             f"| {tr['time_per_step_s']:.2f} | {r['process_wall_s']:.0f} | {r['peak_rss_mb']:.0f} |"
         )
     return "\n".join(lines)
@@ -103,16 +116,15 @@ def main() -> None:
     )
     args = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    rows_spec = ROWS
+    rows_spec = [(*row, args.lr) for row in ROWS]
     if args.only:
-        rows_spec = [tuple(x.rsplit(":", 1)[0].split(":", 1)) + (x.rsplit(":", 1)[1],)
-                     for x in args.only.split(",")]  # fmt: skip
+        rows_spec = [parse_row(x, args.lr) for x in args.only.split(",")]
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="train_bench_"))
     try:
-        for method, sparsity, use in rows_spec:
+        for method, sparsity, use, lr in rows_spec:
             out = tmp / f"{method}-{sparsity}-{use}".replace(":", "_")
-            rows.append(run_row(args, method, sparsity, use, args.steps, out))
+            rows.append(run_row(args, method, sparsity, use, lr, args.steps, out))
             shutil.rmtree(out, ignore_errors=True)
             print(f"done {method} {sparsity} {use}", file=sys.stderr, flush=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
