@@ -13,6 +13,7 @@ from fastapi import Request
 
 from service.errors import ApiError
 from service.jobs import now_iso
+from service.json_limits import JsonLimitError, loads_limited
 from service.multipart import FilePart
 from service.schemas import DatasetPublic
 from service.settings import Settings
@@ -99,7 +100,9 @@ def _check_content(path: Path, suffix: str) -> None:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = loads_limited(line)
+        except JsonLimitError as exc:
+            raise ApiError(422, f"line {n}: {exc}", "file") from None
         except json.JSONDecodeError:
             raise ApiError(
                 422, f'line {n} is not JSON; each line needs {{"text": ...}}', "file"

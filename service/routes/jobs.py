@@ -10,12 +10,13 @@ from service.deps import CeleryDep, DatasetsDep, JobDep, SettingsDep, StoreDep, 
 from service.errors import ERRORS, ApiError
 from service.job_record import JobRecord
 from service.jobs import IdempotencyConflict
+from service.json_limits import LimitedJsonRoute
 from service.queue import dispatch
 from service.redact import redact_paths
 from service.schemas import JobCreate, JobEvent, JobList, JobPublic, JobState
 from service.validation import check_spec
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=LimitedJsonRoute)
 
 
 def to_public(rec: JobRecord) -> JobPublic:
