@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 
 from service.deps import CeleryDep, DatasetsDep, JobDep, SettingsDep, StoreDep, TenantDep
-from service.errors import ERRORS, ApiError
+from service.errors import BODY_ERRORS, ERRORS, ApiError
 from service.job_record import JobRecord
 from service.jobs import IdempotencyConflict
 from service.json_limits import LimitedJsonRoute
@@ -26,7 +26,7 @@ def to_public(rec: JobRecord) -> JobPublic:
     return job
 
 
-@router.post("", status_code=202, response_model=JobPublic, responses=ERRORS)
+@router.post("", status_code=202, response_model=JobPublic, responses={**ERRORS, **BODY_ERRORS})
 def create_job(
     body: JobCreate,
     tenant: TenantDep,
