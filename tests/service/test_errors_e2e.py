@@ -106,3 +106,19 @@ def test_job_errors_name_the_input_not_server_paths(live_service):
     assert "c4" in message, message
     for text in [message, *(e["message"] for e in events)]:
         assert str(live_service.root) not in text, text
+
+
+def test_an_nm_width_error_names_the_spec_field_skip(live_service):
+    """A REST user is told the spec field `skip`, not only the CLI's --skip flag."""
+    from tests.support.tiny_models import make_tiny_model
+
+    name = "tiny-llama-mlp48"
+    if not (live_service.models_dir / name).is_dir():
+        make_tiny_model("llama_mlp48", live_service.models_dir / name)
+    spec = {"model": name, "method": "magnitude", "sparsity": "1:32"}
+    with live_service.client() as c:
+        job = c.post("/v1/jobs", json=spec).raise_for_status().json()
+        job = live_service.wait_job(c, job["id"], ("failed",))
+    message = job["error"]["message"]
+    assert "mlp.down_proj has 48 inputs" in message, message
+    assert "to `skip` (CLI: --skip)" in message and "2, 4, 8 or 16" in message, message
