@@ -36,8 +36,8 @@ class BodyTimeout(HTTPException):
 
     def __init__(self, seconds: float):
         detail = (
-            f"the request body stopped arriving (nothing for {seconds:g} s before it was "
-            "complete); send the whole body its Content-Length announces"
+            f"the request body stopped arriving: nothing for {seconds:g} s before it was "
+            "complete; send it without pauses that long"
         )
         super().__init__(408, detail, headers={"Connection": "close"})
 
