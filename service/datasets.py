@@ -13,6 +13,7 @@ from fastapi import Request
 
 from service.errors import ApiError
 from service.jobs import now_iso
+from service.json_limits import JsonLimitError, loads_limited
 from service.multipart import FilePart
 from service.schemas import DatasetPublic
 from service.settings import Settings
@@ -29,7 +30,8 @@ class DatasetStore:
 
     async def save(self, tenant: str, request: Request) -> DatasetPublic:
         """Stream the body's `file` part to disk; 422 for a wrong type or content, 413 as soon
-        as it crosses MAX_UPLOAD_BYTES, 507 on a full disk; the partial file never stays."""
+        as it crosses MAX_UPLOAD_BYTES, 507 on a full disk, 503 when Redis cannot record it;
+        a file that is refused never stays."""
         part = FilePart(request.headers.get("content-type", ""), "file")
         ds_id = uuid.uuid4().hex
         root = Path(self.settings.UPLOADS_DIR)
@@ -63,7 +65,11 @@ class DatasetStore:
             created_at=now_iso(),
         )  # fmt: skip
         payload = {"tenant": tenant, **record.model_dump(mode="json")}
-        self.r.set(f"ps:dataset:{ds_id}", json.dumps(payload))
+        try:
+            self.r.set(f"ps:dataset:{ds_id}", json.dumps(payload))
+        except BaseException:  # Redis down (503): a file without its record is never usable
+            path.unlink(missing_ok=True)
+            raise
         return record
 
     def _check_size(self, size: int) -> None:
@@ -99,7 +105,9 @@ def _check_content(path: Path, suffix: str) -> None:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = loads_limited(line)
+        except JsonLimitError as exc:
+            raise ApiError(422, f"line {n}: {exc}", "file") from None
         except json.JSONDecodeError:
             raise ApiError(
                 422, f'line {n} is not JSON; each line needs {{"text": ...}}', "file"

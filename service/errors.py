@@ -22,7 +22,8 @@ RETRY_AFTER_S = 5
 FASTAPI_BODY_ERROR = "There was an error parsing the body"  # FastAPI's 400, e.g. bad UTF-8
 _WHY = {
     400: "The body could not be parsed", 401: "Missing or invalid API key",
-    404: "Not found (or another tenant's)", 409: "Conflict with the job's state",
+    404: "Not found (or another tenant's)", 408: "The body stopped arriving; connection closed",
+    409: "Conflict with the job's state",
     413: "Body or upload over its size limit", 422: "Invalid input; `field` names it",
     431: "Request headers too large", 503: "The job store (Redis) is unreachable; retry",
     507: "No space left to store the upload",
@@ -35,6 +36,7 @@ def responses(*codes: int) -> dict:
 
 
 ERRORS = responses(400, 401, 404, 409, 413, 422, 431, 503)
+BODY_ERRORS = responses(408)  # routes that read a body
 
 
 class ApiError(Exception):

@@ -19,12 +19,15 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 NAMED_DATASETS = ("wikitext2", "c4")
 REPORT_FILE = "pruning_report.json"  # written next to every pruned checkpoint
 _NM = re.compile(r"^\s*([0-9]+)\s*:\s*([0-9]+)\s*$")
+# N:M group sizes: powers of two up to 32. Sparse kernels use 2:4 (and 4:8); models' widths
+# are multiples of 32, so these divide them, while an M such as 5 or 1000 fits no real model.
+NM_GROUPS = (2, 4, 8, 16, 32)
 _DECIMAL = re.compile(r"^\s*[0-9]*\.?[0-9]+\s*$")  # no exponent, sign or non-ASCII digits
 # What the schema says sparsity may be; the server accepts a subset (0 < N < M, 0 < x < 1).
 SPARSITY_SCHEMA = {
     "anyOf": [
         {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-        {"type": "string", "pattern": r"^\s*(?:[0-9]+\s*:\s*[0-9]+|0*\.[0-9]+)\s*$"},
+        {"type": "string", "pattern": r"^\s*(?:[0-9]+\s*:\s*0*(?:2|4|8|16|32)|0*\.[0-9]+)\s*$"},
     ]
 }
 _FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)?): ")
@@ -99,13 +102,22 @@ class Sparsity(_Strict):
 
 def parse_sparsity(value: float | str) -> Sparsity:
     """'2:4' -> N:M; 0.5 or '0.5' -> unstructured. Raises ValueError with what is allowed."""
-    allowed = 'allowed: a fraction in (0, 1) such as 0.5, or "N:M" with 0 < N < M such as "2:4"'
+    groups = ", ".join(map(str, NM_GROUPS))
+    allowed = (
+        f'allowed: a fraction in (0, 1) such as 0.5, or "N:M" with M one of {groups} and '
+        '0 < N < M, such as "2:4"'
+    )
     if isinstance(value, bool):
         raise ValueError(f"sparsity {value!r} is not valid; {allowed}")
     if isinstance(value, str):
         m = _NM.match(value)
         if m:
             n, mm = int(m.group(1)), int(m.group(2))
+            if mm not in NM_GROUPS:
+                raise ValueError(
+                    f"sparsity {value!r} is not valid: M must be a power of two from 2 to 32; "
+                    f"{allowed}"
+                )
             if not 0 < n < mm:
                 raise ValueError(f"sparsity {value!r} is not valid: need 0 < N < M; {allowed}")
             return Sparsity(ratio=n / mm, n=n, m=mm)
@@ -275,7 +287,7 @@ class PruneSpec(_Strict):
     method: str = Field(..., description="a registered method, e.g. magnitude | wanda | sparsegpt")
     sparsity: float | str = Field(
         ...,
-        description='fraction in (0, 1), or "N:M" such as "2:4"',
+        description='fraction in (0, 1), or "N:M" such as "2:4" (M one of 2, 4, 8, 16, 32)',
         json_schema_extra=SPARSITY_SCHEMA,
     )
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
@@ -406,6 +418,7 @@ class PruneSpec(_Strict):
                                  f"not {self.method!r}")  # fmt: skip
         if self.sparsity_profile == "owl":
             self.owl = self.owl or OWLSpec()
+            self._owl_samples_fit()
             s, lam = self.parsed_sparsity, self.owl.lam
             if s.is_nm:
                 raise ValueError(
@@ -420,6 +433,17 @@ class PruneSpec(_Strict):
         if self.refine == "dsnot":
             self.dsnot = self.dsnot or DSnoTSpec()
         return self
+
+    def _owl_samples_fit(self) -> None:
+        """An owl.samples that was given must not exceed the windows calibration reads (the
+        default, 4, is simply capped there)."""
+        samples, nsamples = self.owl.samples, self.calibration.nsamples
+        if "samples" in self.owl.model_fields_set and samples > nsamples:
+            raise ValueError(
+                f"owl.samples: {samples} is more than calibration.nsamples ({nsamples}); the "
+                f"survey reads the first owl.samples calibration windows, so allowed: 1 to "
+                f"{nsamples} (or raise calibration.nsamples)"
+            )
 
     @model_validator(mode="after")
     def _lazy_has_no_training(self) -> PruneSpec:

@@ -9,7 +9,7 @@ import hmac
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_KEY = "dev-key"
@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = 64 * 1024  # JSON bodies; uploads have MAX_UPLOAD_BYTES
     MAX_HEADER_BYTES: int = 16 * 1024  # all request headers together
     MAX_AUTH_HEADER_BYTES: int = 1024
+    # seconds to wait for the next part of a request body before answering 408 and closing
+    BODY_TIMEOUT_S: float = Field(30.0, gt=0)
     METRICS_TOKEN: str = ""  # /metrics needs `Authorization: Bearer <it>`; unset: /metrics is 404
     MAX_CALIBRATION_TOKENS: int = 128 * 2048
     JOB_TIME_LIMIT_S: int = 6 * 3600

@@ -50,7 +50,7 @@ UPLOAD_BODY = {
     "",
     status_code=201,
     response_model=DatasetPublic,
-    responses=responses(400, 401, 413, 422, 431, 503, 507),
+    responses=responses(400, 401, 408, 413, 422, 431, 503, 507),
     openapi_extra=UPLOAD_BODY,
 )
 async def upload_dataset(

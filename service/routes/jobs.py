@@ -7,15 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 
 from service.deps import CeleryDep, DatasetsDep, JobDep, SettingsDep, StoreDep, TenantDep
-from service.errors import ERRORS, ApiError
+from service.errors import BODY_ERRORS, ERRORS, ApiError
 from service.job_record import JobRecord
 from service.jobs import IdempotencyConflict
+from service.json_limits import LimitedJsonRoute
 from service.queue import dispatch
 from service.redact import redact_paths
 from service.schemas import JobCreate, JobEvent, JobList, JobPublic, JobState
 from service.validation import check_spec
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=LimitedJsonRoute)
 
 
 def to_public(rec: JobRecord) -> JobPublic:
@@ -25,7 +26,7 @@ def to_public(rec: JobRecord) -> JobPublic:
     return job
 
 
-@router.post("", status_code=202, response_model=JobPublic, responses=ERRORS)
+@router.post("", status_code=202, response_model=JobPublic, responses={**ERRORS, **BODY_ERRORS})
 def create_job(
     body: JobCreate,
     tenant: TenantDep,

@@ -71,6 +71,11 @@ def imported(stderr: str) -> set[str]:
         ({"method": "pruneall"}, "method: unknown method 'pruneall'; allowed: magnitude, wanda"),
         ({"sparsity": "1.2"}, "sparsity: sparsity 1.2 is out of range; allowed: a fraction"),
         ({"sparsity": "3:2"}, "sparsity: sparsity '3:2' is not valid: need 0 < N < M"),
+        ({"sparsity": "2:5"}, "sparsity: sparsity '2:5' is not valid: M must be a power of two"),
+        (
+            {"sparsity": "0.5", "sparsity_profile": "owl", "owl_samples": "8"},
+            "owl.samples: 8 is more than calibration.nsamples (4)",
+        ),  # fmt: skip
         ({"nsamples": "0"}, "nsamples: Input should be greater than or equal to 1"),
         ({"sparsity_profile": "owl"}, "sparsity_profile: 'owl' gives each layer its own"),
         ({"sparsity": "0.5", "owl_lambda": "0.1"}, "owl: these settings are for sparsity_profile"),

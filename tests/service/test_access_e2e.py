@@ -48,6 +48,14 @@ def test_other_tenant_gets_404_for_job_and_files(live_service, done_job):
     [
         ({"method": "prune-it"}, "method", "allowed: magnitude, wanda, sparsegpt"),
         ({"sparsity": "3:2"}, "sparsity", "need 0 < N < M"),
+        ({"sparsity": "2:5"}, "sparsity", "M must be a power of two from 2 to 32"),
+        ({"sparsity": "1:1000"}, "sparsity", "M must be a power of two from 2 to 32"),
+        ({"sparsity": "1:64"}, "sparsity", "M must be a power of two from 2 to 32"),
+        (
+            {"sparsity_profile": "owl", "owl": {"samples": 8}},
+            "owl.samples",
+            "more than calibration.nsamples (4)",
+        ),  # fmt: skip
         ({"sparsity": 1.5}, "sparsity", "out of range"),
         ({"calibration": {"nsamples": 4096, "seqlen": 2048}}, "calibration.nsamples", "limit"),
         ({"calibration": {"dataset": "imagenet"}}, "calibration.dataset", "allowed: wikitext2"),

@@ -4,6 +4,7 @@ disk under an upload (507, no file left), and job errors that never show server 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,10 +16,17 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def redis_down_api(live_service, tmp_path_factory):
+def redis_down_uploads(tmp_path_factory) -> Path:
+    """The uploads folder of `redis_down_api` (its own, so what it leaves can be seen)."""
+    return tmp_path_factory.mktemp("redis-down") / "uploads"
+
+
+@pytest.fixture(scope="module")
+def redis_down_api(live_service, redis_down_uploads):
     """An api whose Redis URL points at a port nothing listens on."""
-    root = tmp_path_factory.mktemp("redis-down")
-    with api_process(live_service, root, REDIS_URL=f"redis://127.0.0.1:{_free_port()}/0") as url:
+    root = redis_down_uploads.parent
+    with api_process(live_service, root, REDIS_URL=f"redis://127.0.0.1:{_free_port()}/0",
+                     UPLOADS_DIR=str(redis_down_uploads)) as url:  # fmt: skip
         yield url
 
 
@@ -45,6 +53,16 @@ def test_redis_down_is_503_json_with_retry_after(live_service, redis_down_api, m
     assert r.status_code == 503, r.text
     assert r.headers["retry-after"].isdigit()
     assert "Redis" in r.json()["detail"] and set(r.json()) == {"detail", "field"}
+
+
+def test_an_upload_refused_for_redis_down_leaves_no_file(
+    live_service, redis_down_api, redis_down_uploads
+):
+    """The file is streamed to disk before its record is written: no record, no file."""
+    r = httpx.post(redis_down_api + "/v1/datasets", headers=live_service.headers(), timeout=60,
+                   files={"file": ("corpus.txt", b"calibration text " * 1000)})  # fmt: skip
+    assert r.status_code == 503, r.text
+    assert list(redis_down_uploads.iterdir()) == []
 
 
 def test_redis_down_leaves_healthz_up_and_readyz_not_ready(redis_down_api):
@@ -88,3 +106,19 @@ def test_job_errors_name_the_input_not_server_paths(live_service):
     assert "c4" in message, message
     for text in [message, *(e["message"] for e in events)]:
         assert str(live_service.root) not in text, text
+
+
+def test_an_nm_width_error_names_the_spec_field_skip(live_service):
+    """A REST user is told the spec field `skip`, not only the CLI's --skip flag."""
+    from tests.support.tiny_models import make_tiny_model
+
+    name = "tiny-llama-mlp48"
+    if not (live_service.models_dir / name).is_dir():
+        make_tiny_model("llama_mlp48", live_service.models_dir / name)
+    spec = {"model": name, "method": "magnitude", "sparsity": "1:32"}
+    with live_service.client() as c:
+        job = c.post("/v1/jobs", json=spec).raise_for_status().json()
+        job = live_service.wait_job(c, job["id"], ("failed",))
+    message = job["error"]["message"]
+    assert "mlp.down_proj has 48 inputs" in message, message
+    assert "to `skip` (CLI: --skip)" in message and "2, 4, 8 or 16" in message, message

@@ -6,7 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.service.raw_http import answer_before_body_ends, chunk
+from tests.service.api_process import api_process
+from tests.service.raw_http import answer_and_close, answer_before_body_ends, chunk
 from tests.support.live_service import TINY_MODEL
 
 pytestmark = pytest.mark.e2e
@@ -61,6 +62,44 @@ def test_upload_with_wrong_type_is_refused_from_its_headers(live_service):
     part = b'--XYZ\r\nContent-Disposition: form-data; name="file"; filename="w.bin"\r\n\r\nab'
     status, _, body = answer_before_body_ends(live_service.url, head, chunk(part))
     assert status == 422 and body["field"] == "file" and ".jsonl" in body["detail"], body
+
+
+@pytest.mark.parametrize("valid_first", [True, False])
+def test_two_authorization_headers_are_400_whichever_comes_last(live_service, valid_first):
+    pair = [("Authorization", f"Bearer {live_service.api_key}"), ("Authorization", "Bearer x")]
+    headers = pair if valid_first else pair[::-1]
+    r = httpx.get(f"{live_service.url}/v1/jobs", headers=headers)
+    assert r.status_code == 400 and r.json()["field"] == "Authorization", r.text
+    assert "one Authorization header" in r.json()["detail"], r.text
+
+
+@pytest.fixture(scope="module")
+def slow_body_api(live_service, tmp_path_factory):
+    """An api that waits 1 s for the next part of a body; its own uploads folder."""
+    root = tmp_path_factory.mktemp("body-timeout")
+    with api_process(live_service, root, BODY_TIMEOUT_S="1",
+                     UPLOADS_DIR=str(root / "uploads")) as url:  # fmt: skip
+        yield url, root / "uploads"
+
+
+def test_a_json_body_that_stalls_is_408_and_the_connection_closed(live_service, slow_body_api):
+    url, _ = slow_body_api
+    head = _post_head(live_service, "/v1/jobs", f"Authorization: Bearer {live_service.api_key}",
+                      "Content-Type: application/json", "Content-Length: 100")  # fmt: skip
+    status, headers, body = answer_and_close(url, head, b'{"model": "tiny-llama", "meth')
+    assert status == 408 and body["field"] == "body" and "1 s" in body["detail"], body
+    assert headers["connection"] == "close"
+
+
+def test_an_upload_that_stalls_is_408_and_leaves_no_file(live_service, slow_body_api):
+    url, uploads = slow_body_api
+    head = _post_head(live_service, "/v1/datasets", f"Authorization: Bearer {live_service.api_key}",
+                      "Content-Type: multipart/form-data; boundary=XYZ",
+                      "Content-Length: 100000")  # fmt: skip
+    part = b'--XYZ\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\n'
+    status, _, body = answer_and_close(url, head, part + b"word " * 1000)
+    assert status == 408 and body["field"] == "body", body
+    assert not uploads.exists() or list(uploads.iterdir()) == []
 
 
 def test_oversized_authorization_header_is_431(live_service):

@@ -20,6 +20,11 @@ CONFIGS: dict[str, tuple[str, dict]] = {
         "LlamaConfig",
         dict(num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
     ),  # fmt: skip
+    # an MLP 48 wide: N:M with M = 32 does not divide down_proj's inputs (the width check)
+    "llama_mlp48": (
+        "LlamaConfig",
+        dict(num_attention_heads=4, num_key_value_heads=2, intermediate_size=48),
+    ),  # fmt: skip
     "mistral": ("MistralConfig", dict(num_attention_heads=4, num_key_value_heads=2)),
     "qwen2": ("Qwen2Config", dict(num_attention_heads=4, num_key_value_heads=2)),
     "gemma": ("GemmaConfig", dict(num_attention_heads=4, num_key_value_heads=1, head_dim=16)),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from service.schemas import NM_GROUPS
 from worker.engine.errors import PruningError, SpecError
 from worker.engine.masks import Pattern, check_n_of_m
 
@@ -102,11 +103,23 @@ def check_fits(shapes: dict[str, tuple[int, int]], pattern: Pattern) -> None:
         if pattern.is_nm and cols % pattern.m:
             raise SpecError(
                 f"sparsity {pattern} needs every pruned Linear's input width to be a multiple of "
-                f"{pattern.m}; {name} has {cols} inputs (skip it with --skip, or choose an M "
-                f"that divides {cols})"
+                f"{pattern.m}; {name} has {cols} inputs: {_keep_dense_or_fit(name, cols)}"
             )
         if not pattern.is_nm and pattern.ratio * cols < 1:
             raise SpecError(
                 f"sparsity {pattern} prunes no weight of {name} (each row has {cols} inputs); "
                 f"the smallest useful sparsity for it is {1 / cols:.3g}"
             )
+
+
+def _keep_dense_or_fit(name: str, cols: int) -> str:
+    """What to do about a module N:M groups do not divide. The engine cannot tell which
+    interface the spec came from, so it names the spec field and the CLI flag."""
+    parts = name.split(".")
+    glob = "*." + ".".join(parts[-2:]) if len(parts) > 2 else name
+    hint = f"keep it dense by adding a pattern such as {glob!r} to `skip` (CLI: --skip)"
+    fits = [str(m) for m in NM_GROUPS if cols % m == 0]
+    if not fits:
+        return hint
+    listed = fits[0] if len(fits) == 1 else f"{', '.join(fits[:-1])} or {fits[-1]}"
+    return f"{hint}, or choose an M that divides {cols}: {listed}"

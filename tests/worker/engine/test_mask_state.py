@@ -62,6 +62,11 @@ def test_nm_needs_input_widths_that_are_multiples_of_m():
     check_fits({"a": (8, 64)}, Pattern(0.5, 2, 4))
     with pytest.raises(SpecError, match="layers.0.fc has 64 inputs"):
         check_fits({"layers.0.fc": (8, 64)}, Pattern(2 / 3, 2, 3))
+    with pytest.raises(SpecError) as exc:
+        check_fits({"layers.0.mlp.fc": (8, 48)}, Pattern(1 / 32, 1, 32))
+    said = str(exc.value)  # the spec field for API users, the flag for CLI users
+    assert "adding a pattern such as '*.mlp.fc' to `skip` (CLI: --skip)" in said, said
+    assert "choose an M that divides 48: 2, 4, 8 or 16" in said, said
     with pytest.raises(SpecError, match="multiple of 1000000"):
         check_fits({"a": (8, 64)}, Pattern(1e-6, 1, 1_000_000))
 
