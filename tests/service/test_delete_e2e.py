@@ -38,11 +38,13 @@ def _leftovers(svc, job_id: str) -> list[str]:
         kind = r.type(raw).decode()
         if job_id in key and key != f"ps:gone:{job_id}":
             found.append(key)
-        elif kind == "zset" and r.zscore(raw, job_id) is not None:
-            found.append(f"{key} member")
-        elif kind == "set" and r.sismember(raw, job_id):
+        elif kind in ("set", "zset") and _member(r, raw, kind, job_id):
             found.append(f"{key} member")
     return found
+
+
+def _member(r: redis.Redis, key: bytes, kind: str, job_id: str) -> bool:
+    return bool(r.sismember(key, job_id) if kind == "set" else r.zscore(key, job_id) is not None)
 
 
 def test_delete_a_finished_job_removes_it_and_a_repeat_is_204(live_service):
