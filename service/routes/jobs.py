@@ -95,7 +95,12 @@ def cancel_job(job: JobDep, store: StoreDep) -> JobPublic:
     return to_public(store.request_cancel(job.id) or job)
 
 
-@router.delete("/{job_id}", status_code=204, response_class=Response, responses=ERRORS)
+DELETED = {204: {"description": "Deleted now, or already deleted by you"}}
+
+
+@router.delete(
+    "/{job_id}", status_code=204, response_class=Response, responses={**DELETED, **ERRORS}
+)
 def delete_job(job_id: str, tenant: TenantDep, store: StoreDep) -> Response:
     """Delete the job, its files and events (a running job is cancelled first); again: 204."""
     if not job_delete.delete(store, tenant, job_id):

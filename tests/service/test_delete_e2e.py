@@ -132,3 +132,13 @@ def _wait_pruning(c, job_id: str, timeout: float = 90) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError(job_id)
+
+
+def test_openapi_documents_delete_as_204_without_a_body(live_service):
+    with live_service.client() as c:
+        doc = c.get("/openapi.json").json()
+    responses = doc["paths"]["/v1/jobs/{job_id}"]["delete"]["responses"]
+    assert (
+        "content" not in responses["204"] and "already deleted" in responses["204"]["description"]
+    )
+    assert responses["404"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
