@@ -10,16 +10,10 @@ import time
 import pytest
 import redis
 
-from tests.support.live_service import TINY_MODEL
+from tests.service.test_access_e2e import SPEC  # a tiny magnitude job
 from tests.worker.test_tasks_e2e import SLOW_MODEL, _make_slow_model
 
 pytestmark = pytest.mark.e2e
-SPEC = {
-    "model": TINY_MODEL,
-    "method": "magnitude",
-    "sparsity": 0.5,
-    "calibration": {"nsamples": 4, "seqlen": 32},
-}
 ENDED = ("succeeded", "failed", "cancelled")
 
 
