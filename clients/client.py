@@ -28,7 +28,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 class PruneClient:
     """Talks to one pruneserve service with one API key.
 
-    Calls that are safe to repeat (GETs, cancel, and submit, which sends an
+    Calls that are safe to repeat (GETs, cancel, delete, and submit, which sends an
     Idempotency-Key) are retried with exponential backoff on connection errors
     and 5xx; the others fail at once. Errors are the types in clients.errors.
     """
@@ -109,6 +109,11 @@ class PruneClient:
         """Cancel (idempotent: cancelling an ended job returns it as it is)."""
         body = self.transport.request("POST", f"/v1/jobs/{job_id}/cancel", idempotent=True)
         return JobPublic.model_validate(body)
+
+    def delete(self, job_id: str) -> None:
+        """Delete the job and its files (a running job is cancelled first). Idempotent: deleting
+        a job you already deleted is no error; an unknown id raises NotFound."""
+        self.transport.request("DELETE", f"/v1/jobs/{job_id}", idempotent=True)
 
     def wait(
         self,

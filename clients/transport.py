@@ -1,6 +1,6 @@
 """HTTP with the API key, typed errors and retries with exponential backoff.
 
-Only idempotent calls are retried (GET, cancel, and submissions that carry an
+Only idempotent calls are retried (GET, cancel, delete, and submissions that carry an
 Idempotency-Key): on connection errors and 5xx answers.
 """
 

@@ -44,8 +44,13 @@ async def get_job(job_id: str, tenant: TenantDep, store: StoreDep) -> JobRecord:
     """The caller's job; 404 for unknown ids and for other tenants' jobs alike."""
     rec = await store.aget_for_tenant(tenant, job_id)
     if rec is None:
-        raise ApiError(404, f"job {job_id!r} not found", "job_id")
+        raise job_not_found(job_id)
     return rec
+
+
+def job_not_found(job_id: str) -> ApiError:
+    """The one answer for an unknown id and for another tenant's job."""
+    return ApiError(404, f"job {job_id!r} not found", "job_id")
 
 
 JobDep = Annotated[JobRecord, Depends(get_job)]

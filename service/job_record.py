@@ -17,6 +17,7 @@ class JobRecord(JobPublic):
     state: JobState = JobState.queued
     artifacts: list[Artifact] = Field(default_factory=list)
     owner: str | None = None  # host:pid:nonce of the process running it
+    idem_key: str | None = None  # the Redis key of its Idempotency-Key, removed with the job
 
     def public(self) -> JobPublic:
         """The job as the API returns it (no tenant, owner or artifact list)."""

@@ -2,7 +2,8 @@
 
 Keys: ps:job:<id> (JSON record), ps:tenant:<t>:jobs (sorted set, newest first by sequence),
 ps:events:<id> (list), ps:cancel:<id>, ps:state:<state> (sets, for metrics), ps:idem:<t>:<key>,
-ps:unqueued (sorted set of jobs saved but not yet enqueued).
+ps:unqueued (sorted set of jobs saved but not yet enqueued), ps:finished (sorted set of ended
+jobs by end time, for retention); service/job_delete.py removes them all.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from service.settings import Settings
 
 DURATION_BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
 UNQUEUED = "ps:unqueued"  # sorted set: jobs saved but not yet handed to Celery, by save time
+FINISHED = "ps:finished"  # sorted set: ended jobs by finished_at (epoch seconds)
 
 # One atomic write: the Idempotency-Key, the record, its indexes and its first event exist
 # together or not at all, so no key can point at a job that was never saved.
@@ -77,6 +79,7 @@ class JobStore:
         ikey = ""
         if idem_key:
             ikey = f"ps:idem:{tenant}:{hashlib.sha256(idem_key.encode()).hexdigest()}"
+            rec = rec.model_copy(update={"idem_key": ikey})
         event = _event("state", "queued")
         keys = [ikey, _job_key(rec.id), f"ps:tenant:{tenant}:jobs", "ps:seq"]
         keys += [_state_key(JobState.queued.value), UNQUEUED, f"ps:events:{rec.id}"]
@@ -169,6 +172,8 @@ class JobStore:
                     pipe.set(key, new.model_dump_json())
                     if new.state != rec.state:
                         pipe.smove(_state_key(rec.state.value), _state_key(new.state.value), job_id)
+                        if new.state.terminal and new.finished_at is not None:
+                            pipe.zadd(FINISHED, {job_id: new.finished_at.timestamp()})
                     pipe.execute()
                     return new
                 except redis.WatchError:

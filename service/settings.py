@@ -9,7 +9,7 @@ import hmac
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_KEY = "dev-key"
@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     API_WORKERS: int = 1  # uvicorn processes of `pruneserve api` (--workers overrides)
     API_ACCESS_LOG: bool = True  # one log line per request (--no-access-log overrides)
     FAST_POLL: bool = True  # GET /v1/jobs/{id} from a per-job render cache (service/fast_poll.py)
+    ARTIFACT_TTL_DAYS: float | None = None  # ended jobs older than this are deleted; None: kept
+    RETENTION_SWEEP_S: float = 300.0  # how often a worker sweeps expired and deleted jobs
+
+    @field_validator("ARTIFACT_TTL_DAYS", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:
@@ -68,6 +75,12 @@ class Settings(BaseSettings):
             )
         if self.MAX_ATTEMPTS < 1:
             raise UnsafeSettingsError("PRUNESERVE_MAX_ATTEMPTS must be >= 1")
+        if self.ARTIFACT_TTL_DAYS is not None and not self.ARTIFACT_TTL_DAYS > 0:
+            raise UnsafeSettingsError(
+                "PRUNESERVE_ARTIFACT_TTL_DAYS must be > 0 days (unset it to keep jobs forever)"
+            )
+        if not self.RETENTION_SWEEP_S > 0:
+            raise UnsafeSettingsError("PRUNESERVE_RETENTION_SWEEP_S must be > 0 seconds")
         return self
 
     @property

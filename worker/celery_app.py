@@ -1,4 +1,5 @@
-"""The worker's Celery app (from Settings), its heartbeat and the orphaned-job sweep."""
+"""The worker's Celery app (from Settings), its heartbeat, the orphaned-job sweep and the
+retention sweep."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from service.queue import make_celery
 from service.settings import Settings
 from worker.heartbeat import Ticker
 from worker.recovery import sweep
+from worker.retention import RetentionSweep
 
 log = logging.getLogger(__name__)
 settings = Settings()
@@ -41,6 +43,9 @@ def _start_heartbeat(sender=None, **_) -> None:
     ticker = Ticker(lambda: _tick(jobs, name), settings.HEARTBEAT_S, name="worker-heartbeat")
     ticker.start()
     _beat.append(ticker)
+    retention = Ticker(RetentionSweep(store()), settings.RETENTION_SWEEP_S, name="retention")
+    retention.start()
+    _beat.append(retention)
     log.info("worker %s ready; heartbeat every %ss", name, settings.HEARTBEAT_S)
 
 

@@ -1,4 +1,4 @@
-"""Remote commands: submit, status, list, watch, cancel, download, datasets upload.
+"""Remote commands: submit, status, list, watch, cancel, delete, download, datasets upload.
 
 Exit codes as exits.py: 0 success, 1 request failed (message on stderr), 2 bad usage,
 3 job failed, 4 job cancelled, 5 gave up waiting. `--json` prints JSON on stdout.
@@ -55,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cancel", parents=[common], help="cancel a queued or running job")
     p.add_argument("job")
     p.set_defaults(func=_handle(cmd_cancel))
+
+    p = sub.add_parser(
+        "delete", parents=[common], help="delete a job and its files (cancels it if running)"
+    )
+    p.add_argument("job")
+    p.set_defaults(func=_handle(cmd_delete))
 
     p = sub.add_parser("download", parents=[common], help="download and verify a checkpoint")
     p.add_argument("job")
@@ -217,6 +223,15 @@ def cmd_cancel(args: argparse.Namespace, client: PruneClient) -> int:
         _emit(job.model_dump(mode="json"))
     else:
         print(f"job {job.id} {job.state.value}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, client: PruneClient) -> int:
+    client.delete(args.job)
+    if args.json:
+        _emit({"id": args.job, "deleted": True})
+    else:
+        print(f"job {args.job} deleted")
     return 0
 
 

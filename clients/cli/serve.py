@@ -71,6 +71,7 @@ def run_api(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    _check_settings()  # one clear line before Celery starts, not a traceback at import
     from worker.celery_app import app
 
     argv = [
@@ -87,3 +88,19 @@ def run_worker(args: argparse.Namespace) -> int:
         argv.append(f"--hostname={args.hostname}")
     app.worker_main(argv)
     return 0
+
+
+def _check_settings() -> None:
+    """Exit with `error: PRUNESERVE_<NAME>: <why>` when a setting does not validate."""
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    try:
+        Settings()
+    except ValidationError as exc:
+        why = [
+            f"PRUNESERVE_{e['loc'][0]}: {e['msg']}" if e["loc"] else e["msg"] for e in exc.errors()
+        ]
+        text = "; ".join(w.replace("Value error, ", "") for w in why)
+        raise SystemExit(f"error: {text}") from None

@@ -1,12 +1,21 @@
-"""Jobs: submit, read, list, events, cancel."""
+"""Jobs: submit, read, list, events, cancel, delete."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 
-from service.deps import CeleryDep, DatasetsDep, JobDep, SettingsDep, StoreDep, TenantDep
+from service import job_delete
+from service.deps import (
+    CeleryDep,
+    DatasetsDep,
+    JobDep,
+    SettingsDep,
+    StoreDep,
+    TenantDep,
+    job_not_found,
+)
 from service.errors import BODY_ERRORS, ERRORS, ApiError
 from service.job_record import JobRecord
 from service.jobs import IdempotencyConflict
@@ -85,3 +94,16 @@ def cancel_job(job: JobDep, store: StoreDep) -> JobPublic:
     if state.terminal:
         raise ApiError(409, f"job is already {state.value}; only queued or running jobs cancel")
     return to_public(store.request_cancel(job.id) or job)
+
+
+DELETED = {204: {"description": "Deleted now, or already deleted by you"}}
+
+
+@router.delete(
+    "/{job_id}", status_code=204, response_class=Response, responses={**DELETED, **ERRORS}
+)
+def delete_job(job_id: str, tenant: TenantDep, store: StoreDep) -> Response:
+    """Delete the job, its files and events (a running job is cancelled first); again: 204."""
+    if not job_delete.delete(store, tenant, job_id):
+        raise job_not_found(job_id)
+    return Response(status_code=204)

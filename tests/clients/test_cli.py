@@ -82,6 +82,21 @@ def test_submit_without_wait_prints_the_id_then_cancel(cli, live_service):
     assert watched.stderr.strip().endswith("was cancelled")
 
 
+def test_delete_prints_one_line_and_a_repeat_is_no_error(cli, live_service):
+    job_id = cli("submit", *TINY_FLAGS).stdout.strip()
+    theirs = cli("delete", job_id, key=live_service.other_api_key)
+    assert (theirs.returncode, theirs.stdout) == (1, "")
+    assert theirs.stderr == f"error: 404 job_id: job '{job_id}' not found\n"  # as for any id
+    deleted = cli("delete", job_id)
+    assert (deleted.returncode, deleted.stderr) == (0, "")
+    assert deleted.stdout == f"job {job_id} deleted\n"
+    again = cli("delete", job_id, "--json")
+    assert again.returncode == 0 and json.loads(again.stdout) == {"id": job_id, "deleted": True}
+    assert cli("status", job_id).returncode == 1
+    missing = cli("delete", "no-such-job")
+    assert missing.returncode == 1 and "error: 404 job_id: job 'no-such-job'" in missing.stderr
+
+
 def test_failed_job_exits_3_with_its_error(cli, tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("too short")

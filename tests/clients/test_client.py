@@ -147,3 +147,16 @@ def test_list_pages_follow_the_cursor(client, done_job):
     succeeded = client.list(state="succeeded")
     assert done_job.id in {j.id for j in succeeded.items}
     assert all(j.state == JobState.succeeded for j in succeeded.items)
+
+
+def test_a_delete_whose_answer_was_lost_is_retried_and_succeeds(client, proxied, proxy):
+    job = client.submit(TINY_SPEC)
+    proxy.break_next("drop", "DELETE", f"/v1/jobs/{job.id}")  # deleted, but the 204 is lost
+    assert proxied.delete(job.id) is None
+    assert [r.status for r in proxy.seen("DELETE", f"/v1/jobs/{job.id}")] == [0, 204]
+    with pytest.raises(NotFound):
+        client.get(job.id)
+    client.delete(job.id)  # and again: still no error
+    with pytest.raises(NotFound, match="not found") as exc:
+        client.delete("no-such-job")
+    assert exc.value.status == 404

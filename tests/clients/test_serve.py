@@ -52,3 +52,12 @@ def test_api_refuses_a_worker_count_below_one():
     out = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "--workers / PRUNESERVE_API_WORKERS must be >= 1, not 0" in out.stderr
+
+
+def test_worker_refuses_a_retention_that_is_not_positive():
+    cmd = [sys.executable, "-m", "clients.cli.main", "worker"]
+    env = _env(ARTIFACT_TTL_DAYS="0")
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith("error: "), out.stderr
+    assert "PRUNESERVE_ARTIFACT_TTL_DAYS must be > 0 days" in out.stderr
+    assert "Traceback" not in out.stderr
