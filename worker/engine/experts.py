@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from worker.engine.errors import UnsupportedModelError
-from worker.engine.stats import InputStats
+from worker.engine.stats import InputStats, Scratch
 
 FIRST = ("gate_up_proj", "up_proj")  # reads the token; gate_up_proj holds [gate; up]
 SECOND = ("down_proj",)  # reads the gated activation
@@ -107,12 +107,18 @@ class ExpertStats:
 class RoutedStats:
     """Forward pre-hooks on experts modules: expert e's accumulators see only its tokens."""
 
-    def __init__(self, modules: dict[str, nn.Module], want_hessian: bool, total_tokens: int):
+    def __init__(
+        self,
+        modules: dict[str, nn.Module],
+        want_hessian: bool,
+        total_tokens: int,
+        scratch: Scratch | None = None,
+    ):
         self.modules = modules
         self.stats: dict[str, ExpertStats] = {}
         for name, m in modules.items():
             n = m.down_proj.shape[0]
-            mk = [InputStats(want_hessian, total_tokens, seqlen=1) for _ in range(2 * n)]
+            mk = [InputStats(want_hessian, total_tokens, 1, scratch) for _ in range(2 * n)]
             self.stats[name] = ExpertStats(mk[:n], mk[n:], [0] * n)
 
     def stats_of(self, target_name: str) -> InputStats:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from worker.engine.stats import InputStats
+from worker.engine.stats import InputStats, Scratch
 
 
 class LayerStop(Exception):
@@ -38,8 +38,10 @@ class StatsCollector:
         total_tokens: int,
         seqlen: int,
         early_stop: bool = True,
+        scratch: Scratch | None = None,
     ):
         self.linears = linears
+        self.scratch = scratch  # per-batch work space shared by the groups' statistics
         self.want_hessian = want_hessian
         self.total_tokens = total_tokens
         self.seqlen = seqlen
@@ -61,9 +63,9 @@ class StatsCollector:
             if group is None:
                 group = next((g for g in self.groups if g.last is x), None)
                 if group is None:
-                    group = InputGroup(
-                        InputStats(self.want_hessian, self.total_tokens, self.seqlen)
-                    )
+                    stats = InputStats(self.want_hessian, self.total_tokens, self.seqlen,
+                                       self.scratch)  # fmt: skip
+                    group = InputGroup(stats)
                     self.groups.append(group)
                 group.names.append(name)
                 self._group_of[name] = group

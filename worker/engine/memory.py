@@ -1,7 +1,9 @@
 """Process memory: give freed heap pages back between stages, and read the peak RSS.
 
 Tokenizing a whole corpus leaves many small freed blocks that glibc keeps; trimming at stage
-boundaries lets the next stage reuse that memory instead of growing the peak.
+boundaries lets the next stage reuse that memory instead of growing the peak. The allocator's
+own thresholds are left as they are: within a stage, the walk's per-batch temporaries reuse
+the heap's pages (a fixed mmap threshold gave each one fresh zero pages, faulted in per batch).
 """
 
 from __future__ import annotations
@@ -22,20 +24,6 @@ def _libc():
 
 
 _LIBC = _libc()
-
-
-M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc malloc.h)
-MMAP_THRESHOLD = 256 << 10
-
-
-def return_large_blocks() -> None:
-    """Allocations of 256 KiB and more get their own mapping, unmapped when freed. glibc
-    otherwise raises that threshold as large blocks are freed and keeps later ones on its
-    heap, so a walk's per-layer temporaries pile up (SmolLM2 lazy: peak RSS 904 -> 689 MB at
-    1 MiB; 256 KiB also keeps GQA's sub-MiB key/value temporaries off the heap: walk peak
-    587 -> 576 MB)."""
-    if _LIBC is not None and hasattr(_LIBC, "mallopt"):
-        _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def release() -> None:

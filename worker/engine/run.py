@@ -31,7 +31,7 @@ from worker.engine.experts import expert_targets, router_linears
 from worker.engine.lazy import LazyUnsupported, checkpoint_bytes, open_lazy
 from worker.engine.mask_state import MaskState, check_fits
 from worker.engine.masks import Pattern
-from worker.engine.memory import peak_rss_mb, release, return_large_blocks
+from worker.engine.memory import peak_rss_mb, release
 from worker.engine.methods import get_method
 from worker.engine.model_io import (
     DTYPES,
@@ -607,7 +607,6 @@ def run(
     state.sources = datasets(spec, where)  # missing files are reported before the slow load
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    return_large_blocks()
     stages = plan(spec)
     for stage, span in zip(stages, spans(stages), strict=True):
         release()

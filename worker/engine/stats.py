@@ -20,6 +20,21 @@ def add_xtx_upper(acc: torch.Tensor, x: torch.Tensor, blocks: int = XTX_BLOCKS) 
         acc[a:b, a:].addmm_(x[:, a:b].t(), x[:, a:])
 
 
+class Scratch:
+    """One growable fp32 buffer for the per-batch work of every `InputStats` it is given (the
+    fp32 copy of a batch, its squares), so a walk allocates it once instead of per batch."""
+
+    def __init__(self) -> None:
+        self._buf: torch.Tensor | None = None
+
+    def take(self, numel: int, device: torch.device) -> torch.Tensor:
+        """A flat fp32 tensor of `numel` elements (its contents are not kept between calls)."""
+        buf = self._buf
+        if buf is None or buf.numel() < numel or buf.device != device:
+            self._buf = buf = torch.empty(numel, device=device)
+        return buf[:numel]
+
+
 def symmetric_from_upper(upper: torch.Tensor) -> torch.Tensor:
     return torch.triu(upper) + torch.triu(upper, 1).t()
 
@@ -27,8 +42,15 @@ def symmetric_from_upper(upper: torch.Tensor) -> torch.Tensor:
 class InputStats:
     """Column norms (Wanda), Hessian (SparseGPT) and a small token sample of one input."""
 
-    def __init__(self, want_hessian: bool, total_tokens: int, seqlen: int | None = None):
+    def __init__(
+        self,
+        want_hessian: bool,
+        total_tokens: int,
+        seqlen: int | None = None,
+        scratch: Scratch | None = None,
+    ):
         self.want_hessian = want_hessian
+        self.scratch = scratch  # shared by the stats of one walk; None: a temporary per batch
         self.seqlen = seqlen  # tokens per calibration sequence (inferred from 3-D input if None)
         self.tokens = 0
         self.sumsq: torch.Tensor | None = None  # (in,) sum over tokens of x_j^2
@@ -42,12 +64,17 @@ class InputStats:
         x2 = x.reshape(-1, x.shape[-1])  # (B*T, in)
         if self.seqlen is None:
             self.seqlen = x.shape[-2] if x.dim() == 3 else x2.shape[0]
-        xf = x2.float()
-        ones = torch.ones(1, xf.shape[0], device=xf.device)
-        sq = (ones @ xf.square()).reshape(-1)  # (in,): a matmul reduces faster than sum(0)
-        self.sumsq = sq if self.sumsq is None else self.sumsq.add_(sq)
-        total = (ones @ xf).reshape(-1)
-        self.sum = total if self.sum is None else self.sum.add_(total)
+        rows, cols = x2.shape
+        work = (self.scratch or Scratch()).take(2 * rows * cols, x2.device)
+        xf = x2 if x2.dtype == torch.float32 else work[: rows * cols].view(rows, cols).copy_(x2)
+        if self.sumsq is None:
+            self.sumsq = torch.zeros(cols, device=x2.device)
+            self.sum = torch.zeros(cols, device=x2.device)
+        ones = torch.ones(1, rows, device=x2.device)
+        squares = torch.mul(xf, xf, out=work[rows * cols :].view(rows, cols))
+        # (in,) sums as matmuls (they reduce faster than sum(0)), added as the sums were before
+        self.sumsq.add_((ones @ squares).reshape(-1))
+        self.sum.add_((ones @ xf).reshape(-1))
         if self.want_hessian:
             if self._xtx_upper is None:
                 self._xtx_upper = torch.zeros(xf.shape[1], xf.shape[1], device=xf.device)

@@ -19,7 +19,7 @@ from worker.engine.experts import RoutedStats, expert_groups
 from worker.engine.hooks import InputGroup, LayerStop, StatsCollector
 from worker.engine.model_io import get_weight, set_weight
 from worker.engine.progress import Reporter
-from worker.engine.stats import InputStats
+from worker.engine.stats import InputStats, Scratch
 from worker.engine.streaming import LayerStreamer
 
 TOKENS_PER_BATCH = 1024  # samples per layer call = this // seqlen (at least 1)
@@ -161,6 +161,7 @@ def walk(
     n_layers = len(streamer.layers)
     arch = type(streamer.model).__name__
     cap = None
+    scratch = Scratch()  # the statistics' per-batch work space, for every layer
     if needs is not None:
         with reraise_typed(f"{arch}: capturing the inputs of the decoder layers"):
             cap = capture(streamer, ids, batch_size(ids.shape[1], ids.shape[0]))
@@ -174,7 +175,7 @@ def walk(
                 groups = [([n], None) for n in targets[i]]  # no statistics: each matrix alone
             else:
                 groups = layer_stats(layer, targets[i], needs, ids, cap.calls[i], cap.batch,
-                                     inps, warn)  # fmt: skip
+                                     inps, warn, scratch)  # fmt: skip
             begin = None if begin_layer is None else (lambda g, i=i: begin_layer(i, g))
             prune_groups(groups, targets[i], prune, begin)
             if cap is not None:  # in place: inps becomes the next layer's input
@@ -201,27 +202,29 @@ def survey(
         cap = capture(streamer, ids, batch_size(ids.shape[1], ids.shape[0]))
     inps, cap.hidden = cap.hidden, None
     n_layers = len(streamer.layers)
+    scratch = Scratch()
     for i in range(n_layers):
         reporter.check_cancel()
         with reraise_typed(f"{arch}: decoder layer {i}"), streamer.layer(i) as layer:
             linears = {n: m for n, m in targets[i].items() if isinstance(m, nn.Module)}
             collector = StatsCollector(linears, False, ids.numel(), ids.shape[1],
-                                       early_stop=False)  # fmt: skip
+                                       early_stop=False, scratch=scratch)  # fmt: skip
             with collector.hooks():
                 run_layer(layer, inps, inps, cap.calls[i], cap.batch)
             visit(i, [(g.names, [get_weight(linears[n]) for n in g.names], g.stats)
                       for g in collector.groups])  # fmt: skip
 
 
-def layer_stats(layer, targets, needs, ids, calls, batch, inps, warn) -> list:
+def layer_stats(layer, targets, needs, ids, calls, batch, inps, warn, scratch=None) -> list:
     """One statistics pass over `layer`: groups of Linears sharing an input with their stats,
     and each expert slice with the statistics of the tokens routed to it."""
     linears = {n: m for n, m in targets.items() if isinstance(m, nn.Module)}
     experts = {n: m for n, m in targets.items() if not isinstance(m, nn.Module)}
     hessian = needs == "hessian"
-    collector = StatsCollector(linears, hessian, ids.numel(), ids.shape[1], early_stop=not experts)
+    collector = StatsCollector(linears, hessian, ids.numel(), ids.shape[1],
+                               early_stop=not experts, scratch=scratch)  # fmt: skip
     routed = RoutedStats({n.rsplit(".", 1)[0]: m.module for n, m in experts.items()}, hessian,
-                         ids.numel())  # fmt: skip
+                         ids.numel(), scratch)  # fmt: skip
     with collector.hooks(), routed.hooks():
         run_layer(layer, inps, None, calls, batch)
     groups = [(g.names, g.stats) for g in collector.groups]
