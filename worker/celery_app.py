@@ -1,12 +1,14 @@
-"""The worker's Celery app (from Settings), its heartbeat and the orphaned-job sweep."""
+"""The worker's Celery app (from Settings), its heartbeat, the orphaned-job sweep and its log:
+one line per job event (worker/job_events.py), no progress bars, no misleading task lines."""
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 
 import redis
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import after_setup_logger, worker_init, worker_ready, worker_shutdown
 
 from service.jobs import JobStore
 from service.queue import make_celery
@@ -23,6 +25,23 @@ app.conf.update(
     worker_max_tasks_per_child=20,
 )
 _beat: list[Ticker] = []
+
+
+@worker_init.connect
+def _no_progress_bars(**_) -> None:
+    """tqdm bars (loading weights, writing shards) reach a worker's log as WARNING lines; a
+    job's progress is in its record. Set before the pool's processes import transformers."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+
+
+@after_setup_logger.connect
+def _quiet_task_results(**_) -> None:
+    """Celery's "Task ...[task id] succeeded in 0.4s: 'failed'" calls any job that ended
+    'succeeded'; the job's own lines (its id, stage, outcome and error) say what happened."""
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
 
 
 def store() -> JobStore:
