@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from service.schemas import CalibrationSpec, PruneSpec, TrainingSpec, resume_dir
 from tests.worker.engine.support import linear_weights, pattern
-from worker.engine.errors import Cancelled, ResourceError, SpecError
+from worker.engine.errors import CalibrationError, Cancelled, ResourceError, SpecError
 from worker.engine.masks import n_of_m
 from worker.engine.methods.smp import initial_scores, select
 from worker.engine.methods.wanda import wanda_score
@@ -120,6 +120,14 @@ class KillAt(Reporter):
             raise RuntimeError("killed")
 
 
+class Warnings(Reporter):
+    def __init__(self):
+        self.seen = []
+
+    def warn(self, message):
+        self.seen.append(message)
+
+
 def test_a_killed_training_resumes_from_its_checkpoint(tiny_model_dir, calib_file, tmp_path):
     model_dir = tiny_model_dir("llama")
     rec = training(calib_file, steps=7, lr=3e-3)
@@ -128,7 +136,9 @@ def test_a_killed_training_resumes_from_its_checkpoint(tiny_model_dir, calib_fil
     with pytest.raises(RuntimeError, match="killed"):
         run(s, out, reporter=KillAt(5))  # checkpoints at steps 2 and 4
     assert (resume_dir(out) / "recover.json").is_file() and not out.exists()
-    resumed = run(s, out)
+    told = Warnings()
+    resumed = run(s, out, reporter=told)
+    assert "resuming recover at step 4 of 7 from the previous attempt's checkpoint" in told.seen
     whole = run(s, tmp_path / "whole")
     assert resumed.training[0].resumed_from_step == 4 and whole.training[0].resumed_from_step == 0
     assert len(resumed.training[0].loss) == 7
@@ -190,3 +200,14 @@ def test_a_service_run_never_reads_a_file_path_dataset(tiny_model_dir, calib_fil
     with pytest.raises(SpecError, match=f"{field}.dataset: .* is a file path"):
         run(s, tmp_path / "o", models_dir=model_dir.parent, allow_local=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_training_data_too_short_is_named_as_training_data(tiny_model_dir, calib_file, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("ab\n\ncd\n\nef")
+    rec = TrainingSpec(dataset=str(short), steps=2, seqlen=32, batch_size=2)
+    s = spec(tiny_model_dir("llama"), calib_file, "wanda", "2:4", recovery=rec)
+    with pytest.raises(CalibrationError) as err:
+        run(s, tmp_path / "o")
+    assert str(err.value).startswith("recovery.dataset (--train-data): the training text has ")
+    assert "; recovery.seqlen (--train-seqlen) 32 needs at least 33" in str(err.value)
