@@ -23,6 +23,10 @@ app.conf.update(
     include=["worker.tasks"],
     task_time_limit=settings.JOB_TIME_LIMIT_S + 300,  # hard stop (prefork); soft one in reporter
     worker_max_tasks_per_child=20,
+    # a lost broker connection must not kill a running job: it rides through the outage
+    # itself (PRUNESERVE_REDIS_RETRY_S), or stops with its checkpoints kept (Celery 6's default
+    # would cancel it)
+    worker_cancel_long_running_tasks_on_connection_loss=False,
 )
 _beat: list[Ticker] = []
 

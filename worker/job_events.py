@@ -30,7 +30,7 @@ class JobEvents:
 
     def redis(self, call: Callable[[], T], what: str) -> T:
         """`call()` (a write or read of this job's keys), retried through a short outage."""
-        return retrying(call, self.retry_s, f"job {self.job_id}: {what}")
+        return retrying(call, self.retry_s, what, f"job {self.job_id} [{self.stage}]")
 
     def traceback(self) -> None:
         """The traceback of the exception being handled, at debug level only."""

@@ -31,7 +31,7 @@ from worker import interruption
 from worker.heartbeat import Ticker
 from worker.job_events import JobEvents
 from worker.job_reporter import JobReporter
-from worker.redis_retry import UNREACHABLE
+from worker.redis_retry import UNREACHABLE, wait_until_reachable
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
@@ -208,11 +208,12 @@ class JobRunner:
 
     def _interrupted(self, exc: Exception) -> str:
         """Redis stayed unreachable: leave everything a restart resumes from (or records) and a
-        note that this attempt did not die; the recovery sweep re-queues the job once Redis is
-        back (this attempt's heartbeat has stopped)."""
+        note that this attempt did not die, and return once Redis is back; the recovery sweep
+        then re-queues the job (this attempt's heartbeat has stopped)."""
         reason = str(exc) or type(exc).__name__
         self.events.traceback()
         log.warning("job %s [%s] interrupted: %s; its checkpoints are kept and the next delivery "
                     "resumes from them", self.job_id, self.events.stage, reason)  # fmt: skip
         interruption.leave_note(self.out, self.owner, self.attempt, reason)
+        wait_until_reachable(self.store.r, f"job {self.job_id}")
         return "interrupted"

@@ -5,11 +5,13 @@ with its checkpoint kept, and the next delivery resumes it without counting an a
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from service.schemas import CalibrationSpec, JobState, PruneSpec, resume_dir
 from tests.worker.redis_store import flaky_store, fresh_store
+from worker.interruption import NOTE
 from worker.runner import JobRunner
 
 SPEC = PruneSpec(
@@ -56,9 +58,15 @@ def test_a_long_outage_keeps_the_checkpoint_and_the_restart_resumes_without_an_a
     job_id = submit(store)
     out = store.settings.jobs_dir / job_id
     proxy.cut_on(LAYER_2)  # dark until healed
-    assert JobRunner(flaky_store(store, proxy), store.settings, job_id).run() == "interrupted"
-    assert (resume_dir(out) / "walk.json").is_file()  # the checkpoint after layer 2
-    proxy.heal()
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(JobRunner(flaky_store(store, proxy), store.settings, job_id).run)
+        while not (resume_dir(out) / NOTE).exists():  # it gave up on Redis and said why
+            assert not first.done(), first.result()
+            time.sleep(0.05)
+        assert (resume_dir(out) / "walk.json").is_file()  # the checkpoint after layer 2
+        assert not first.done()  # it returns to Celery only once Redis answers, or the
+        proxy.heal()  # task could not be acknowledged
+        assert first.result(timeout=60) == "interrupted"
     rec = store.get(job_id)
     assert (rec.state, rec.attempts) == (JobState.running, 1)
     while store.job_owner_alive(job_id):  # the heartbeat expires, as the sweep waits for

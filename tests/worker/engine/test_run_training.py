@@ -11,7 +11,13 @@ from transformers import AutoModelForCausalLM
 
 from service.schemas import CalibrationSpec, PruneSpec, TrainingSpec, resume_dir
 from tests.worker.engine.support import linear_weights, pattern
-from worker.engine.errors import CalibrationError, Cancelled, ResourceError, SpecError
+from worker.engine.errors import (
+    CalibrationError,
+    Cancelled,
+    Interrupted,
+    ResourceError,
+    SpecError,
+)
 from worker.engine.masks import n_of_m
 from worker.engine.methods.smp import initial_scores, select
 from worker.engine.methods.wanda import wanda_score
@@ -148,6 +154,26 @@ def test_a_killed_training_resumes_from_its_checkpoint(tiny_model_dir, calib_fil
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
     assert not resume_dir(out).exists()
+
+
+class LoseStoreAt(KillAt):
+    """The job store becomes unreachable as step `at` of training is reported."""
+
+    def step(self, done, total, message=None, **values):
+        if self.stage_name in ("train", "recover") and done == self.at:
+            raise Interrupted("Redis was unreachable")
+
+
+def test_an_interrupted_training_checkpoints_its_last_step_and_resumes_there(
+    tiny_model_dir, calib_file, tmp_path
+):
+    rec = training(calib_file, steps=5, lr=3e-3)  # checkpoint_every=2
+    s = spec(tiny_model_dir("llama"), calib_file, "wanda", "2:4", recovery=rec)
+    out = tmp_path / "o"
+    with pytest.raises(Interrupted):
+        run(s, out, reporter=LoseStoreAt(3))
+    resumed = run(s, out)
+    assert resumed.training[0].resumed_from_step == 3 and len(resumed.training[0].loss) == 5
 
 
 class CancelAt(KillAt):
