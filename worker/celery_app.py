@@ -36,6 +36,7 @@ def _no_progress_bars(**_) -> None:
     """tqdm bars (loading weights, writing shards) reach a worker's log as WARNING lines; a
     job's progress is in its record. Set before the pool's processes import transformers."""
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"  # the hub fallback for WikiText/C4
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()
