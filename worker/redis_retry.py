@@ -29,10 +29,12 @@ def retrying(call: Callable[[], T], within_s: float, what: str, whose: str = "")
             return call()
         except UNREACHABLE as exc:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0:  # the job's events show this; Redis's address stays in the log
+                log.warning("%sRedis still unreachable while %s (%s); giving up",
+                            f"{whose}: " if whose else "", what, exc)  # fmt: skip
                 raise Interrupted(
                     f"Redis was unreachable for {within_s:g} s (PRUNESERVE_REDIS_RETRY_S) while "
-                    f"{what}: {type(exc).__name__}: {exc}"
+                    f"{what}"
                 ) from exc
             if wait == FIRST_WAIT_S:
                 log.warning("%sRedis unreachable while %s (%s); retrying for up to %g s",

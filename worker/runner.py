@@ -28,6 +28,7 @@ from service.schemas import REPORT_FILE as REPORT_NAME
 from service.schemas import JobError, JobState, PruneReport, PruneSpec, partial_dir, resume_dir
 from service.settings import Settings
 from worker import interruption
+from worker.engine.errors import Cancelled, EngineError, Interrupted
 from worker.heartbeat import Ticker
 from worker.job_events import JobEvents
 from worker.job_reporter import JobReporter
@@ -120,8 +121,6 @@ class JobRunner:
         return rec
 
     def _execute(self, rec: JobRecord) -> str:
-        from worker.engine.errors import Cancelled, EngineError, Interrupted
-
         self.attempt = rec.attempts
         again = f", again: {self.resumes}; that does not count" if self.resumes else ""
         try:
@@ -187,8 +186,6 @@ class JobRunner:
 
     def _finish(self, state: JobState, message: str, end: Callable[[JobRecord], JobRecord]) -> str:
         """Record the outcome, unless the job is no longer ours (taken over, or ended)."""
-        from worker.engine.errors import Interrupted
-
         try:
             update = lambda: self.store.update(self.job_id, end)  # noqa: E731
             rec = self.events.redis(update, f"recording the outcome {state.value}")
@@ -210,7 +207,7 @@ class JobRunner:
         """Redis stayed unreachable: leave everything a restart resumes from (or records) and a
         note that this attempt did not die, and return once Redis is back; the recovery sweep
         then re-queues the job (this attempt's heartbeat has stopped)."""
-        reason = str(exc) or type(exc).__name__
+        reason = str(exc) if isinstance(exc, Interrupted) else f"Redis: {type(exc).__name__}"
         self.events.traceback()
         log.warning("job %s [%s] interrupted: %s; its checkpoints are kept and the next delivery "
                     "resumes from them", self.job_id, self.events.stage, reason)  # fmt: skip

@@ -177,15 +177,25 @@ def test_an_interrupted_training_checkpoints_its_last_step_and_resumes_there(
 
 
 class CancelAt(KillAt):
-    def check_cancel(self):
+    """Cancels once training step `at` was reported."""
+
+    def __init__(self, at: int):
+        super().__init__(at)
+        self.done = 0
+
+    def step(self, done, total, message=None, **values):
         if self.stage_name == "train":
+            self.done = done
+
+    def check_cancel(self):
+        if self.stage_name == "train" and self.done >= self.at:
             raise Cancelled("cancelled on request")
 
 
 def test_cancel_during_training_checkpoints_then_stops(tiny_model_dir, calib_file, tmp_path):
     s = spec(tiny_model_dir("llama"), calib_file, "smp", "2:4", training=training(calib_file))
     with pytest.raises(Cancelled):
-        run(s, tmp_path / "o", reporter=CancelAt(0))
+        run(s, tmp_path / "o", reporter=CancelAt(1))  # checkpoints every 2 steps: not at 1
     assert (resume_dir(tmp_path / "o") / "train.safetensors").is_file()
 
 
