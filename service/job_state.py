@@ -23,14 +23,22 @@ def new_job(job_id: str, tenant: str, spec: PruneSpec, now: datetime) -> JobReco
 
 
 def claim(
-    rec: JobRecord, owner: str, now: datetime, *, max_attempts: int, cancel_requested: bool
+    rec: JobRecord,
+    owner: str,
+    now: datetime,
+    *,
+    max_attempts: int,
+    cancel_requested: bool,
+    interrupted: bool = False,
 ) -> JobRecord:
     """A delivery takes the job: running under `owner`; cancelled when a cancel is pending;
-    failed (WorkerLost) when the previous `max_attempts` starts all died."""
+    failed (WorkerLost) when the previous `max_attempts` starts all died. A running job whose
+    attempt was `interrupted` (it stopped itself, e.g. Redis unreachable) goes on as the same
+    attempt: only deaths count."""
     _require(rec, (Q, R), "claim")
     if cancel_requested:
         return _end(rec, JobState.cancelled, now)
-    attempts = rec.attempts + 1
+    attempts = rec.attempts if interrupted and rec.state == R else rec.attempts + 1
     if attempts > max_attempts:
         error = JobError(
             type="WorkerLost",

@@ -203,7 +203,7 @@ class JobStore:
         if before and rec and before.state != rec.state:
             self.add_event(job_id, "state", "cancelled before it started")
         elif rec and not rec.state.terminal:
-            self.add_event(job_id, "info", "cancel requested; stops at the next layer boundary")
+            self.add_event(job_id, "info", "cancel requested; it stops within seconds")
         return rec
 
     def cancel_requested(self, job_id: str) -> bool:

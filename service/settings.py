@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     VISIBILITY_TIMEOUT_S: int | None = None
     MAX_ATTEMPTS: int = 3
     HEARTBEAT_S: float = 5.0
+    REDIS_RETRY_S: float = 120.0  # a worker retries job writes this long through a Redis outage
     IDEMPOTENCY_TTL_S: int = 24 * 3600
     MAX_EVENTS: int = 2000
     API_WORKERS: int = 1  # uvicorn processes of `pruneserve api` (--workers overrides)

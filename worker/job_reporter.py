@@ -1,4 +1,8 @@
-"""The engine's Reporter for Celery jobs: progress and events into the job record, cancel flag."""
+"""The engine's Reporter for Celery jobs: progress and events into the job record, cancel flag.
+
+Every Redis call rides through a short outage (worker/redis_retry.py); a longer one raises
+Interrupted, which stops the run with its checkpoints kept.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from service.job_state import IllegalTransition
 from service.jobs import JobStore
 from worker.engine.errors import Cancelled
 from worker.engine.progress import Reporter
+from worker.job_events import JobEvents
 
 TRAINING_STAGES = ("train", "recover")
 
@@ -21,8 +26,16 @@ class TimeLimitExceeded(Exception):
 class JobReporter(Reporter):
     """Writes stage, layer i/N, percent and ETA; raises Cancelled when the cancel flag is set."""
 
-    def __init__(self, store: JobStore, job_id: str, owner: str, time_limit_s: float):
+    def __init__(
+        self,
+        store: JobStore,
+        job_id: str,
+        owner: str,
+        time_limit_s: float,
+        events: JobEvents | None = None,
+    ):
         self.store, self.job_id, self.owner = store, job_id, owner
+        self.events = events or JobEvents(store, job_id, store.settings.REDIS_RETRY_S)
         self.deadline = time.monotonic() + time_limit_s
         self.time_limit_s = time_limit_s
         self.current, self.stage_t0 = "starting", time.monotonic()
@@ -30,11 +43,12 @@ class JobReporter(Reporter):
 
     def stage(self, name: str, total: int = 0, span: tuple[float, float] = (0.0, 100.0)) -> None:
         self.current, self.stage_t0, self.span = name, time.monotonic(), span
+        self.events.stage = name
         fields = {"stage": name, "message": None, "eta_s": None, "percent": span[0]}
         if name == "prune":
             fields.update(layer=0, n_layers=total)
         self._progress(**fields)
-        self.store.add_event(self.job_id, "stage", name, total=total)
+        self.events.add("stage", name, total=total)
 
     def step(self, done: int, total: int, message: str | None = None, **values: float) -> None:
         lo, hi = self.span
@@ -44,18 +58,19 @@ class JobReporter(Reporter):
         eta = round(elapsed / done * (total - done), 1) if done else None
         if self.current == "prune":
             fields.update(layer=done, n_layers=total, eta_s=eta)
-            self.store.add_event(self.job_id, "layer", message or f"layer {done}/{total}")
+            self.events.add("layer", message or f"layer {done}/{total}")
         elif self.current in TRAINING_STAGES:
             fields.update(step=done, n_steps=total, eta_s=eta, loss=values.get("loss"))
             if done == total or done % 10 == 0:  # the full curve is in the report
-                self.store.add_event(self.job_id, "info", message or f"step {done}/{total}")
+                self.events.add("info", message or f"step {done}/{total}")
         self._progress(**fields)
 
     def warn(self, message: str) -> None:
-        self.store.add_event(self.job_id, "warning", message)
+        self.events.add("warning", message)
 
     def check_cancel(self) -> None:
-        if self.store.cancel_requested(self.job_id):
+        flag = lambda: self.store.cancel_requested(self.job_id)  # noqa: E731
+        if self.events.redis(flag, "reading the cancel flag"):
             raise Cancelled("cancelled on request")
         if time.monotonic() > self.deadline:
             raise TimeLimitExceeded(
@@ -64,5 +79,8 @@ class JobReporter(Reporter):
 
     def _progress(self, **fields) -> None:
         # the job may have ended or been taken over: check_cancel and the runner's finish see it
+        write = lambda: self.store.update(  # noqa: E731
+            self.job_id, lambda r: job_state.progress(r, self.owner, **fields)
+        )
         with contextlib.suppress(IllegalTransition):
-            self.store.update(self.job_id, lambda r: job_state.progress(r, self.owner, **fields))
+            self.events.redis(write, "writing progress")

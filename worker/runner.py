@@ -2,10 +2,13 @@
 
 Idempotent: a finished job is left alone, a job another live process runs is skipped, and a
 job whose worker died is taken over until PRUNESERVE_MAX_ATTEMPTS starts have been used.
+Redis unreachable for longer than PRUNESERVE_REDIS_RETRY_S interrupts the attempt: its
+checkpoints stay, and the next delivery resumes from them without counting an attempt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -24,8 +27,12 @@ from service.jobs import JobStore, now
 from service.schemas import REPORT_FILE as REPORT_NAME
 from service.schemas import JobError, JobState, PruneReport, PruneSpec, partial_dir, resume_dir
 from service.settings import Settings
+from worker import interruption
+from worker.engine.errors import Cancelled, EngineError, Interrupted
 from worker.heartbeat import Ticker
+from worker.job_events import JobEvents
 from worker.job_reporter import JobReporter
+from worker.redis_retry import UNREACHABLE, wait_until_reachable
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
@@ -55,6 +62,9 @@ class JobRunner:
         self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.out = Path(settings.jobs_dir) / job_id
         self.partial = partial_dir(self.out)
+        self.events = JobEvents(store, job_id, settings.REDIS_RETRY_S)
+        self.resumes: str | None = None  # why the previous attempt was interrupted
+        self.attempt = 0  # the attempt this delivery runs, once claimed
 
     def run(self) -> str:
         """Returns the job's state after this delivery."""
@@ -63,8 +73,10 @@ class JobRunner:
             log.warning("job %s does not exist; dropping the task", self.job_id)
             return "missing"
         if rec.state.terminal:
+            log.info("job %s is already %s; nothing to do", self.job_id, rec.state.value)
             return rec.state.value
         if rec.state == JobState.running and self._running_elsewhere():
+            log.info("job %s runs in another live process; this delivery is dropped", self.job_id)
             return "duplicate"
         beat = Ticker(
             lambda: self.store.beat_job(self.job_id, self.owner), self.settings.HEARTBEAT_S
@@ -80,7 +92,8 @@ class JobRunner:
             return self._execute(rec)
         finally:
             beat.stop()
-            self.store.clear_job_beat(self.job_id)
+            with contextlib.suppress(*UNREACHABLE):  # the key expires by itself
+                self.store.clear_job_beat(self.job_id)
 
     def _running_elsewhere(self) -> bool:
         """Another live process holds the job; waits out a stale heartbeat of a dead one."""
@@ -97,28 +110,34 @@ class JobRunner:
             if rec.state.terminal:  # finished meanwhile (another delivery, or cancelled)
                 return rec
             cancel = self.store.cancel_requested(self.job_id)
-            limit = self.settings.MAX_ATTEMPTS
+            self.resumes = interruption.read_note(self.out, rec)
             return job_state.claim(
-                rec, self.owner, now(), max_attempts=limit, cancel_requested=cancel
-            )
+                rec, self.owner, now(), max_attempts=self.settings.MAX_ATTEMPTS,
+                cancel_requested=cancel, interrupted=self.resumes is not None,
+            )  # fmt: skip
 
-        return self.store.update(self.job_id, claim)
+        rec = self.events.redis(lambda: self.store.update(self.job_id, claim), "claiming it")
+        interruption.remove_note(self.out)
+        return rec
 
     def _execute(self, rec: JobRecord) -> str:
-        from worker.engine.errors import Cancelled, EngineError
-
-        self.store.add_event(self.job_id, "state", f"running (attempt {rec.attempts})")
+        self.attempt = rec.attempts
+        again = f", again: {self.resumes}; that does not count" if self.resumes else ""
         try:
+            self.events.add("state", f"running (attempt {rec.attempts}{again})")
             report = self._resume() or self._prune(rec.spec)
         except Cancelled:
             self._cleanup()
             end = partial(job_state.cancel, now=now(), owner=self.owner)
             return self._finish(JobState.cancelled, "cancelled; partial files removed", end)
+        except (Interrupted, *UNREACHABLE) as exc:  # not the job's failure: keep its checkpoints
+            return self._interrupted(exc)
         except EngineError as exc:
+            self.events.traceback()
             self._cleanup()
             return self._fail(type(exc).__name__, str(exc))
         except Exception as exc:  # anything else still ends the job with a readable error
-            log.exception("job %s crashed", self.job_id)
+            self.events.traceback()
             self._cleanup()
             return self._fail(type(exc).__name__, str(exc) or repr(exc))
         artifacts, summary = list_artifacts(self.out), report.summary()
@@ -131,7 +150,7 @@ class JobRunner:
         """A previous attempt finished writing but died before recording success."""
         path = self.out / REPORT_NAME
         if path.is_file():
-            self.store.add_event(self.job_id, "info", "checkpoint already complete; recording it")
+            self.events.add("info", "checkpoint already complete; recording it")
             return PruneReport.model_validate_json(path.read_text())
         return None
 
@@ -140,7 +159,8 @@ class JobRunner:
 
         self._cleanup(keep_resume=True)  # a restarted job resumes from its checkpoints
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        reporter = JobReporter(self.store, self.job_id, self.owner, self.settings.JOB_TIME_LIMIT_S)
+        reporter = JobReporter(self.store, self.job_id, self.owner, self.settings.JOB_TIME_LIMIT_S,
+                               events=self.events)  # fmt: skip
         return run(
             spec,
             self.out,
@@ -167,14 +187,30 @@ class JobRunner:
     def _finish(self, state: JobState, message: str, end: Callable[[JobRecord], JobRecord]) -> str:
         """Record the outcome, unless the job is no longer ours (taken over, or ended)."""
         try:
-            rec = self.store.update(self.job_id, end)
+            update = lambda: self.store.update(self.job_id, end)  # noqa: E731
+            rec = self.events.redis(update, f"recording the outcome {state.value}")
         except IllegalTransition as exc:
             log.warning("job %s: outcome %s not recorded: %s", self.job_id, state.value, exc)
-            rec = self.store.get(self.job_id)
+            rec = self.events.redis(lambda: self.store.get(self.job_id), "reading the job")
             return rec.state.value if rec else "missing"
-        kind = "error" if state == JobState.failed else "state"
-        self.store.add_event(self.job_id, kind, message)
-        if rec and rec.started_at and rec.finished_at:
-            seconds = (rec.finished_at - rec.started_at).total_seconds()
-            self.store.record_duration(state.value, seconds)
+        except Interrupted as exc:  # the next delivery finds what this one left and records it
+            return self._interrupted(exc)
+        with contextlib.suppress(Interrupted):  # recorded; its event and metric are extras
+            self.events.add("error" if state == JobState.failed else "state", message)
+            if rec and rec.started_at and rec.finished_at:
+                seconds = (rec.finished_at - rec.started_at).total_seconds()
+                self.events.redis(lambda: self.store.record_duration(state.value, seconds),
+                                  "recording the duration")  # fmt: skip
         return rec.state.value if rec else "missing"
+
+    def _interrupted(self, exc: Exception) -> str:
+        """Redis stayed unreachable: leave everything a restart resumes from (or records) and a
+        note that this attempt did not die, and return once Redis is back; the recovery sweep
+        then re-queues the job (this attempt's heartbeat has stopped)."""
+        reason = str(exc) if isinstance(exc, Interrupted) else f"Redis: {type(exc).__name__}"
+        self.events.traceback()
+        log.warning("job %s [%s] interrupted: %s; its checkpoints are kept and the next delivery "
+                    "resumes from them", self.job_id, self.events.stage, reason)  # fmt: skip
+        interruption.leave_note(self.out, self.owner, self.attempt, reason)
+        wait_until_reachable(self.store.r, f"job {self.job_id}")
+        return "interrupted"

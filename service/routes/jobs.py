@@ -87,7 +87,7 @@ def job_events(job: JobDep, store: StoreDep) -> list[JobEvent]:
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=ERRORS)
 def cancel_job(job: JobDep, store: StoreDep) -> JobPublic:
-    """A queued job never starts; a running one stops at the next layer boundary."""
+    """A queued job never starts; a running one stops within seconds, in any stage."""
     state = job.state
     if state == JobState.cancelled:
         return to_public(job)

@@ -51,6 +51,13 @@ def test_claim_fails_with_worker_lost_after_max_attempts():
     assert "PRUNESERVE_MAX_ATTEMPTS=1" in rec.error.message
 
 
+def test_claim_after_an_interrupted_attempt_goes_on_as_the_same_attempt():
+    kw = dict(max_attempts=1, cancel_requested=False, interrupted=True)
+    rec = job_state.claim(running("w1"), "w2", T1, **kw)  # running() used attempt 1 of 1
+    assert (rec.state, rec.owner, rec.attempts, rec.started_at) == (JobState.running, "w2", 1, T1)
+    assert job_state.claim(queued(), "w1", T1, **kw).attempts == 1  # a first start counts
+
+
 def test_claim_with_a_pending_cancel_ends_cancelled_without_starting():
     rec = job_state.claim(queued(), "w1", T1, max_attempts=3, cancel_requested=True)
     assert (rec.state, rec.progress.stage, rec.attempts) == (JobState.cancelled, "cancelled", 0)

@@ -4,18 +4,15 @@ a submit leaves no Idempotency-Key without its job, and the retry gets the one j
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlparse
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from service import job_state
 from service.jobs import IdempotencyConflict, JobStore, now
 from service.schemas import JobState, PruneSpec
 from service.settings import Settings
-from tests.support.redis_proxy import RedisProxy
+from tests.support.redis_proxy import RedisProxy, client_through
 from tests.support.redis_server import redis_url
 
 SPEC = PruneSpec(model="tiny-llama", method="wanda", sparsity="2:4")
@@ -35,19 +32,9 @@ def store(direct) -> JobStore:
     return JobStore(direct, Settings(ENV="development"))
 
 
-@pytest.fixture
-def proxy(direct) -> RedisProxy:
-    url = urlparse(redis_url())
-    p = RedisProxy((url.hostname, url.port))
-    yield p
-    p.close()
-
-
 def flaky_store(proxy: RedisProxy, db: int) -> JobStore:
-    """A store whose connection goes through `proxy`; no client-side retries, so a lost
-    connection surfaces as the error a longer outage would give."""
-    r = redis.Redis(port=proxy.port, db=db, retry=Retry(NoBackoff(), 0), socket_timeout=5)
-    return JobStore(r, Settings(ENV="development"))
+    """A store whose connection goes through `proxy`."""
+    return JobStore(client_through(proxy, db), Settings(ENV="development"))
 
 
 def assert_no_key_without_job(direct: redis.Redis) -> None:

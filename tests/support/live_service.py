@@ -144,19 +144,8 @@ class LiveService:
 
     # -- internals -------------------------------------------------------------------------
     def _prepare_dirs(self) -> None:
-        from tests.support.tiny_models import make_tiny_model
-
-        for d in (self.models_dir, self.artifacts_dir, self.data_dir / "wikitext-2-raw"):
-            d.mkdir(parents=True, exist_ok=True)
-        make_tiny_model("llama", self.models_dir / TINY_MODEL)
-        for split in ("valid", "test"):
-            dst = self.data_dir / "wikitext-2-raw" / f"{split}.txt"
-            src = SHARED_WIKITEXT / f"{split}.txt"
-            if src.is_file():
-                with src.open("rb") as f:
-                    dst.write_bytes(f.read(CORPUS_BYTES))
-            else:
-                dst.write_text(_generated_text(CORPUS_BYTES))
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        prepare_dirs(self.models_dir, self.data_dir)
 
     def _start_redis(self) -> None:
         server = shutil.which("redis-server")
@@ -223,6 +212,25 @@ class LiveService:
             proc.wait(timeout=10)
         if sig == signal.SIGKILL:
             _reap_group(proc.pid)
+
+
+def prepare_dirs(models_dir: Path, data_dir: Path, archs: tuple[str, ...] = ("llama",)) -> None:
+    """The tiny model of each of `archs` (`TINY_MODEL` for llama, else tiny-<arch>) in
+    `models_dir`, and WikiText-2 valid/test (~50 KB each) under `data_dir`."""
+    from tests.support.tiny_models import make_tiny_model
+
+    for d in (models_dir, data_dir / "wikitext-2-raw"):
+        d.mkdir(parents=True, exist_ok=True)
+    for arch in archs:
+        make_tiny_model(arch, models_dir / (TINY_MODEL if arch == "llama" else f"tiny-{arch}"))
+    for split in ("valid", "test"):
+        dst = data_dir / "wikitext-2-raw" / f"{split}.txt"
+        src = SHARED_WIKITEXT / f"{split}.txt"
+        if src.is_file():
+            with src.open("rb") as f:
+                dst.write_bytes(f.read(CORPUS_BYTES))
+        else:
+            dst.write_text(_generated_text(CORPUS_BYTES))
 
 
 def _reap_group(pgid: int) -> None:

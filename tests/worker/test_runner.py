@@ -1,21 +1,30 @@
 """JobRunner on a real Redis, without Celery: one delivery claims, runs and records the job;
-repeated, late or doomed deliveries leave it right."""
+repeated, late or doomed deliveries leave it right; a cancel during any stage is honoured; the
+log has one line per job event."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 from service import job_state
 from service.jobs import now
-from service.schemas import REPORT_FILE, JobState, PruneReport, PruneSpec
-from tests.worker.redis_store import fresh_store
+from service.schemas import (
+    REPORT_FILE,
+    CalibrationSpec,
+    EvalSpec,
+    JobState,
+    PruneReport,
+    PruneSpec,
+)
+from tests.worker.redis_store import flaky_store, fresh_store
 from worker.runner import HOST, JobRunner
 
 SPEC = PruneSpec(model="tiny-llama", method="wanda", sparsity="2:4")
 
 
-def submit(store) -> str:
-    rec, _ = store.create("alice", SPEC)
+def submit(store, spec: PruneSpec = SPEC) -> str:
+    rec, _ = store.create("alice", spec)
     store.mark_enqueued(rec.id)
     return rec.id
 
@@ -102,4 +111,43 @@ def test_after_max_attempts_the_job_fails_as_worker_lost(tmp_path):
     assert runner(store, job_id).run() == "failed"
     rec = store.get(job_id)
     assert rec.error.type == "WorkerLost" and "MAX_ATTEMPTS=1" in rec.error.message
+    store.r.flushdb()
+
+
+def test_a_cancel_while_the_pruned_model_is_evaluated_ends_cancelled_without_files(
+    tmp_path, job_dirs, proxy
+):
+    store = fresh_store(tmp_path, **job_dirs)
+    cal = CalibrationSpec(dataset="wikitext2", nsamples=4, seqlen=32)
+    ev = EvalSpec(dataset="wikitext2", seqlen=32, max_windows=8)
+    job_id = submit(store, SPEC.model_copy(update={"calibration": cal, "evaluation": ev}))
+    # the user's cancel arrives just as the worker records that the stage began
+    proxy.before(b"eval_pruned", lambda: store.request_cancel(job_id))
+    assert runner(flaky_store(store, proxy), job_id).run() == "cancelled"
+    rec = store.get(job_id)
+    assert (rec.state, rec.artifacts, rec.summary) == (JobState.cancelled, [], None)
+    assert store.events(job_id)[-1]["message"] == "cancelled; partial files removed"
+    assert not list(store.settings.jobs_dir.glob(f"{job_id}*"))
+    store.r.flushdb()
+
+
+def test_the_log_has_a_line_per_job_event_and_the_error_without_its_traceback(
+    tmp_path, job_dirs, caplog
+):
+    store = fresh_store(tmp_path, **job_dirs)
+    broken = store.settings.MODELS_DIR / "no-weights"
+    broken.mkdir(exist_ok=True)
+    (broken / "config.json").write_text('{"model_type": "llama"}')
+    job_id = submit(store, SPEC.model_copy(update={"model": "no-weights"}))
+    with caplog.at_level(logging.DEBUG, logger="worker"):
+        assert runner(store, job_id).run() == "failed"
+    lines = [r for r in caplog.records if r.name == "worker.job_events"]
+    for event in store.events(job_id)[1:]:  # the first, "queued", is the api's
+        assert any(event["message"] in r.getMessage() for r in lines), event
+    assert all(r.getMessage().startswith(f"job {job_id} [") for r in lines)
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert error.getMessage().startswith(f"job {job_id} [load] failed: ModelLoadError: ")
+    assert "no *.safetensors weights" in error.getMessage() and error.exc_info is None
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if r.exc_info)
+    assert any(r.exc_info for r in caplog.records)  # the traceback, at debug level
     store.r.flushdb()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -114,6 +115,28 @@ def test_engine_error_fails_with_type_and_message(live_service):
     assert done["error"]["type"] and done["error"]["message"]
     assert "Traceback" not in done["error"]["message"]
     assert not (live_service.artifacts_dir / "jobs" / job["id"]).exists()
+
+
+def test_the_worker_log_names_each_job_and_its_error_without_bars_or_task_results(live_service):
+    from tests.support.live_service import TINY_MODEL
+
+    no_weights = live_service.models_dir / "no-weights"
+    no_weights.mkdir(exist_ok=True)
+    (no_weights / "config.json").write_text('{"model_type": "llama"}')
+    job = {"method": "wanda", "sparsity": "2:4",
+           "calibration": {"dataset": "wikitext2", "nsamples": 4, "seqlen": 32}}  # fmt: skip
+    specs = [{**job, "model": "no-weights"}, {**job, "model": TINY_MODEL}]
+    live_service.ensure_worker()
+    with live_service.client() as c:
+        bad, good = (c.post("/v1/jobs", json=s).raise_for_status().json()["id"] for s in specs)
+        for job_id in (bad, good):
+            live_service.wait_job(c, job_id, ("succeeded", "failed", "cancelled"), 120)
+    log = (live_service.root / f"worker-{live_service.worker_starts}.log").read_text()
+    assert re.search(rf"ERROR/\S+\] job {bad} \[load\] failed: ModelLoadError: \S", log)
+    assert f"job {good} [load] started" in log and f"job {good} [save] succeeded" in log
+    assert "Traceback" not in log  # at debug level only
+    assert " succeeded in " not in log  # Celery's line, which called the failed job succeeded
+    assert "Loading weights" not in log and "it/s]" not in log  # no progress bars
 
 
 def _make_slow_model(out):

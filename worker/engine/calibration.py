@@ -5,6 +5,8 @@ compare token for token (datasets.py finds and reads the text).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,6 +17,24 @@ from worker.engine.errors import CalibrationError
 
 NAMED = ("wikitext2", "c4")  # corpora with their own evaluation split: never held out
 MAX_DRAWS_PER_SAMPLE = 100  # documents tried per sample before giving up (all too short)
+
+
+@dataclass(frozen=True)
+class Names:
+    """What an error calls the text and its window length (spec fields and CLI flags)."""
+
+    text: str = "calibration text"
+    seqlen: str = "seqlen"
+
+
+def training_names(field: str) -> Names:
+    """The names of the `training` or `recovery` stage's data."""
+    return Names(f"{field}.dataset (--train-data): the training text",
+                 f"{field}.seqlen (--train-seqlen)")  # fmt: skip
+
+
+def _no_check() -> None:
+    """Called once per window drawn; a run passes its reporter's check_cancel."""
 
 
 def tokenize(tokenizer, text: str) -> torch.Tensor:
@@ -35,12 +55,14 @@ def tokenize(tokenizer, text: str) -> torch.Tensor:
         tokenizer.model_max_length = old
 
 
-def calibration_windows(ids: torch.Tensor, nsamples: int, seqlen: int, seed: int) -> torch.Tensor:
+def calibration_windows(
+    ids: torch.Tensor, nsamples: int, seqlen: int, seed: int, names: Names = Names()
+) -> torch.Tensor:
     """(nsamples, seqlen) windows: rng = Random(seed); i = randint(0, N - seqlen - 1)."""
     total = ids.shape[1]
     if total - seqlen - 1 < 0:
         raise CalibrationError(
-            f"calibration text has {total} tokens; seqlen {seqlen} needs at least {seqlen + 1}"
+            f"{names.text} has {total} tokens; {names.seqlen} {seqlen} needs at least {seqlen + 1}"
         )
     rng = random.Random(seed)
     starts = [rng.randint(0, total - seqlen - 1) for _ in range(nsamples)]
@@ -48,21 +70,23 @@ def calibration_windows(ids: torch.Tensor, nsamples: int, seqlen: int, seed: int
 
 
 def document_windows(
-    tokenizer, rows: list[str], nsamples: int, seqlen: int, seed: int
-) -> torch.Tensor:
+    tokenizer, rows: list[str], nsamples: int, seqlen: int, seed: int, names: Names = Names(),
+    check: Callable[[], None] = _no_check,
+) -> torch.Tensor:  # fmt: skip
     """(nsamples, seqlen) windows as the reference C4 loader: per sample, draw documents until
     one is longer than seqlen tokens, then a random window inside it."""
     rng = random.Random(seed)
     windows = []
     for _ in range(nsamples):
+        check()
         for _ in range(MAX_DRAWS_PER_SAMPLE):
             ids = tokenize(tokenizer, rows[rng.randint(0, len(rows) - 1)])
             if ids.shape[1] > seqlen:
                 break
         else:
             raise CalibrationError(
-                f"no document of more than seqlen {seqlen} tokens found in "
-                f"{MAX_DRAWS_PER_SAMPLE} draws; use a smaller seqlen or longer documents"
+                f"{names.text}: no document of more than {names.seqlen} {seqlen} tokens found "
+                f"in {MAX_DRAWS_PER_SAMPLE} draws; use a smaller seqlen or longer documents"
             )
         i = rng.randint(0, ids.shape[1] - seqlen - 1)
         windows.append(ids[0, i : i + seqlen])
@@ -70,8 +94,9 @@ def document_windows(
 
 
 def calibration_ids(
-    tokenizer, name: str, source: Path | list[str], nsamples: int, seqlen: int, seed: int
-) -> torch.Tensor:
+    tokenizer, name: str, source: Path | list[str], nsamples: int, seqlen: int, seed: int,
+    names: Names = Names(), check: Callable[[], None] = _no_check,
+) -> torch.Tensor:  # fmt: skip
     """Calibration windows (nsamples, seqlen) as the reference loaders draw them: documents
     for C4 and JSON lines; otherwise one long text (a .txt read whole, or the hub's WikiText
     rows joined back into that same text, so both give one token stream)."""
@@ -79,10 +104,10 @@ def calibration_ids(
     if by_document:
         rows = [r for r in read_rows(source) if r.strip()]
         if not rows:
-            raise CalibrationError(f"calibration data {name!r} has no text")
-        return document_windows(tokenizer, rows, nsamples, seqlen, seed)
+            raise CalibrationError(f"{names.text} {name!r} has no text")
+        return document_windows(tokenizer, rows, nsamples, seqlen, seed, names, check)
     ids = tokenize(tokenizer, calibration_text(source))
-    return calibration_windows(ids, nsamples, seqlen, seed)
+    return calibration_windows(ids, nsamples, seqlen, seed, names)
 
 
 def eval_ids(tokenizer, source: Path | list[str]) -> torch.Tensor:
@@ -114,15 +139,21 @@ def split_holdout(source: Path | list[str], share: float, seed: int):
     return train, [b for i, b in enumerate(blocks) if i in held], documents
 
 
-def training_ids(tokenizer, name: str, source, n: int, seqlen: int, seed: int, holdout: float):
-    """Training windows: from the training part of a user's corpus split by `holdout`, or, for
-    named datasets (never split: they have their own evaluation split), as calibration."""
+def training_ids(
+    tokenizer, name: str, source, n: int, seqlen: int, seed: int, holdout: float,
+    field: str = "training", check: Callable[[], None] = _no_check,
+) -> torch.Tensor:  # fmt: skip
+    """Training windows of the `field` stage ("training" or "recovery"): from the training part
+    of a user's corpus split by `holdout`, or, for named datasets (never split: they have
+    their own evaluation split), as calibration. `check()` runs once per window drawn."""
+    names = training_names(field)
     if name in NAMED or holdout == 0:
-        return calibration_ids(tokenizer, name, source, n, seqlen, seed)
+        return calibration_ids(tokenizer, name, source, n, seqlen, seed, names, check)
     train, _, documents = split_holdout(source, holdout, seed)
     if documents:
-        return document_windows(tokenizer, train, n, seqlen, seed)
-    return calibration_windows(tokenize(tokenizer, "\n\n".join(train)), n, seqlen, seed)
+        return document_windows(tokenizer, train, n, seqlen, seed, names, check)
+    ids = tokenize(tokenizer, "\n\n".join(train))
+    return calibration_windows(ids, n, seqlen, seed, names)
 
 
 def heldout_ids(tokenizer, source, holdout: float, seed: int) -> torch.Tensor:

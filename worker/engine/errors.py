@@ -1,7 +1,7 @@
 """The few named errors the engine raises; each message says what was wrong and what is allowed.
 
 `reraise_typed` turns an unexpected exception into one of them: the message names where it
-happened, the full traceback goes to the log only.
+happened, the full traceback goes to the log only (at debug level).
 """
 
 from __future__ import annotations
@@ -39,7 +39,12 @@ class PruningError(EngineError):
 
 
 class Cancelled(EngineError):
-    """The job was cancelled; raised at a layer boundary."""
+    """The job was cancelled; raised where a stage checks (a layer, window, step, file)."""
+
+
+class Interrupted(EngineError):
+    """The run stopped for a cause outside the job (its job store stayed unreachable): not a
+    failure; its checkpoints are kept and the next attempt resumes from them."""
 
 
 class ResourceError(EngineError):
@@ -61,7 +66,7 @@ def reraise_typed(where: str, error: type[EngineError] = UnsupportedModelError) 
     except EngineError:
         raise
     except Exception as exc:
-        log.exception("%s failed", where)
+        log.debug("%s failed", where, exc_info=True)
         # by name: this module stays importable without torch (torch.OutOfMemoryError)
         if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
             raise PruningError(f"{where}: out of memory ({describe(exc)})") from exc

@@ -84,6 +84,8 @@ def perplexity(
     with streamer.forward():
         chunked = plain_head(model, head, ids.to(device))
         for j in range(windows):
+            if reporter:
+                reporter.check_cancel()
             x = ids[:, j * seqlen : (j + 1) * seqlen].to(device)  # (1, T)
             if chunked:
                 hidden = head_input(model, head, x)[0, :-1]  # (T-1, H)

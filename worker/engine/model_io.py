@@ -120,7 +120,7 @@ def load_model(path: Path, dtype: str = "auto"):
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot load weights: {exc}") from exc
     except Exception as exc:  # any other failure of transformers' loader: typed, logged
-        log.exception("loading %s failed", path)
+        log.debug("loading %s failed", path, exc_info=True)
         raise UnsupportedModelError(
             f"{path.name}: {type(config).__name__} failed to load: {describe(exc)}"
         ) from exc

@@ -18,4 +18,7 @@ class Reporter:
         """Something the user should know (raised damping, skipped module)."""
 
     def check_cancel(self) -> None:
-        """Raise engine.errors.Cancelled to stop at the next layer boundary."""
+        """Raise engine.errors.Cancelled to stop here: every stage calls it at least every few
+        seconds of work (per layer, evaluation window, training step or window drawn, and
+        before each stage and each write of the checkpoint); the Celery job's may also raise
+        Interrupted when Redis stays unreachable."""

@@ -258,8 +258,9 @@ def layer_targets(layer, prefix: str) -> dict:
 def calibrate(run: Run) -> None:
     cal = run.spec.calibration
     run.ids = calibration.calibration_ids(
-        run.tokenizer, cal.dataset, run.sources["calibration"], cal.nsamples, cal.seqlen, cal.seed
-    )
+        run.tokenizer, cal.dataset, run.sources["calibration"], cal.nsamples, cal.seqlen, cal.seed,
+        check=run.reporter.check_cancel,
+    )  # fmt: skip
 
 
 def eval_dense(run: Run) -> None:
@@ -427,8 +428,9 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
     source = run.sources[task.stage]
     ids = calibration.training_ids(
         run.tokenizer, ts.dataset, source, ts.steps * ts.batch_size, ts.seqlen, ts.seed,
-        ts.holdout,
+        ts.holdout, "training" if task.stage == "train" else "recovery", run.reporter.check_cancel,
     )  # fmt: skip
+    run.reporter.check_cancel()  # the windows may have taken a while: before the teacher moves
     objective = Objective(ts.distill, ts.temperature, ts.lm_weight)
     cfg = LoopConfig(
         steps=ts.steps, batch_size=ts.batch_size, micro_batch=ts.micro_batch,
@@ -541,6 +543,7 @@ def save(run: Run) -> None:
             f"{run.report.decoder_sparsity:.3f}"
         )
     if weights is None:
+        run.reporter.check_cancel()  # before the longest write
         save_model(run.model, run.tokenizer, partial_dir(run.where.output))
     # lazy: the tokenizer's files were written at load, the weights by `finish`
 
@@ -610,10 +613,12 @@ def run(
     stages = plan(spec)
     for stage, span in zip(stages, spans(stages), strict=True):
         release()
+        reporter.check_cancel()  # every stage checks inside too: layers, windows, steps
         reporter.stage(stage.name, stage.steps(state), span)
         t0 = time.perf_counter()
         stage.fn(state)
         state.report.stages_s[stage.name] = round(time.perf_counter() - t0, 3)
+    reporter.check_cancel()  # the last chance: nothing is published yet
     finish(state)
     return state.report
 

@@ -11,7 +11,13 @@ from transformers import AutoModelForCausalLM
 
 from service.schemas import CalibrationSpec, PruneSpec, TrainingSpec, resume_dir
 from tests.worker.engine.support import linear_weights, pattern
-from worker.engine.errors import Cancelled, ResourceError, SpecError
+from worker.engine.errors import (
+    CalibrationError,
+    Cancelled,
+    Interrupted,
+    ResourceError,
+    SpecError,
+)
 from worker.engine.masks import n_of_m
 from worker.engine.methods.smp import initial_scores, select
 from worker.engine.methods.wanda import wanda_score
@@ -120,6 +126,14 @@ class KillAt(Reporter):
             raise RuntimeError("killed")
 
 
+class Warnings(Reporter):
+    def __init__(self):
+        self.seen = []
+
+    def warn(self, message):
+        self.seen.append(message)
+
+
 def test_a_killed_training_resumes_from_its_checkpoint(tiny_model_dir, calib_file, tmp_path):
     model_dir = tiny_model_dir("llama")
     rec = training(calib_file, steps=7, lr=3e-3)
@@ -128,7 +142,9 @@ def test_a_killed_training_resumes_from_its_checkpoint(tiny_model_dir, calib_fil
     with pytest.raises(RuntimeError, match="killed"):
         run(s, out, reporter=KillAt(5))  # checkpoints at steps 2 and 4
     assert (resume_dir(out) / "recover.json").is_file() and not out.exists()
-    resumed = run(s, out)
+    told = Warnings()
+    resumed = run(s, out, reporter=told)
+    assert "resuming recover at step 4 of 7 from the previous attempt's checkpoint" in told.seen
     whole = run(s, tmp_path / "whole")
     assert resumed.training[0].resumed_from_step == 4 and whole.training[0].resumed_from_step == 0
     assert len(resumed.training[0].loss) == 7
@@ -140,16 +156,46 @@ def test_a_killed_training_resumes_from_its_checkpoint(tiny_model_dir, calib_fil
     assert not resume_dir(out).exists()
 
 
+class LoseStoreAt(KillAt):
+    """The job store becomes unreachable as step `at` of training is reported."""
+
+    def step(self, done, total, message=None, **values):
+        if self.stage_name in ("train", "recover") and done == self.at:
+            raise Interrupted("Redis was unreachable")
+
+
+def test_an_interrupted_training_checkpoints_its_last_step_and_resumes_there(
+    tiny_model_dir, calib_file, tmp_path
+):
+    rec = training(calib_file, steps=5, lr=3e-3)  # checkpoint_every=2
+    s = spec(tiny_model_dir("llama"), calib_file, "wanda", "2:4", recovery=rec)
+    out = tmp_path / "o"
+    with pytest.raises(Interrupted):
+        run(s, out, reporter=LoseStoreAt(3))
+    resumed = run(s, out)
+    assert resumed.training[0].resumed_from_step == 3 and len(resumed.training[0].loss) == 5
+
+
 class CancelAt(KillAt):
-    def check_cancel(self):
+    """Cancels once training step `at` was reported."""
+
+    def __init__(self, at: int):
+        super().__init__(at)
+        self.done = 0
+
+    def step(self, done, total, message=None, **values):
         if self.stage_name == "train":
+            self.done = done
+
+    def check_cancel(self):
+        if self.stage_name == "train" and self.done >= self.at:
             raise Cancelled("cancelled on request")
 
 
 def test_cancel_during_training_checkpoints_then_stops(tiny_model_dir, calib_file, tmp_path):
     s = spec(tiny_model_dir("llama"), calib_file, "smp", "2:4", training=training(calib_file))
     with pytest.raises(Cancelled):
-        run(s, tmp_path / "o", reporter=CancelAt(0))
+        run(s, tmp_path / "o", reporter=CancelAt(1))  # checkpoints every 2 steps: not at 1
     assert (resume_dir(tmp_path / "o") / "train.safetensors").is_file()
 
 
@@ -190,3 +236,14 @@ def test_a_service_run_never_reads_a_file_path_dataset(tiny_model_dir, calib_fil
     with pytest.raises(SpecError, match=f"{field}.dataset: .* is a file path"):
         run(s, tmp_path / "o", models_dir=model_dir.parent, allow_local=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_training_data_too_short_is_named_as_training_data(tiny_model_dir, calib_file, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("ab\n\ncd\n\nef")
+    rec = TrainingSpec(dataset=str(short), steps=2, seqlen=32, batch_size=2)
+    s = spec(tiny_model_dir("llama"), calib_file, "wanda", "2:4", recovery=rec)
+    with pytest.raises(CalibrationError) as err:
+        run(s, tmp_path / "o")
+    assert str(err.value).startswith("recovery.dataset (--train-data): the training text has ")
+    assert "; recovery.seqlen (--train-seqlen) 32 needs at least 33" in str(err.value)

@@ -11,7 +11,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from worker.engine.errors import Cancelled
+from worker.engine.errors import Cancelled, Interrupted
 from worker.engine.progress import Reporter
 from worker.engine.train.checkpoint import Checkpoints, Saved
 from worker.engine.train.objective import Objective
@@ -98,12 +98,15 @@ def train(
     kept = {**params, **(task.state() if hasattr(task, "state") else {})}  # what checkpoints hold
     saved = checkpoints.load(kept, opt) or Saved(0, [], [])
     start = saved.step
+    if start:
+        reporter.warn(f"resuming {task.stage} at step {start} of {cfg.steps} from the previous "
+                      "attempt's checkpoint")  # fmt: skip
     losses, times = list(saved.loss), list(saved.times)
     seqlen = ids.shape[1]
     for step in range(start, cfg.steps):
         try:
             reporter.check_cancel()
-        except Cancelled:
+        except (Cancelled, Interrupted):
             checkpoints.save(kept, opt, Saved(step, losses, times))
             raise
         t0 = time.perf_counter()
@@ -130,8 +133,12 @@ def train(
         times.append(round(dt, 4))
         speed = cfg.batch_size * seqlen / dt
         message = f"step {step + 1}/{cfg.steps} loss {total:.4f}, {speed:.0f} tok/s"
-        reporter.step(step + 1, cfg.steps, message, loss=round(total, 6))
         done = step + 1
+        try:
+            reporter.step(done, cfg.steps, message, loss=round(total, 6))
+        except Interrupted:  # the job store is gone for now: keep this step for the restart
+            checkpoints.save(kept, opt, Saved(done, losses, times))
+            raise
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             checkpoints.save(kept, opt, Saved(done, losses, times))
     n_params = sum(p.numel() for p in kept.values() if p.requires_grad)
