@@ -144,19 +144,13 @@ class LiveService:
 
     # -- internals -------------------------------------------------------------------------
     def _prepare_dirs(self) -> None:
+        from tests.support.corpus import write_wikitext
         from tests.support.tiny_models import make_tiny_model
 
-        for d in (self.models_dir, self.artifacts_dir, self.data_dir / "wikitext-2-raw"):
+        for d in (self.models_dir, self.artifacts_dir):
             d.mkdir(parents=True, exist_ok=True)
         make_tiny_model("llama", self.models_dir / TINY_MODEL)
-        for split in ("valid", "test"):
-            dst = self.data_dir / "wikitext-2-raw" / f"{split}.txt"
-            src = SHARED_WIKITEXT / f"{split}.txt"
-            if src.is_file():
-                with src.open("rb") as f:
-                    dst.write_bytes(f.read(CORPUS_BYTES))
-            else:
-                dst.write_text(_generated_text(CORPUS_BYTES))
+        write_wikitext(self.data_dir / "wikitext-2-raw", SHARED_WIKITEXT, CORPUS_BYTES)
 
     def _start_redis(self) -> None:
         server = shutil.which("redis-server")
@@ -240,12 +234,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _generated_text(size: int) -> str:
-    words = ["the", "model", "prunes", "weights", "of", "every", "layer", "while", "keeping"]
-    out, i = [], 0
-    while sum(len(w) + 1 for w in out) < size:
-        out.append(words[(i * 7 + i // 3) % len(words)])
-        i += 1
-    return " ".join(out)

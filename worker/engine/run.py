@@ -279,6 +279,12 @@ def eval_dense(run: Run) -> None:
     if held is None:
         return
     ids = run.heldout_ids
+    if ids is None:
+        field = {"train": "training", "recover": "recovery"}[stage]
+        run.warn(f"{field}.holdout {ts.holdout:g}: {ts.dataset} is one block (one line or one "
+                 "document), so nothing could be held out and there is no held-out perplexity; "
+                 f"give it several paragraphs or lines, or set {field}.holdout 0")  # fmt: skip
+        return
     seqlen = min(ev.seqlen, ids.shape[1] - 1)
     if seqlen < 8:
         run.warn(f"the held-out {ts.holdout:.0%} of {ts.dataset} has {ids.shape[1]} tokens, "
