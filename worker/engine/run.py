@@ -28,6 +28,7 @@ from worker.engine import calibration, report, walk_resume
 from worker.engine.errors import SpecError, UnsupportedModelError
 from worker.engine.evaluate import perplexity
 from worker.engine.experts import expert_targets, router_linears
+from worker.engine.file_mode import set_file_modes
 from worker.engine.lazy import LazyUnsupported, checkpoint_bytes, open_lazy
 from worker.engine.mask_state import MaskState, check_fits
 from worker.engine.masks import Pattern
@@ -657,6 +658,7 @@ def finish(run: Run) -> None:
         run.report.peak_cuda_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     partial = partial_dir(run.where.output)
     report.write(run.report, partial)
+    set_file_modes(partial)
     partial.rename(run.where.output)
     shutil.rmtree(resume_dir(run.where.output), ignore_errors=True)
 
