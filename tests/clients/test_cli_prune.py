@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -233,3 +235,30 @@ def test_gmp_and_movement_schedule_flags_reach_the_spec(tiny_model, calib, tmp_p
     bad = argv(tiny_model, calib, tmp_path / "c", **{**flags, "prune_every": "9"})
     assert main(bad) == 2
     assert "training.prune_every: 9 is longer than the 2 steps" in capsys.readouterr().err
+
+
+def test_an_interrupted_prune_says_where_its_progress_is_and_how_to_resume(
+    tiny_model, calib, tmp_path
+):
+    out = tmp_path / "out"
+    args = argv(tiny_model, calib, out, method="magnitude", recover_steps="100000",
+                train_data=str(calib), train_seqlen="16", train_batch="1")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNESERVE_")}
+    cmd = [sys.executable, "-m", "clients.cli.main", *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    resume = tmp_path / "out.resume"
+    try:
+        deadline = time.monotonic() + 240
+        while not list(resume.glob("*.json")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no training checkpoint was written"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted: the work so far is kept in {resume}/ ("), last
+    assert "run the same command again to resume" in last
+    assert f"rm -r {resume}" in last and resume.is_dir() and not out.exists()
