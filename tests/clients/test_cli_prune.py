@@ -94,7 +94,7 @@ def cheap_cases(tmp: Path, model: Path, calib: Path) -> list[tuple[list[str], st
         (argv(model, calib, tmp / "exists"), "SpecError: output " + str(tmp / "exists")),
         (argv(tmp / "no" / "model", calib, out), f"ModelLoadError: model directory {tmp}/no/model"),
         (argv(tmp / "not-a-model", calib, out), "ModelLoadError: " + str(tmp / "not-a-model")),
-        (argv(model, tmp / "gone.txt", out), f"CalibrationError: data file {tmp}/gone.txt"),
+        (argv(model, tmp / "gone.txt", out), f"Error: --calibration: data file {tmp}/gone.txt"),
         (argv(model, calib, out, eval=str(tmp / "gone.jsonl")), "data file " + str(tmp)),
         (argv(model, calib, out, data_dir=str(tmp / "nodata")), "data directory " + str(tmp)),
     ]
@@ -262,3 +262,20 @@ def test_an_interrupted_prune_says_where_its_progress_is_and_how_to_resume(
     assert last.startswith(f"interrupted: the work so far is kept in {resume}/ ("), last
     assert "run the same command again to resume" in last
     assert f"rm -r {resume}" in last and resume.is_dir() and not out.exists()
+
+
+def test_a_missing_corpus_from_a_default_names_the_flag_it_came_from(tiny_model, calib, tmp_path):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    args = argv(tiny_model, calib, tmp_path / "o", data_dir=str(empty), recover_steps="10")
+    proc = run_cli(args, "-X", "importtime", HF_DATASETS_OFFLINE="1")
+    [line] = error_lines(proc.stderr)
+    assert proc.returncode == 2 and line.startswith(
+        "error: CalibrationError: --train-data (default 'wikitext2'): dataset 'wikitext2': "
+    ), line
+    assert "wikitext-2-raw/valid.txt not found" in line
+    assert not imported(proc.stderr) & {"torch", "transformers"}
+    given = run_cli(argv(tiny_model, calib, tmp_path / "o", eval=str(tmp_path / "gone.txt")))
+    assert error_lines(given.stderr) == [
+        f"error: CalibrationError: --eval: data file {tmp_path}/gone.txt not found"
+    ]
