@@ -147,7 +147,7 @@ class LiveService:
         from tests.support.corpus import write_wikitext
         from tests.support.tiny_models import make_tiny_model
 
-        for d in (self.models_dir, self.artifacts_dir):
+        for d in (self.models_dir, self.artifacts_dir, self.root / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
         make_tiny_model("llama", self.models_dir / TINY_MODEL)
         write_wikitext(self.data_dir / "wikitext-2-raw", SHARED_WIKITEXT, CORPUS_BYTES)
@@ -177,6 +177,7 @@ class LiveService:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNESERVE_")}
         env.update(
             PYTHONPATH=str(REPO),
+            TMPDIR=str(self.root / "tmp"),  # what a killed worker leaves goes with the root
             HF_HUB_OFFLINE="1",
             TRANSFORMERS_OFFLINE="1",
             PRUNESERVE_ENV="production",
