@@ -95,6 +95,8 @@ OWN_DB=1
 # -- 3. default model and data --------------------------------------------------------------
 step "default model: $MODEL"
 HF_HUB_OFFLINE=1 "$PY" scripts/make_smollm2.py "$QS/models/$MODEL"
+# always written: the README's local `pruneserve prune` example calibrates on it
+"$PY" scripts/sample_text.py "$QS/data/sample.txt"
 SHARED_DATA="${QUICKSTART_SHARED_DATA:-$ROOT/../shared/data}"  # wikitext-2, when present
 if [ -f "$SHARED_DATA/wikitext-2-raw/valid.txt" ] && [ -f "$SHARED_DATA/wikitext-2-raw/test.txt" ]; then
     DATA_DIR="$(cd "$SHARED_DATA" && pwd)"
@@ -102,7 +104,6 @@ if [ -f "$SHARED_DATA/wikitext-2-raw/valid.txt" ] && [ -f "$SHARED_DATA/wikitext
 else
     DATA_DIR="$QS/data"
     DATASET=""  # uploaded below, once the service runs
-    "$PY" scripts/sample_text.py "$QS/data/sample.txt"
 fi
 
 # -- 4. api and worker ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import argparse
 import importlib
 import inspect
 import sys
+import warnings
 from pathlib import Path
 
 MODULES = [
@@ -70,17 +71,25 @@ def docstrings(module_name: str) -> list[str]:
     return [d.strip() for d in found if len(d.strip()) > 80]
 
 
+def paragraphs() -> list[str]:
+    """Every distinct docstring of MODULES, in order: paragraphs of English prose."""
+    seen: set[str] = set()
+    parts = []
+    with warnings.catch_warnings():  # reading typing.io's docstring warns it is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        docs = [doc for name in MODULES for doc in docstrings(name)]
+    for doc in docs:
+        if doc not in seen:
+            seen.add(doc)
+            parts.append(doc)
+    return parts
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     args = ap.parse_args(argv)
-    seen: set[str] = set()
-    parts = []
-    for name in MODULES:
-        for doc in docstrings(name):
-            if doc not in seen:
-                seen.add(doc)
-                parts.append(doc)
+    parts = paragraphs()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes, {len(parts)} docstrings)")

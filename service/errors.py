@@ -74,7 +74,8 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 400 and detail == FASTAPI_BODY_ERROR:
         detail, field = "body: not valid UTF-8 JSON", "body"
     if exc.status_code == 405:  # one path may have several routes (GET and POST): list all
-        headers["Allow"] = ", ".join(_allowed(request))
+        # paths outside the schema (/docs, its assets, /openapi.json) are read-only pages
+        headers["Allow"] = ", ".join(_allowed(request)) or headers.get("Allow", "GET, HEAD")
     return _body(exc.status_code, detail, field, headers or None)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis
 from fastapi import FastAPI
 
-from service import errors, openapi
+from service import docs_pages, errors, openapi
 from service.datasets import DatasetStore
 from service.fast_poll import StatusPoll
 from service.guard import RequestGuard
@@ -25,6 +25,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="pruneserve",
         version="0.1.0",
         description="One-shot post-training pruning of LLMs (magnitude, Wanda, SparseGPT).",
+        docs_url=None,  # docs_pages serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
     # bounded waits: a down or blackholed Redis is a prompt 503, never a hung request
     r = redis.Redis.from_url(
@@ -41,4 +43,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (jobs, artifacts, datasets, health):
         app.include_router(module.router)
     openapi.install(app)
+    docs_pages.install(app)
     return app

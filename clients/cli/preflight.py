@@ -8,6 +8,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from service.schemas import CalibrationSpec, TrainingSpec
 from worker.engine.datasets import NAMED, resolve_dataset
 from worker.engine.errors import CalibrationError, ModelLoadError, SpecError
 
@@ -21,13 +22,26 @@ def check_inputs(spec, output: Path, data_dir: Path, data_dir_given: bool) -> No
     check_model(spec.model)
     if data_dir_given and not data_dir.is_dir():
         raise CalibrationError(f"data directory {data_dir} not found")
+    reads = []  # (flag, its default, dataset, split): training reads the calibration split
     if spec.calibrates or spec.calibration.dataset not in NAMED:
-        check_dataset(spec.calibration.dataset, "calibration", data_dir)
-    for ts in (spec.training, spec.recovery):  # training reads the calibration split
+        reads.append(
+            ("--calibration", _default(CalibrationSpec), spec.calibration.dataset, "calibration")
+        )
+    for ts in (spec.training, spec.recovery):
         if ts is not None:
-            check_dataset(ts.dataset, "calibration", data_dir)
+            reads.append(("--train-data", _default(TrainingSpec), ts.dataset, "calibration"))
     if spec.evaluation is not None:
-        check_dataset(spec.evaluation.dataset, "evaluation", data_dir)
+        reads.append(("--eval", None, spec.evaluation.dataset, "evaluation"))
+    for flag, default, name, split in reads:
+        try:
+            check_dataset(name, split, data_dir)
+        except CalibrationError as exc:  # name the flag: a default is a value nobody typed
+            given = f" (default {name!r})" if name == default else ""
+            raise CalibrationError(f"{flag}{given}: {exc}") from None
+
+
+def _default(spec_model) -> str:
+    return spec_model.model_fields["dataset"].default
 
 
 def check_model(model: str) -> None:

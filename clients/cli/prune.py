@@ -7,9 +7,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import sys
 from pathlib import Path
 
-from clients.cli.exits import CANCELLED, FAILED, USAGE, CliError, describe, validated_spec
+from clients.cli.exits import (
+    CANCELLED,
+    FAILED,
+    INTERRUPTED,
+    USAGE,
+    CliError,
+    describe,
+    validated_spec,
+)
 from clients.cli.spec_args import add_spec_args
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -61,6 +71,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise CliError(USAGE, type(exc).__name__, str(exc)) from None
     try:
         report = _run(spec, args.output, data_dir)
+    except KeyboardInterrupt:
+        print(interrupted_message(args.output), file=sys.stderr)
+        return INTERRUPTED
     except Cancelled as exc:
         raise CliError(CANCELLED, type(exc).__name__, str(exc)) from exc
     except EngineError as exc:  # a SpecError is bad input found late; the rest: the run failed
@@ -71,6 +84,22 @@ def cmd_prune(args: argparse.Namespace) -> int:
     else:
         _print_summary(report, args.output)
     return 0
+
+
+def interrupted_message(output: Path) -> str:
+    """What Ctrl-C left: the resume checkpoint (and partial output), how to go on or discard."""
+    from service.schemas import partial_dir, resume_dir
+
+    resume, partial = resume_dir(output), partial_dir(output)
+    if not resume.is_dir():
+        return "interrupted"
+    left = [p for p in (resume, partial) if p.is_dir()]
+    size = sum(f.stat().st_size for p in left for f in p.rglob("*") if f.is_file())
+    paths = " ".join(shlex.quote(str(p)) for p in left)
+    return (
+        f"interrupted: the work so far is kept in {resume}/ ({size / 2**20:,.0f} MiB); run the "
+        f"same command again to resume from it, or discard it: rm -r {paths}"
+    )
 
 
 def _run(spec, output: Path, data_dir: Path):

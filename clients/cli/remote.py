@@ -180,23 +180,31 @@ def cmd_list(args: argparse.Namespace, client: PruneClient) -> int:
     if args.json:
         _emit(page.model_dump(mode="json"))
         return 0
-    from rich.table import Table
-
-    table = Table("id", "state", "model", "method", "sparsity", "created", "progress")
-    for j in page.items:
-        table.add_row(
-            j.id,
-            j.state.value,
-            j.spec.model,
-            j.spec.method,
-            str(j.spec.sparsity),
-            f"{j.created_at:%Y-%m-%d %H:%M}",
-            f"{j.progress.stage} {j.progress.percent:.0f}%",
-        )
-    _console(stdout=True).print(table)
+    _console(stdout=True).print(jobs_table(page.items))
     if page.next_cursor:
         print(f"more: pruneserve list --cursor {page.next_cursor}", file=sys.stderr)
     return 0
+
+
+def jobs_table(jobs: list[JobPublic]):
+    """One row a job; ids are never cut or folded (they are copied into other commands), the
+    other columns wrap to fit the terminal."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("id", no_wrap=True, min_width=max((len(j.id) for j in jobs), default=2))
+    for name in ("state", "model", "method", "created"):
+        table.add_column(name, overflow="fold")
+    for j in jobs:
+        state = j.state.value
+        if not j.state.terminal:
+            state += f" {j.progress.stage} {j.progress.percent:.0f}%"
+        table.add_row(
+            j.id, state, j.spec.model, f"{j.spec.method} {j.spec.sparsity}",
+            f"{j.created_at:%Y-%m-%d %H:%M}",
+        )  # fmt: skip
+    return table
 
 
 def cmd_watch(args: argparse.Namespace, client: PruneClient) -> int:

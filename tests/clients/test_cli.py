@@ -25,9 +25,10 @@ def cli(live_service):
     """Run the CLI with PRUNESERVE_URL / PRUNESERVE_API_KEY set, as a user's shell would."""
     live_service.ensure_worker()
 
-    def run(*args: str, key: str | None = None) -> subprocess.CompletedProcess:
+    def run(*args: str, key: str | None = None, **extra_env: str) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNESERVE_")}
         env.update(PRUNESERVE_URL=live_service.url, PRUNESERVE_API_KEY=key or live_service.api_key)
+        env.update(extra_env)
         cmd = [sys.executable, "-m", "clients.cli.main", *args]
         return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
@@ -65,6 +66,17 @@ def test_watch_prints_the_report_summary(cli, done_job):
     human = cli("status", done_job.id)
     assert f"job       {done_job.id}" in human.stdout and "succeeded" in human.stdout
     assert re.search(r"sparsity\s+50\.00%", human.stdout), human.stdout
+
+
+@pytest.mark.parametrize("columns", ["80", "120"])
+def test_list_shows_every_job_id_whole(cli, done_job, columns):
+    ids = [j["id"] for j in json.loads(cli("list", "--json").stdout)["items"]]
+    table = cli("list", COLUMNS=columns)
+    assert table.returncode == 0, table.stderr
+    assert len(ids) >= 1 and done_job.id in ids
+    for job_id in ids:
+        assert job_id in table.stdout, table.stdout
+    assert max(len(line) for line in table.stdout.splitlines()) <= int(columns)
 
 
 def test_submit_without_wait_prints_the_id_then_cancel(cli, live_service):

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,7 +99,7 @@ def cheap_cases(tmp: Path, model: Path, calib: Path) -> list[tuple[list[str], st
         (argv(model, calib, tmp / "exists"), "SpecError: output " + str(tmp / "exists")),
         (argv(tmp / "no" / "model", calib, out), f"ModelLoadError: model directory {tmp}/no/model"),
         (argv(tmp / "not-a-model", calib, out), "ModelLoadError: " + str(tmp / "not-a-model")),
-        (argv(model, tmp / "gone.txt", out), f"CalibrationError: data file {tmp}/gone.txt"),
+        (argv(model, tmp / "gone.txt", out), f"Error: --calibration: data file {tmp}/gone.txt"),
         (argv(model, calib, out, eval=str(tmp / "gone.jsonl")), "data file " + str(tmp)),
         (argv(model, calib, out, data_dir=str(tmp / "nodata")), "data directory " + str(tmp)),
     ]
@@ -238,3 +240,47 @@ def test_gmp_and_movement_schedule_flags_reach_the_spec(tiny_model, calib, tmp_p
     bad = argv(tiny_model, calib, tmp_path / "c", **{**flags, "prune_every": "9"})
     assert main(bad) == 2
     assert "training.prune_every: 9 is longer than the 2 steps" in capsys.readouterr().err
+
+
+def test_an_interrupted_prune_says_where_its_progress_is_and_how_to_resume(
+    tiny_model, calib, tmp_path
+):
+    out = tmp_path / "out"
+    args = argv(tiny_model, calib, out, method="magnitude", recover_steps="100000",
+                train_data=str(calib), train_seqlen="16", train_batch="1")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNESERVE_")}
+    cmd = [sys.executable, "-m", "clients.cli.main", *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    resume = tmp_path / "out.resume"
+    try:
+        deadline = time.monotonic() + 240
+        while not list(resume.glob("*.json")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no training checkpoint was written"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted: the work so far is kept in {resume}/ ("), last
+    assert "run the same command again to resume" in last
+    assert f"rm -r {resume}" in last and resume.is_dir() and not out.exists()
+
+
+def test_a_missing_corpus_from_a_default_names_the_flag_it_came_from(tiny_model, calib, tmp_path):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    args = argv(tiny_model, calib, tmp_path / "o", data_dir=str(empty), recover_steps="10")
+    proc = run_cli(args, "-X", "importtime", HF_DATASETS_OFFLINE="1")
+    [line] = error_lines(proc.stderr)
+    assert proc.returncode == 2 and line.startswith(
+        "error: CalibrationError: --train-data (default 'wikitext2'): dataset 'wikitext2': "
+    ), line
+    assert "wikitext-2-raw/valid.txt not found" in line
+    assert not imported(proc.stderr) & {"torch", "transformers"}
+    given = run_cli(argv(tiny_model, calib, tmp_path / "o", eval=str(tmp_path / "gone.txt")))
+    assert error_lines(given.stderr) == [
+        f"error: CalibrationError: --eval: data file {tmp_path}/gone.txt not found"
+    ]

@@ -144,7 +144,8 @@ class LiveService:
 
     # -- internals -------------------------------------------------------------------------
     def _prepare_dirs(self) -> None:
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        for d in (self.artifacts_dir, self.root / "tmp"):
+            d.mkdir(parents=True, exist_ok=True)
         prepare_dirs(self.models_dir, self.data_dir)
 
     def _start_redis(self) -> None:
@@ -172,6 +173,7 @@ class LiveService:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNESERVE_")}
         env.update(
             PYTHONPATH=str(REPO),
+            TMPDIR=str(self.root / "tmp"),  # what a killed worker leaves goes with the root
             HF_HUB_OFFLINE="1",
             TRANSFORMERS_OFFLINE="1",
             PRUNESERVE_ENV="production",
@@ -217,20 +219,13 @@ class LiveService:
 def prepare_dirs(models_dir: Path, data_dir: Path, archs: tuple[str, ...] = ("llama",)) -> None:
     """The tiny model of each of `archs` (`TINY_MODEL` for llama, else tiny-<arch>) in
     `models_dir`, and WikiText-2 valid/test (~50 KB each) under `data_dir`."""
+    from tests.support.corpus import write_wikitext
     from tests.support.tiny_models import make_tiny_model
 
-    for d in (models_dir, data_dir / "wikitext-2-raw"):
-        d.mkdir(parents=True, exist_ok=True)
+    models_dir.mkdir(parents=True, exist_ok=True)
     for arch in archs:
         make_tiny_model(arch, models_dir / (TINY_MODEL if arch == "llama" else f"tiny-{arch}"))
-    for split in ("valid", "test"):
-        dst = data_dir / "wikitext-2-raw" / f"{split}.txt"
-        src = SHARED_WIKITEXT / f"{split}.txt"
-        if src.is_file():
-            with src.open("rb") as f:
-                dst.write_bytes(f.read(CORPUS_BYTES))
-        else:
-            dst.write_text(_generated_text(CORPUS_BYTES))
+    write_wikitext(data_dir / "wikitext-2-raw", SHARED_WIKITEXT, CORPUS_BYTES)
 
 
 def _reap_group(pgid: int) -> None:
@@ -248,12 +243,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _generated_text(size: int) -> str:
-    words = ["the", "model", "prunes", "weights", "of", "every", "layer", "while", "keeping"]
-    out, i = [], 0
-    while sum(len(w) + 1 for w in out) < size:
-        out.append(words[(i * 7 + i // 3) % len(words)])
-        i += 1
-    return " ".join(out)

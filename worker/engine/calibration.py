@@ -156,7 +156,8 @@ def training_ids(
     return calibration_windows(ids, n, seqlen, seed, names)
 
 
-def heldout_ids(tokenizer, source, holdout: float, seed: int) -> torch.Tensor:
-    """Token ids (1, N) of the held-out part, joined as evaluation text is."""
+def heldout_ids(tokenizer, source, holdout: float, seed: int) -> torch.Tensor | None:
+    """Token ids (1, N) of the held-out part, joined as evaluation text is; None when the
+    corpus is one block (one line, or one document), so nothing can be held out."""
     _, held, _ = split_holdout(source, holdout, seed)
-    return tokenize(tokenizer, "\n\n".join(held))
+    return tokenize(tokenizer, "\n\n".join(held)) if held else None

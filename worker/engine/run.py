@@ -25,9 +25,10 @@ from service.schemas import (
     resume_dir,
 )
 from worker.engine import calibration, report, walk_resume
-from worker.engine.errors import SpecError, UnsupportedModelError
+from worker.engine.errors import CalibrationError, SpecError, UnsupportedModelError
 from worker.engine.evaluate import perplexity
 from worker.engine.experts import expert_targets, router_linears
+from worker.engine.file_mode import set_file_modes
 from worker.engine.lazy import LazyUnsupported, checkpoint_bytes, open_lazy
 from worker.engine.mask_state import MaskState, check_fits
 from worker.engine.masks import Pattern
@@ -280,6 +281,12 @@ def eval_dense(run: Run) -> None:
     if held is None:
         return
     ids = run.heldout_ids
+    if ids is None:
+        field = {"train": "training", "recover": "recovery"}[stage]
+        run.warn(f"{field}.holdout {ts.holdout:g}: {ts.dataset} is one block (one line or one "
+                 "document), so nothing could be held out and there is no held-out perplexity; "
+                 f"give it several paragraphs or lines, or set {field}.holdout 0")  # fmt: skip
+        return
     seqlen = min(ev.seqlen, ids.shape[1] - 1)
     if seqlen < 8:
         run.warn(f"the held-out {ts.holdout:.0%} of {ts.dataset} has {ids.shape[1]} tokens, "
@@ -631,20 +638,19 @@ def datasets(spec: PruneSpec, where: Where) -> dict[str, Path | str]:
         if local and not where.allow_local:  # the service's boundary checks this too
             raise SpecError(f"{part_name}.dataset: {name!r} is a file path; a service job reads "
                             "only wikitext2, c4 or upload:<id>")  # fmt: skip
-    out = {}
-    for stage, ts in (("train", spec.training), ("recover", spec.recovery)):
-        if ts is not None:  # a named dataset trains on its calibration split, never on eval
-            out[stage] = calibration.resolve_dataset(
-                ts.dataset, "calibration", where.data_dir, where.upload_dir
-            )
+    trains = [("train", "training", spec.training), ("recover", "recovery", spec.recovery)]
+    # a named dataset trains on its calibration split, never on eval
+    reads = [(stage, f, ts.dataset, "calibration") for stage, f, ts in trains if ts is not None]
     if stats_needed(spec) is not None:
-        out["calibration"] = calibration.resolve_dataset(
-            spec.calibration.dataset, "calibration", where.data_dir, where.upload_dir
-        )
+        reads.append(("calibration", "calibration", spec.calibration.dataset, "calibration"))
     if spec.evaluation is not None:
-        out["evaluation"] = calibration.resolve_dataset(
-            spec.evaluation.dataset, "evaluation", where.data_dir, where.upload_dir
-        )
+        reads.append(("evaluation", "evaluation", spec.evaluation.dataset, "evaluation"))
+    out = {}
+    for stage, part, name, split in reads:
+        try:
+            out[stage] = calibration.resolve_dataset(name, split, where.data_dir, where.upload_dir)
+        except CalibrationError as exc:  # name the field: its value may be a default
+            raise CalibrationError(f"{part}.dataset: {exc}") from None
     return out
 
 
@@ -655,6 +661,7 @@ def finish(run: Run) -> None:
         run.report.peak_cuda_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     partial = partial_dir(run.where.output)
     report.write(run.report, partial)
+    set_file_modes(partial)
     partial.rename(run.where.output)
     shutil.rmtree(resume_dir(run.where.output), ignore_errors=True)
 

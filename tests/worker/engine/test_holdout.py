@@ -67,3 +67,18 @@ def test_report_gives_held_out_perplexity_dense_and_pruned(corpus, tiny_model_di
     named = PruneSpec(model=model, method="gmp", sparsity=0.5, device="cpu",
                       training={**ts, "holdout": 0.0}, evaluation=ev)  # fmt: skip
     assert run(named, tmp_path / "out2").heldout is None
+
+
+def test_a_one_block_corpus_is_a_warning_that_names_the_field(tiny_model_dir, tmp_path):
+    one_line = tmp_path / "one.txt"
+    one_line.write_text("a single line of domain text with no breaks " * 40)
+    ev = EvalSpec(dataset=str(one_line), seqlen=32, max_windows=2)
+    spec = PruneSpec(model=str(tiny_model_dir("llama")), method="gmp", sparsity=0.5,
+                     device="cpu", evaluation=ev,
+                     training={"dataset": str(one_line), "steps": 2, "seqlen": 32,
+                               "batch_size": 2})  # fmt: skip
+    report = run(spec, tmp_path / "out")
+    assert report.heldout is None and report.perplexity.pruned > 0
+    [warning] = [w for w in report.warnings if "held" in w]
+    assert warning.startswith("training.holdout 0.1: ") and "one block" in warning, warning
+    assert "set training.holdout 0" in warning

@@ -309,3 +309,17 @@ def test_progress_spans_come_from_the_plan_and_warnings_arrive_during_prune(
     kinds = [e[0] if e[0] == "warn" else e[1] for e in rec.events]
     first_warn = kinds.index("warn")
     assert kinds.index("prune") < first_warn < kinds.index("eval_pruned")
+
+
+@pytest.mark.parametrize(
+    ("part", "method"),  # magnitude reads no calibration data
+    [("calibration", "wanda"), ("evaluation", "magnitude"), ("recovery", "magnitude")],
+)
+def test_a_missing_corpus_names_the_spec_field_it_came_from(tiny_model_dir, tmp_path, part, method):
+    spec = PruneSpec(model=str(tiny_model_dir("llama")), method=method, sparsity=0.5,
+                     device="cpu", **{part: {}})  # fmt: skip
+    with pytest.raises(CalibrationError) as exc:
+        run(spec, tmp_path / "out", data_dir=tmp_path)
+    message = str(exc.value)
+    assert message.startswith(f"{part}.dataset: dataset 'wikitext2': "), message
+    assert "wikitext-2-raw/" in message and not (tmp_path / "out").exists()
