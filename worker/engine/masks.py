@@ -61,21 +61,45 @@ def lowest_per_matrix(score: torch.Tensor, ratio: float) -> torch.Tensor:
 def n_of_m(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """The n lowest scores in every group of m consecutive columns, per row.
 
-    Chosen with torch.topk as the reference implementations do, so ties (common in
-    quantized checkpoints) fall exactly as there. A last group narrower than m (width not
-    divisible by m) loses min(n, width) weights.
+    As the reference implementations choose them with torch.topk, so ties (common in
+    quantized checkpoints) fall exactly as there: a group's n lowest are found by counting,
+    for each score, the scores below it; only groups where that is ambiguous (ties, NaN) go
+    to topk. A last group narrower than m (width not divisible by m) loses min(n, width).
     """
     rows, cols = score.shape  # (out, in)
     full = cols - cols % m
     mask = torch.zeros_like(score, dtype=torch.bool)
     if full:
-        groups = score[:, :full].reshape(rows, full // m, m)  # (out, G, m)
-        idx = torch.topk(groups, n, dim=2, largest=False)[1]
-        picked = torch.zeros_like(groups, dtype=torch.bool).scatter_(2, idx, True)
-        mask[:, :full] = picked.reshape(rows, full)
+        groups = score[:, :full].reshape(-1, m)  # (out * G, m)
+        mask[:, :full] = _n_lowest_of_groups(groups, n).reshape(rows, full)
     if full < cols:
         mask[:, full:] = lowest_per_row(score[:, full:], min(n, cols - full))
     return mask
+
+
+def _n_lowest_of_groups(groups: torch.Tensor, n: int) -> torch.Tensor:
+    """(G, m) scores -> (G, m) mask of each row's n lowest, as topk(largest=False) picks them."""
+    m = groups.shape[1]
+    picked = torch.empty(groups.shape, dtype=torch.bool, device=groups.device)
+    count = torch.zeros(groups.shape[0], dtype=torch.uint8, device=groups.device)
+    tied = torch.zeros(groups.shape[0], dtype=torch.bool, device=groups.device)
+    below = torch.empty_like(count)
+    for j in range(m):
+        below.zero_()
+        for k in range(m):
+            if k != j:  # how many of the group score under position j
+                below.add_(groups[:, k] < groups[:, j])
+            if k > j:
+                tied.logical_or_(groups[:, k] == groups[:, j])
+        torch.lt(below, n, out=picked[:, j])
+        count.add_(picked[:, j])
+    # distinct, finite scores: exactly n are below n others; else (ties, NaN) as topk does
+    odd = tied.logical_or_(count != n)
+    if odd.any():
+        rows = odd.nonzero().reshape(-1)
+        idx = torch.topk(groups[rows], n, dim=1, largest=False)[1]
+        picked[rows] = torch.zeros_like(picked[rows]).scatter_(1, idx, True)
+    return picked
 
 
 def check_n_of_m(pruned: torch.Tensor, n: int, m: int) -> bool:
