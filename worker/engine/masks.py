@@ -68,6 +68,8 @@ def n_of_m(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """
     rows, cols = score.shape  # (out, in)
     full = cols - cols % m
+    if full == cols:
+        return _n_lowest_of_groups(score.reshape(-1, m), n).reshape(rows, cols)
     mask = torch.zeros_like(score, dtype=torch.bool)
     if full:
         groups = score[:, :full].reshape(-1, m)  # (out * G, m)

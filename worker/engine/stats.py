@@ -119,8 +119,8 @@ class InputStats:
 
 def relative_error(w_dense: torch.Tensor, w_pruned: torch.Tensor, x: torch.Tensor) -> float:
     """||(W - W') X||^2 / ||W X||^2 on sampled calibration inputs x: (K, in)."""
-    xf = x.float()
-    dense = xf @ w_dense.float().t()
-    err = xf @ (w_dense.float() - w_pruned.float()).t()
-    denom = dense.square().sum().item()
-    return err.square().sum().item() / denom if denom > 0 else 0.0
+    xf, wd = x.float(), w_dense.float()
+    dense = (xf @ wd.t()).reshape(-1)
+    err = (xf @ torch.sub(wd, w_pruned.float()).t()).reshape(-1)
+    denom = torch.dot(dense, dense).item()  # sums of squares without a squared copy
+    return torch.dot(err, err).item() / denom if denom > 0 else 0.0
