@@ -69,38 +69,40 @@ def n_of_m(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
     rows, cols = score.shape  # (out, in)
     full = cols - cols % m
     if full == cols:
-        return _n_lowest_of_groups(score.reshape(-1, m), n).reshape(rows, cols)
+        return n_lowest_of_columns(score.reshape(-1, m).t(), n).t().reshape(rows, cols)
     mask = torch.zeros_like(score, dtype=torch.bool)
     if full:
         groups = score[:, :full].reshape(-1, m)  # (out * G, m)
-        mask[:, :full] = _n_lowest_of_groups(groups, n).reshape(rows, full)
+        mask[:, :full] = n_lowest_of_columns(groups.t(), n).t().reshape(rows, full)
     if full < cols:
         mask[:, full:] = lowest_per_row(score[:, full:], min(n, cols - full))
     return mask
 
 
-def _n_lowest_of_groups(groups: torch.Tensor, n: int) -> torch.Tensor:
-    """(G, m) scores -> (G, m) mask of each row's n lowest, as topk(largest=False) picks them."""
-    m = groups.shape[1]
-    picked = torch.empty(groups.shape, dtype=torch.bool, device=groups.device)
-    count = torch.zeros(groups.shape[0], dtype=torch.uint8, device=groups.device)
-    tied = torch.zeros(groups.shape[0], dtype=torch.bool, device=groups.device)
+def n_lowest_of_columns(cols: torch.Tensor, n: int) -> torch.Tensor:
+    """(m, G) scores, one group per column -> (m, G) mask of each group's n lowest, as
+    topk(largest=False) along the group picks them (a (m, G) view of (G, m) groups works)."""
+    m, size = cols.shape
+    picked = torch.empty_like(cols, dtype=torch.bool)
+    count = torch.zeros(size, dtype=torch.uint8, device=cols.device)
+    tied = torch.zeros(size, dtype=torch.bool, device=cols.device)
     below = torch.empty_like(count)
     for j in range(m):
         below.zero_()
         for k in range(m):
             if k != j:  # how many of the group score under position j
-                below.add_(groups[:, k] < groups[:, j])
+                below.add_(cols[k] < cols[j])
             if k > j:
-                tied.logical_or_(groups[:, k] == groups[:, j])
-        torch.lt(below, n, out=picked[:, j])
-        count.add_(picked[:, j])
+                tied.logical_or_(cols[k] == cols[j])
+        torch.lt(below, n, out=picked[j])
+        count.add_(picked[j])
     # distinct, finite scores: exactly n are below n others; else (ties, NaN) as topk does
     odd = tied.logical_or_(count != n)
     if odd.any():
-        rows = odd.nonzero().reshape(-1)
-        idx = torch.topk(groups[rows], n, dim=1, largest=False)[1]
-        picked[rows] = torch.zeros_like(picked[rows]).scatter_(1, idx, True)
+        at = odd.nonzero().reshape(-1)
+        groups = cols[:, at].t().contiguous()  # (K, m)
+        idx = torch.topk(groups, n, dim=1, largest=False)[1]
+        picked[:, at] = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, idx, True).t()
     return picked
 
 
