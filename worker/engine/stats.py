@@ -117,7 +117,7 @@ class InputStats:
     @property
     def hessian(self) -> torch.Tensor:
         """SparseGPT's H = 2/n * sum X X^T, n = number of sequences."""
-        return self.xtx * (2.0 / max(self.nsamples, 1))
+        return self.xtx.mul_(2.0 / max(self.nsamples, 1))  # xtx is a new tensor each time
 
     def token_sample(self) -> torch.Tensor:
         """(K, in): up to SAMPLE_TOKENS input rows, every stride-th, in the order seen."""
