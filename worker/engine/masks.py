@@ -69,17 +69,17 @@ def n_of_m(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
     rows, cols = score.shape  # (out, in)
     full = cols - cols % m
     if full == cols:
-        return n_lowest_of_columns(score.reshape(-1, m).t(), n).t().reshape(rows, cols)
+        return _n_lowest_of_columns(score.reshape(-1, m).t(), n).t().reshape(rows, cols)
     mask = torch.zeros_like(score, dtype=torch.bool)
     if full:
         groups = score[:, :full].reshape(-1, m)  # (out * G, m)
-        mask[:, :full] = n_lowest_of_columns(groups.t(), n).t().reshape(rows, full)
+        mask[:, :full] = _n_lowest_of_columns(groups.t(), n).t().reshape(rows, full)
     if full < cols:
         mask[:, full:] = lowest_per_row(score[:, full:], min(n, cols - full))
     return mask
 
 
-def n_lowest_of_columns(cols: torch.Tensor, n: int) -> torch.Tensor:
+def _n_lowest_of_columns(cols: torch.Tensor, n: int) -> torch.Tensor:
     """(m, G) scores, one group per column -> (m, G) mask of each group's n lowest, as
     topk(largest=False) along the group picks them (a (m, G) view of (G, m) groups works)."""
     m, size = cols.shape

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from worker.engine.errors import PruningError
-from worker.engine.masks import Pattern, lowest_per_matrix, n_lowest_of_columns, n_of_m
+from worker.engine.masks import Pattern, lowest_per_matrix, n_of_m
 from worker.engine.methods.base import MethodResult
 from worker.engine.stats import InputStats
 
@@ -99,8 +99,11 @@ def sparsegpt(
             if pattern.is_nm and i % m == 0:  # (m, rows) scores, one group per row
                 w = min(m, i2 - i1 - i)  # a last group narrower than m: its min(n, w) lowest
                 g = torch.div(torch.square(W1[i : i + w], out=sq[:w]), d2[i : i + w], out=sq[:w])
-                mask1[i : i + w] = (n_lowest_of_columns(g, n) if w == m
-                                    else n_of_m(g.t(), n, m).t())  # fmt: skip
+                if w == m:  # topk per group, as n_of_m picks (counting pays only for big inputs)
+                    idx = torch.topk(g.t(), n, dim=1, largest=False)[1]
+                    mask1[i : i + m].t().scatter_(1, idx, True)
+                else:
+                    mask1[i : i + w] = n_of_m(g.t(), n, m).t()
                 torch.div(mask1[i : i + w], d[i : i + w], out=scale[i : i + w])
             torch.mul(W1[i], scale[i], out=Err1[i])
             W1[i:].addr_(Hinv1[i, i:], Err1[i], alpha=-1)
