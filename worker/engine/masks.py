@@ -61,49 +61,25 @@ def lowest_per_matrix(score: torch.Tensor, ratio: float) -> torch.Tensor:
 def n_of_m(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """The n lowest scores in every group of m consecutive columns, per row.
 
-    As the reference implementations choose them with torch.topk, so ties (common in
-    quantized checkpoints) fall exactly as there: a group's n lowest are found by counting,
-    for each score, the scores below it; only groups where that is ambiguous (ties, NaN) go
-    to topk. A last group narrower than m (width not divisible by m) loses min(n, width).
+    Chosen with torch.topk as the reference implementations do, so ties (common in
+    quantized checkpoints) fall exactly as there. A last group narrower than m (width not
+    divisible by m) loses min(n, width) weights.
     """
     rows, cols = score.shape  # (out, in)
     full = cols - cols % m
-    if full == cols:
-        return _n_lowest_of_columns(score.reshape(-1, m).t(), n).t().reshape(rows, cols)
+    if full == cols:  # the usual case: the picks are the mask, no copy
+        groups = score.reshape(rows, cols // m, m)
+        idx = torch.topk(groups, n, dim=2, largest=False)[1]
+        return torch.zeros_like(groups, dtype=torch.bool).scatter_(2, idx, True).reshape(rows, cols)
     mask = torch.zeros_like(score, dtype=torch.bool)
     if full:
-        groups = score[:, :full].reshape(-1, m)  # (out * G, m)
-        mask[:, :full] = _n_lowest_of_columns(groups.t(), n).t().reshape(rows, full)
+        groups = score[:, :full].reshape(rows, full // m, m)  # (out, G, m)
+        idx = torch.topk(groups, n, dim=2, largest=False)[1]
+        picked = torch.zeros_like(groups, dtype=torch.bool).scatter_(2, idx, True)
+        mask[:, :full] = picked.reshape(rows, full)
     if full < cols:
         mask[:, full:] = lowest_per_row(score[:, full:], min(n, cols - full))
     return mask
-
-
-def _n_lowest_of_columns(cols: torch.Tensor, n: int) -> torch.Tensor:
-    """(m, G) scores, one group per column -> (m, G) mask of each group's n lowest, as
-    topk(largest=False) along the group picks them (a (m, G) view of (G, m) groups works)."""
-    m, size = cols.shape
-    picked = torch.empty_like(cols, dtype=torch.bool)
-    count = torch.zeros(size, dtype=torch.uint8, device=cols.device)
-    tied = torch.zeros(size, dtype=torch.bool, device=cols.device)
-    below = torch.empty_like(count)
-    for j in range(m):
-        below.zero_()
-        for k in range(m):
-            if k != j:  # how many of the group score under position j
-                below.add_(cols[k] < cols[j])
-            if k > j:
-                tied.logical_or_(cols[k] == cols[j])
-        torch.lt(below, n, out=picked[j])
-        count.add_(picked[j])
-    # distinct, finite scores: exactly n are below n others; else (ties, NaN) as topk does
-    odd = tied.logical_or_(count != n)
-    if odd.any():
-        at = odd.nonzero().reshape(-1)
-        groups = cols[:, at].t().contiguous()  # (K, m)
-        idx = torch.topk(groups, n, dim=1, largest=False)[1]
-        picked[:, at] = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, idx, True).t()
-    return picked
 
 
 def check_n_of_m(pruned: torch.Tensor, n: int, m: int) -> bool:
