@@ -67,6 +67,10 @@ def n_of_m(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """
     rows, cols = score.shape  # (out, in)
     full = cols - cols % m
+    if full == cols:  # the usual case: the picks are the mask, no copy
+        groups = score.reshape(rows, cols // m, m)
+        idx = torch.topk(groups, n, dim=2, largest=False)[1]
+        return torch.zeros_like(groups, dtype=torch.bool).scatter_(2, idx, True).reshape(rows, cols)
     mask = torch.zeros_like(score, dtype=torch.bool)
     if full:
         groups = score[:, :full].reshape(rows, full // m, m)  # (out, G, m)

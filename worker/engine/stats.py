@@ -57,7 +57,8 @@ class InputStats:
         self.sum: torch.Tensor | None = None  # (in,) sum over tokens of x_j (DSnoT's mean)
         self._xtx_upper: torch.Tensor | None = None  # (in, in) upper part of sum x x^T
         self.stride = max(1, total_tokens // SAMPLE_TOKENS)
-        self.sample: list[torch.Tensor] = []
+        self._sample: torch.Tensor | None = None  # (SAMPLE_TOKENS, in): every stride-th row
+        self._sampled = 0  # rows of it filled
 
     def add(self, x: torch.Tensor) -> None:
         """x: (B, T, in), or (B*T, in) as OPT's MLP flattens it: one batch of inputs."""
@@ -79,7 +80,12 @@ class InputStats:
             if self._xtx_upper is None:
                 self._xtx_upper = torch.zeros(xf.shape[1], xf.shape[1], device=xf.device)
             add_xtx_upper(self._xtx_upper, xf)
-        self.sample.append(x2[:: self.stride].detach().clone())
+        if self._sampled < SAMPLE_TOKENS:
+            if self._sample is None:
+                self._sample = x2.new_empty(SAMPLE_TOKENS, cols)
+            rows_kept = x2[:: self.stride][: SAMPLE_TOKENS - self._sampled].detach()
+            self._sample[self._sampled : self._sampled + rows_kept.shape[0]] = rows_kept
+            self._sampled += rows_kept.shape[0]
         self.tokens += x2.shape[0]
 
     @property
@@ -111,16 +117,19 @@ class InputStats:
     @property
     def hessian(self) -> torch.Tensor:
         """SparseGPT's H = 2/n * sum X X^T, n = number of sequences."""
-        return self.xtx * (2.0 / max(self.nsamples, 1))
+        return self.xtx.mul_(2.0 / max(self.nsamples, 1))  # xtx is a new tensor each time
 
     def token_sample(self) -> torch.Tensor:
-        return torch.cat(self.sample)[:SAMPLE_TOKENS]  # (K, in)
+        """(K, in): up to SAMPLE_TOKENS input rows, every stride-th, in the order seen."""
+        if self._sample is None:
+            raise ValueError("no inputs were added")
+        return self._sample[: self._sampled]
 
 
 def relative_error(w_dense: torch.Tensor, w_pruned: torch.Tensor, x: torch.Tensor) -> float:
     """||(W - W') X||^2 / ||W X||^2 on sampled calibration inputs x: (K, in)."""
-    xf = x.float()
-    dense = xf @ w_dense.float().t()
-    err = xf @ (w_dense.float() - w_pruned.float()).t()
-    denom = dense.square().sum().item()
-    return err.square().sum().item() / denom if denom > 0 else 0.0
+    xf, wd = x.float(), w_dense.float()
+    dense = (xf @ wd.t()).reshape(-1)
+    err = (xf @ torch.sub(wd, w_pruned.float()).t()).reshape(-1)
+    denom = torch.dot(dense, dense).item()  # sums of squares without a squared copy
+    return torch.dot(err, err).item() / denom if denom > 0 else 0.0

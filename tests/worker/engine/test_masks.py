@@ -70,6 +70,21 @@ def test_n_of_m_exact_groups(make, n, m, cols):
         assert (mask[:, full:].sum(dim=1) == min(n, cols - full)).all()
 
 
+@pytest.mark.parametrize(("n", "m"), [(2, 4), (4, 8), (1, 3)])
+def test_n_of_m_mixed_ties_and_nan_fall_as_topk(n, m):
+    """Groups of distinct scores beside groups with ties, zeros of both signs, inf and NaN:
+    every group picked exactly as the reference's topk picks it."""
+    score = continuous(16, 8 * m, seed=4)
+    score[::3] = ties(6, 8 * m, seed=5)  # whole rows of ties
+    score[1, :m] = 0.5  # one group all equal
+    score[2, 0], score[2, 1] = 0.0, -0.0
+    score[4, m] = float("nan")
+    score[5, :2] = float("nan")
+    score[7, 2 * m] = float("inf")
+    score[8, m + 1] = -float("inf")
+    assert torch.equal(n_of_m(score, n, m), reference_n_of_m(score, n, m))
+
+
 def test_n_of_m_tail_narrower_than_n():
     score = continuous(4, 9)  # 3:7 leaves a tail of 2 columns
     mask = n_of_m(score, 3, 7)

@@ -66,7 +66,7 @@ def sparsegpt(
 
     Works on W transposed, (in, rows), so each column step touches contiguous memory.
     """
-    H = stats.hessian.clone()  # (in, in) fp32
+    H = stats.hessian  # (in, in) fp32, a new tensor: changed in place below
     WT = torch.cat([w.float() for w in weights], dim=0).t().contiguous()  # (in, rows)
     bounds = torch.tensor([0] + [w.shape[0] for w in weights]).cumsum(0).tolist()
     segments = list(zip(bounds[:-1], bounds[1:], strict=True))
@@ -91,14 +91,20 @@ def sparsegpt(
         if pattern.is_nm:
             mask1 = torch.zeros_like(W1, dtype=torch.bool)
             scale = torch.zeros_like(W1)
+            d2, sq = d.square(), torch.empty_like(W1[:m])
         else:
             mask1 = _block_mask(W1, d, pattern.ratio, segments)
             scale = mask1 / d  # err = w * mask / d
         for i in range(i2 - i1):
-            if pattern.is_nm and i % m == 0:
-                g = W1[i : i + m].square() / d[i : i + m].square()  # (m, rows)
-                mask1[i : i + m] = n_of_m(g.t(), n, m).t()  # one group per row
-                scale[i : i + m] = mask1[i : i + m] / d[i : i + m]
+            if pattern.is_nm and i % m == 0:  # (m, rows) scores, one group per row
+                w = min(m, i2 - i1 - i)  # a last group narrower than m: its min(n, w) lowest
+                g = torch.div(torch.square(W1[i : i + w], out=sq[:w]), d2[i : i + w], out=sq[:w])
+                if w == m:  # topk per group, as n_of_m picks (counting pays only for big inputs)
+                    idx = torch.topk(g.t(), n, dim=1, largest=False)[1]
+                    mask1[i : i + m].t().scatter_(1, idx, True)
+                else:
+                    mask1[i : i + w] = n_of_m(g.t(), n, m).t()
+                torch.div(mask1[i : i + w], d[i : i + w], out=scale[i : i + w])
             torch.mul(W1[i], scale[i], out=Err1[i])
             W1[i:].addr_(Hinv1[i, i:], Err1[i], alpha=-1)
         WT[i1:i2] = W1.masked_fill_(mask1, 0)  # the update left ~0 there; make it exact

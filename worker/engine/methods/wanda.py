@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def wanda_score(w: torch.Tensor, col_norm_sq: torch.Tensor) -> torch.Tensor:
     """|W| * sqrt(s_j), s_j = mean over sequences of ||X_j||^2; fp32."""
-    return w.abs().float() * torch.sqrt(col_norm_sq.float()).reshape(1, -1)
+    return w.abs().float().mul_(torch.sqrt(col_norm_sq.float()).reshape(1, -1))
 
 
 def wanda_mask(score: torch.Tensor, pattern: Pattern) -> torch.Tensor:
