@@ -12,7 +12,6 @@ benchmarks/results/lazy_bench.json (and .md).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -22,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_args import parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,9 +117,7 @@ def row(model: str, load: str, runs: list[dict]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap = parser(__doc__)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--synthetic-gb", type=float, default=3.0, help="0 to skip")

@@ -24,6 +24,19 @@ def find_layers(module: nn.Module) -> dict[str, nn.Linear]:
     return {n: m for n, m in module.named_modules() if isinstance(m, nn.Linear)}
 
 
+def _next_batch(stats, inp: torch.Tensor, running: torch.Tensor) -> torch.Tensor:
+    """The head both reference `add_batch`es share: `inp` as (columns, tokens), the running
+    statistic scaled in place by n / (n + batch) and `stats.nsamples` advanced by the batch."""
+    if len(inp.shape) == 2:
+        inp = inp.unsqueeze(0)
+    tmp = inp.shape[0]
+    if len(inp.shape) == 3:
+        inp = inp.reshape((-1, inp.shape[-1]))
+    running *= stats.nsamples / (stats.nsamples + tmp)
+    stats.nsamples += tmp
+    return inp.t()
+
+
 class WrappedGPT:
     """Wanda's statistics: scaler_row = running mean over samples of ||X_j||^2."""
 
@@ -33,15 +46,7 @@ class WrappedGPT:
         self.nsamples = 0
 
     def add_batch(self, inp: torch.Tensor, out: torch.Tensor) -> None:
-        if len(inp.shape) == 2:
-            inp = inp.unsqueeze(0)
-        tmp = inp.shape[0]
-        if len(inp.shape) == 3:
-            inp = inp.reshape((-1, inp.shape[-1]))
-        inp = inp.t()
-        self.scaler_row *= self.nsamples / (self.nsamples + tmp)
-        self.nsamples += tmp
-        inp = inp.type(torch.float32)
+        inp = _next_batch(self, inp, self.scaler_row).type(torch.float32)
         self.scaler_row += torch.norm(inp, p=2, dim=1) ** 2 / self.nsamples
 
 
@@ -55,14 +60,7 @@ class SparseGPTStats:
         self.nsamples = 0
 
     def add_batch(self, inp: torch.Tensor, out: torch.Tensor) -> None:
-        if len(inp.shape) == 2:
-            inp = inp.unsqueeze(0)
-        tmp = inp.shape[0]
-        if len(inp.shape) == 3:
-            inp = inp.reshape((-1, inp.shape[-1]))
-        inp = inp.t()
-        self.H *= self.nsamples / (self.nsamples + tmp)
-        self.nsamples += tmp
+        inp = _next_batch(self, inp, self.H)  # advances nsamples first, as the reference
         inp = math.sqrt(2 / self.nsamples) * inp.float()
         self.H += inp.matmul(inp.t())
 

@@ -16,7 +16,6 @@ Writes benchmarks/results/train_bench.json (and .md) and prints a table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -25,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_args import parser
 
 ROOT = Path(__file__).resolve().parents[1]
 # method, sparsity, use ("recover": one-shot then recovery; "train": the method's own training;
@@ -102,9 +103,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap = parser(__doc__)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--eval-windows", type=int, default=20)
     ap.add_argument("--lr", type=float, default=None)
