@@ -1,4 +1,4 @@
-"""Benchmark OWL, DSnoT and SparseGPT 2:4 over calibration seeds (issue 12) on a real model.
+"""Benchmark OWL, DSnoT and SparseGPT 2:4 over calibration seeds on a real model.
 
     python benchmarks/oneshot_bench.py --model DIR [--parts owl,dsnot,seeds]
 

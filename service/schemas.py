@@ -44,7 +44,7 @@ REVISION_ALLOWED = "a branch or tag name (git ref rules) or a 7-40 hex commit id
 def check_revision(revision: str) -> str:
     """`revision` when it is a safe hub revision; ValueError naming what is allowed otherwise.
 
-    Never a path: the hub cache reads refs/<revision> as a file (issue 8.1).
+    Never a path: the hub cache reads refs/<revision> as a file.
     """
     if not revision or len(revision) > MAX_NAME or _REF_BAD.search(revision):
         shown = revision if len(revision) <= 80 else revision[:80] + "..."

@@ -30,7 +30,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=LimitedJsonRout
 
 def to_public(rec: JobRecord) -> JobPublic:
     job = rec.public()
-    if job.error is not None:  # worker messages may hold server paths (issue 8.3)
+    if job.error is not None:  # worker messages may hold server paths
         job.error.message = redact_paths(job.error.message)
     return job
 

@@ -69,7 +69,7 @@ def download(model: str, revision: str | None, cache_dir: Path | None) -> Path:
 
 
 def _check_revision(revision: str) -> None:
-    """Again at the hub read: the cache reads refs/<revision> as a path (issue 8.1)."""
+    """Again at the hub read: the cache reads refs/<revision> as a path."""
     try:
         check_revision(revision)
     except ValueError as exc:
