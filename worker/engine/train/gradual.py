@@ -6,6 +6,8 @@ lowest |W| are pruned at each pruning step.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -21,8 +23,18 @@ def _keep_layout(module: nn.Module, keep: torch.Tensor) -> torch.Tensor:
     return keep.t().contiguous() if transposed(module) else keep
 
 
+def _ties_by_magnitude(scores: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Scores whose exact ties fall by |W| (the lower pruned first). Before any signal every
+    score is 0, and the selector's own tie rule (the lower column) would prune the same
+    columns in every row; 1e-30 * |W| only orders scores that are equal."""
+    if not bool((scores == 0).any()):
+        return scores
+    return scores.double() + weight.detach().abs().double() * 1e-30
+
+
 class Movement:
-    """Hard movement: keep the top (1 - v_t) of S per row (or its N:M subset); soft movement:
+    """Hard movement: keep the top (1 - v_t) of S per row (or its N:M subset; equal scores fall
+    by |W|, the lower pruned first); soft movement:
     keep sigmoid(S) >= tau, with the penalty lambda * sum sigmoid(S). S starts at 0 and takes
     plain steps S -= alpha_S * (W * dL/dW' [+ lambda * sigmoid'(S)]) after each optimizer step,
     so S = -alpha_S * sum_t W * dL/dW exactly as the paper writes it."""
@@ -45,16 +57,19 @@ class Movement:
     def build(cls, inputs: TaskInputs) -> Movement:
         return cls(inputs.modules, inputs.pattern, inputs.schedule, inputs.options)
 
-    def _select(self, scores: torch.Tensor) -> torch.Tensor:
+    def _select(self, scores: torch.Tensor, module: nn.Module) -> torch.Tensor:
         if self.soft:
             return torch.sigmoid(scores) < self.tau
-        return select_at(scores, self.ratio, self.pattern)
+        w = original(module)
+        w = w.t() if transposed(module) else w  # (out, in), as the scores
+        return select_at(_ties_by_magnitude(scores, w), self.ratio, self.pattern)
 
     def attach(self) -> dict[str, nn.Parameter]:
         params = {}
         for name, module in self.modules.items():
             scores = torch.zeros(get_weight(module).shape)
-            mask = ScoreMask(scores, self._select, transposed(module))
+            select = functools.partial(self._select, module=module)
+            mask = ScoreMask(scores, select, transposed(module))
             mask.to(module.weight.device)
             attach(module, mask)
             mask.scores.requires_grad_(True)

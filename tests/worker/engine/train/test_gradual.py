@@ -175,3 +175,18 @@ def test_schedule_fields_are_checked_where_they_apply():
     shared = TrainingSpec()
     PruneSpec(**base, method="movement", training=shared)
     assert shared.distill is True  # the caller's object is not changed
+
+
+def test_hard_movement_breaks_the_warm_up_ties_by_magnitude():
+    """Before the scores carry any signal they are all 0: with an initial sparsity the mask
+    must not prune the same first columns of every row, but each row's lowest |W|."""
+    torch.manual_seed(0)
+    w = torch.randn(6, 16)
+    model = Tiny(w)
+    sched = Schedule(initial=0.25, final=0.5, start=4, every=1, n=4)
+    task = Movement({"lin": model.lin}, pattern(0.5), sched, MovementOptions())
+    task.attach()
+    task.before_step(0)
+    pruned = task.masks["lin"].pruned()
+    assert torch.equal(pruned, select_at(w.abs(), 0.25, pattern(0.5)))
+    assert len({tuple(row.nonzero().flatten().tolist()) for row in pruned}) > 1
