@@ -82,14 +82,27 @@ class MovementOptions(Options):
 
     TRAINS: ClassVar[bool] = True
     movement_soft: bool = Field(
-        False, description="soft movement: keep sigmoid(S) >= movement_tau; the sparsity is "
-        "then what the scores and movement_lambda give (reported), not `sparsity`"
-    )  # fmt: skip
+        False,
+        description="soft movement: one score threshold shared by every matrix, so each "
+        "matrix's sparsity is what its scores give (unstructured only)",
+    )
+    movement_threshold: Literal["schedule", "fixed"] = Field(
+        "schedule",
+        description="soft movement: 'schedule' sets the shared threshold every step so that "
+        "the schedule's sparsity holds over all pruned matrices together (ends at `sparsity`); "
+        "'fixed' is the paper's: keep sigmoid(S) > tau, tau ramped from 0 to movement_tau, the "
+        "sparsity is then what movement_lambda gives (reported)",
+    )
     movement_tau: float = Field(
-        0.5, gt=0, lt=1, description="soft movement: threshold on sigmoid(S)"
+        0.5, gt=0, lt=1, description="soft movement, fixed threshold: the final tau on sigmoid(S)"
     )
     movement_lambda: float = Field(
-        1.0, ge=0, le=1e12, description="soft movement: weight of the penalty sum sigmoid(S)"
+        0.0,
+        ge=0,
+        le=1e12,
+        description="soft movement: weight of the paper's regulariser lambda * mean sigmoid(S) "
+        "of each matrix, ramped with the schedule (0: off; it pushes every score of a small "
+        "matrix down harder than a large one's, so it moves sparsity to the small matrices)",
     )
     score_lr: float = Field(
         1.0, gt=0, le=1e12, description="alpha_S: S = -alpha_S * sum_t W * dL/dW (plain "

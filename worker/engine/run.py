@@ -56,6 +56,7 @@ from worker.engine.train.checkpoint import Checkpoints
 from worker.engine.train.loop import LoopConfig, train
 from worker.engine.train.objective import Objective
 from worker.engine.train.schedule import Schedule
+from worker.engine.train.soft_movement import soft_summary
 from worker.engine.train.tasks import Recovery, TaskInputs
 from worker.engine.walk_resume import WalkCheckpoints, WalkState
 from worker.engine.walker import survey, walk
@@ -391,10 +392,8 @@ def eval_pruned(run: Run) -> None:
 
 
 def schedule_of(spec: PruneSpec) -> Schedule | None:
-    """The cubic pruning schedule of movement and gmp (None for soft movement and others)."""
+    """The cubic pruning schedule of movement and gmp (None for the others)."""
     if spec.method not in SCHEDULED:
-        return None
-    if spec.method == "movement" and spec.method_options.movement_soft:
         return None
     ts = spec.training
     t0, dt, n, _ = ts.schedule_steps(1 if spec.method == "movement" else None)
@@ -413,11 +412,7 @@ def learn(run: Run) -> None:
     )  # fmt: skip
     run_training(run, spec.training, method.task(inputs))
     if spec.method == "movement" and spec.method_options.movement_soft:
-        achieved = sum(int(mm.mask().sum()) for _, mm in run.masks) / max(
-            sum(mm.shape[0] * mm.shape[1] for _, mm in run.masks), 1
-        )
-        run.warn(f"soft movement: the scores pruned {achieved:.3f} of the weights; the "
-                 f"sparsity asked for ({spec.sparsity}) is not enforced")  # fmt: skip
+        run.warn(soft_summary(run.masks, spec.method_options.movement_threshold))
 
 
 def recover(run: Run) -> None:

@@ -9,7 +9,8 @@ from worker.engine.methods.base import Method, MethodResult
 from worker.engine.methods.magnitude import magnitude
 from worker.engine.methods.sparsegpt import sparsegpt
 from worker.engine.methods.wanda import wanda
-from worker.engine.train.gradual import GradualMagnitude, Movement
+from worker.engine.train.gradual import GradualMagnitude
+from worker.engine.train.soft_movement import build_movement
 from worker.engine.train.tasks import LearnedMask
 
 REGISTRY: dict[str, Method] = {
@@ -17,7 +18,7 @@ REGISTRY: dict[str, Method] = {
     "wanda": Method(wanda, needs="norms"),
     "sparsegpt": Method(sparsegpt, needs="hessian"),
     "smp": Method(smp_method.smp, needs=smp_method.needs, task=LearnedMask.smp),
-    "movement": Method(None, needs=None, task=Movement.build),
+    "movement": Method(None, needs=None, task=build_movement),
     "gmp": Method(None, needs=None, task=GradualMagnitude.build),
 }
 

@@ -23,7 +23,7 @@ def _keep_layout(module: nn.Module, keep: torch.Tensor) -> torch.Tensor:
     return keep.t().contiguous() if transposed(module) else keep
 
 
-def _ties_by_magnitude(scores: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def ties_by_magnitude(scores: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Scores whose exact ties fall by |W| (the lower pruned first). Before any signal every
     score is 0, and the selector's own tie rule (the lower column) would prune the same
     columns in every row; 1e-30 * |W| only orders scores that are equal."""
@@ -34,17 +34,15 @@ def _ties_by_magnitude(scores: torch.Tensor, weight: torch.Tensor) -> torch.Tens
 
 class Movement:
     """Hard movement: keep the top (1 - v_t) of S per row (or its N:M subset; equal scores fall
-    by |W|, the lower pruned first); soft movement:
-    keep sigmoid(S) >= tau, with the penalty lambda * sum sigmoid(S). S starts at 0 and takes
-    plain steps S -= alpha_S * (W * dL/dW' [+ lambda * sigmoid'(S)]) after each optimizer step,
-    so S = -alpha_S * sum_t W * dL/dW exactly as the paper writes it."""
+    by |W|, the lower pruned first). S starts at 0 and takes plain steps
+    S -= alpha_S * W * dL/dW' after each optimizer step, so S = -alpha_S * sum_t W * dL/dW
+    exactly as the paper writes it. Soft movement is `SoftMovement` (soft_movement.py)."""
 
     stage, trainable = "train", "weights and movement scores"
     default_lr = 1e-4
 
     def __init__(self, modules: Modules, pattern: Pattern, schedule: Schedule | None, options):
         self.modules, self.pattern, self.schedule = modules, pattern, schedule
-        self.soft = bool(options.movement_soft)
         self.tau, self.lam, self.alpha = (
             options.movement_tau,
             options.movement_lambda,
@@ -58,11 +56,9 @@ class Movement:
         return cls(inputs.modules, inputs.pattern, inputs.schedule, inputs.options)
 
     def _select(self, scores: torch.Tensor, module: nn.Module) -> torch.Tensor:
-        if self.soft:
-            return torch.sigmoid(scores) < self.tau
         w = original(module)
         w = w.t() if transposed(module) else w  # (out, in), as the scores
-        return select_at(_ties_by_magnitude(scores, w), self.ratio, self.pattern)
+        return select_at(ties_by_magnitude(scores, w), self.ratio, self.pattern)
 
     def attach(self) -> dict[str, nn.Parameter]:
         params = {}
@@ -90,9 +86,6 @@ class Movement:
         for mask in self.masks.values():
             s = mask.scores
             grad = s.grad if s.grad is not None else torch.zeros_like(s)
-            if self.soft and self.lam:
-                sig = torch.sigmoid(s)
-                grad = grad + self.lam * sig * (1 - sig)
             s.sub_(self.alpha * grad)
             s.grad = None
 

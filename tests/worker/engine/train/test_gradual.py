@@ -4,6 +4,8 @@ that move but never revive, soft movement's lambda, resume at the right schedule
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from pydantic import ValidationError
@@ -16,6 +18,12 @@ from tests.worker.engine.test_run_training import KillAt
 from worker.engine.run import run
 from worker.engine.train.gradual import Movement
 from worker.engine.train.schedule import Schedule, select_at
+from worker.engine.train.soft_movement import (
+    SoftMovement,
+    count_at_most,
+    floor_count,
+    global_threshold,
+)
 
 
 def test_the_schedule_is_the_cubic_formula_and_monotone():
@@ -125,14 +133,43 @@ def test_final_pattern_is_exact_and_weights_move_but_never_revive(
     assert objective in tr.objective
 
 
-def test_soft_movement_with_a_larger_lambda_prunes_more(tiny_model_dir, tmp_path):
+def test_soft_movement_at_its_defaults_reaches_the_requested_sparsity(tiny_model_dir, tmp_path):
+    """One threshold for every matrix: 50% over all of them, each matrix at what its scores
+    give (not every matrix at 50%)."""
+    opts = {"movement_soft": True}
+    r = run(spec(tiny_model_dir("llama"), "movement", 0.5, options=opts), tmp_path / "out")
+    assert r.sparsity == pytest.approx(0.5, abs=0.01)
+    per = [m.sparsity for m in r.modules]
+    assert max(per) - min(per) > 0.02
+    [line] = [w for w in r.warnings if w.startswith("soft movement:")]
+    assert float(line.split()[2]) == pytest.approx(0.5, abs=0.01)
+
+
+def test_soft_movement_with_the_fixed_threshold_prunes_more_with_a_larger_lambda(
+    tiny_model_dir, tmp_path
+):
     got = []
-    for lam in (0.0, 1e-4, 1e-3):
-        opts = {"movement_soft": True, "movement_lambda": lam, "score_lr": 100.0}
+    for lam in (0.0, 3e3, 3e4):
+        opts = {"movement_soft": True, "movement_threshold": "fixed", "movement_lambda": lam}
         r = run(spec(tiny_model_dir("llama"), "movement", 0.5, options=opts), tmp_path / f"{lam}")
         got.append(r.sparsity)
-        assert any("soft movement: the scores pruned" in w for w in r.warnings)
+        assert any("the sparsity asked for is not enforced" in w for w in r.warnings)
     assert got[0] < got[1] < got[2]
+
+
+def test_the_shared_threshold_is_the_kth_value_of_all_scores_and_the_floor_holds():
+    g = torch.Generator().manual_seed(0)
+    keys = [torch.randn(4, 8, generator=g), torch.randn(16, 2, generator=g)]
+    flat = torch.cat([k.flatten() for k in keys]).sort().values
+    for k in (1, 7, 31, 64):
+        assert global_threshold(keys, k) == pytest.approx(float(flat[k - 1]))
+        assert count_at_most(keys, global_threshold(keys, k)) == k
+    model = Tiny(torch.randn(8, 64, generator=g))
+    task = SoftMovement({"lin": model.lin}, pattern(0.5), None, MovementOptions(movement_soft=True))
+    task.attach()
+    task.theta = math.inf  # a threshold above every score: only the floor is kept
+    kept = int((~task.masks["lin"].pruned()).sum())
+    assert kept == floor_count(8 * 64)
 
 
 def test_a_killed_gmp_run_resumes_at_the_right_schedule_step(tiny_model_dir, tmp_path):
