@@ -69,6 +69,11 @@ class SMPOptions(Options):
     init_method: Literal["wanda", "sparsegpt", "magnitude"] = Field(
         "wanda", description="one-shot method whose mask the learned scores start from"
     )
+    scope: Literal["matrix", "row"] = Field(
+        "matrix",
+        description="unstructured sparsity: select the lowest scores over the whole matrix "
+        "(as the paper's code does) or per row; N:M selects per group either way",
+    )
 
     def calibrates(self) -> bool:
         return METHODS[self.init_method]().calibrates()
@@ -104,6 +109,11 @@ class MovementOptions(Options):
         "of each matrix, ramped with the schedule (0: off; it pushes every score of a small "
         "matrix down harder than a large one's, so it moves sparsity to the small matrices)",
     )
+    scope: Literal["matrix", "row"] = Field(
+        "matrix",
+        description="hard movement, unstructured sparsity: select the lowest scores over the "
+        "whole matrix (as the paper's code does) or per row; N:M selects per group either way",
+    )
     score_lr: float = Field(
         1.0, gt=0, le=1e12, description="alpha_S: S = -alpha_S * sum_t W * dL/dW (plain "
         "accumulation; hard movement is invariant to it)"
@@ -120,6 +130,11 @@ class GMPOptions(Options):
     up to `sparsity` on the cubic schedule of `training`."""
 
     TRAINS: ClassVar[bool] = True
+    scope: Literal["matrix", "row"] = Field(
+        "matrix",
+        description="unstructured sparsity: select the lowest scores over the whole matrix "
+        "(as the paper's code does) or per row; N:M selects per group either way",
+    )
 
     def calibrates(self) -> bool:
         return False

@@ -53,19 +53,23 @@ def test_initial_scores_reproduce_the_init_mask(sparsity):
     p = pattern(sparsity)
     score = wanda_score(w, stats.col_norm_sq)
     init = n_of_m(score, 2, 4) if p.is_nm else score <= score.kthvalue(16, dim=1, keepdim=True)[0]
-    assert torch.equal(select(p)(initial_scores(w, init, stats, p)), init)
     lifted = init.flip(1)  # same counts per row and group, not the Wanda order (as SparseGPT)
     assert not torch.equal(lifted, init)
-    assert torch.equal(select(p)(initial_scores(w, lifted, stats, p)), lifted)
+    for scope in ("row", "matrix"):  # a selection over the whole matrix starts there too
+        assert torch.equal(select(p, scope)(initial_scores(w, init, stats, p)), init)
+        assert torch.equal(select(p, scope)(initial_scores(w, lifted, stats, p)), lifted)
 
 
-@pytest.mark.parametrize("sparsity", ["2:4", "0.5"])
+@pytest.mark.parametrize(
+    ("sparsity", "scope"), [("2:4", "matrix"), ("0.5", "row"), ("0.5", "matrix")]
+)
 def test_smp_learns_a_mask_over_frozen_dense_weights(
-    tiny_model_dir, calib_file, tmp_path, sparsity
+    tiny_model_dir, calib_file, tmp_path, sparsity, scope
 ):
     model_dir = tiny_model_dir("llama")
     ts = training(calib_file, steps=8, lr=0.2)
-    report = run(spec(model_dir, calib_file, "smp", sparsity, training=ts), tmp_path / "out")
+    s = spec(model_dir, calib_file, "smp", sparsity, training=ts, options={"scope": scope})
+    report = run(s, tmp_path / "out")
     dense, _ = weights(model_dir)
     pruned, _ = weights(tmp_path / "out")
     init = run(spec(model_dir, calib_file, "wanda", sparsity), tmp_path / "wanda")
@@ -76,8 +80,10 @@ def test_smp_learns_a_mask_over_frozen_dense_weights(
         assert torch.equal(w[kept], dense[name][kept]), name  # bit-identical survivors
         if ":" in sparsity:
             assert ((w == 0).reshape(w.shape[0], -1, 4).sum(dim=2) >= 2).all(), name
-        else:
+        elif scope == "row":
             assert ((w == 0).sum(dim=1) == w.shape[1] // 2).all(), name  # exact per row
+        else:
+            assert int((w == 0).sum()) == w.numel() // 2, name  # exact per matrix
         changed += int(((w == 0) != (wanda_w[name] == 0)).sum())
     assert changed > 0  # the mask was learned, not just Wanda's
     [tr] = report.training

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from service.methods import METHODS
-from worker.engine.masks import Pattern, lowest_per_row, n_of_m
+from worker.engine.masks import Pattern, lowest_k, lowest_per_row, n_of_m
 from worker.engine.methods.base import MethodResult
 from worker.engine.methods.magnitude import magnitude
 from worker.engine.methods.sparsegpt import sparsegpt
@@ -32,12 +32,15 @@ def needs(options: SMPOptions) -> str | None:
     return INIT_NEEDS[options.init_method]
 
 
-def select(pattern: Pattern):
-    """The SMP mask of scores S (out, in): the lowest per row, or n lowest of every m."""
+def select(pattern: Pattern, scope: str = "row"):
+    """The SMP mask of scores S (out, in): the lowest per row or over the whole matrix
+    (`scope`), or the n lowest of every m."""
 
     def pruned(scores: torch.Tensor) -> torch.Tensor:
         if pattern.is_nm:
             return n_of_m(scores, pattern.n, pattern.m)
+        if scope == "matrix":
+            return lowest_k(scores.flatten(), int(scores.numel() * pattern.ratio)).view_as(scores)
         return lowest_per_row(scores, int(scores.shape[1] * pattern.ratio))
 
     return pruned

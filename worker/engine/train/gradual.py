@@ -49,6 +49,7 @@ class Movement:
             options.score_lr,
         )
         self.ratio = schedule.initial if schedule is not None else 0.0
+        self.scope = options.scope
         self.masks: dict[str, ScoreMask] = {}
 
     @classmethod
@@ -58,7 +59,7 @@ class Movement:
     def _select(self, scores: torch.Tensor, module: nn.Module) -> torch.Tensor:
         w = original(module)
         w = w.t() if transposed(module) else w  # (out, in), as the scores
-        return select_at(ties_by_magnitude(scores, w), self.ratio, self.pattern)
+        return select_at(ties_by_magnitude(scores, w), self.ratio, self.pattern, self.scope)
 
     def attach(self) -> dict[str, nn.Parameter]:
         params = {}
@@ -106,13 +107,13 @@ class GradualMagnitude:
     stage, trainable = "train", "weights (magnitude masks on the cubic schedule)"
     default_lr = 1e-4
 
-    def __init__(self, modules: Modules, pattern: Pattern, schedule: Schedule):
-        self.modules, self.pattern, self.schedule = modules, pattern, schedule
+    def __init__(self, modules: Modules, pattern: Pattern, schedule: Schedule, scope: str = "row"):
+        self.modules, self.pattern, self.schedule, self.scope = modules, pattern, schedule, scope
         self.masks: dict[str, FixedMask] = {}
 
     @classmethod
     def build(cls, inputs: TaskInputs) -> GradualMagnitude:
-        return cls(inputs.modules, inputs.pattern, inputs.schedule)
+        return cls(inputs.modules, inputs.pattern, inputs.schedule, inputs.options.scope)
 
     def attach(self) -> dict[str, nn.Parameter]:
         params = {}
@@ -134,7 +135,7 @@ class GradualMagnitude:
             keep = self.masks[name].keep
             w = original(module) * keep.to(original(module).dtype)
             w = w.t() if transposed(module) else w  # (out, in)
-            pruned = select_at(w.abs().float(), ratio, self.pattern)
+            pruned = select_at(w.abs().float(), ratio, self.pattern, self.scope)
             keep.copy_(_keep_layout(module, ~pruned))
 
     def before_step(self, step: int) -> None:

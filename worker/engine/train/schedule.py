@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from worker.engine.masks import Pattern, lowest_per_row, n_of_m
+from worker.engine.masks import Pattern, lowest_k, lowest_per_row, n_of_m
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,13 @@ class Schedule:
         return self.start <= step <= self.end and (step - self.start) % self.every == 0
 
 
-def select_at(scores: torch.Tensor, ratio: float, pattern: Pattern) -> torch.Tensor:
-    """Pruned mask (True = pruned) of the lowest scores at sparsity `ratio` per row. For an N:M
-    target every mask is a subset of the N:M mask of the same scores (the n lowest of every
-    m), and at ratio n/m it is that mask exactly."""
+def select_at(
+    scores: torch.Tensor, ratio: float, pattern: Pattern, scope: str = "row"
+) -> torch.Tensor:
+    """Pruned mask (True = pruned) of the lowest scores at sparsity `ratio`: per row, or over
+    the whole matrix (`scope="matrix"`, as the movement, gmp and SMP papers' code selects).
+    For an N:M target every mask is a subset of the N:M mask of the same scores (the n lowest
+    of every m), and at ratio n/m it is that mask exactly; the scope is then per row."""
     cols = scores.shape[1]
     if pattern.is_nm:
         nm = n_of_m(scores, pattern.n, pattern.m)
@@ -57,4 +60,6 @@ def select_at(scores: torch.Tensor, ratio: float, pattern: Pattern) -> torch.Ten
         if k >= int(nm[0].sum()):
             return nm
         return lowest_per_row(torch.where(nm, scores, torch.inf), k)
+    if scope == "matrix":
+        return lowest_k(scores.flatten(), int(round(scores.numel() * ratio, 9))).view_as(scores)
     return lowest_per_row(scores, int(round(cols * ratio, 9)))

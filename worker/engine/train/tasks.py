@@ -84,7 +84,8 @@ class LearnedMask:
     def smp(cls, inputs: TaskInputs) -> LearnedMask:
         from worker.engine.methods.smp import select
 
-        return cls(inputs.modules, inputs.scores, select(inputs.pattern), inputs.dense_weight)
+        chooser = select(inputs.pattern, inputs.options.scope)
+        return cls(inputs.modules, inputs.scores, chooser, inputs.dense_weight)
 
     def attach(self) -> dict[str, nn.Parameter]:
         params = {}

@@ -104,28 +104,39 @@ def _train_data(calib_file):
     TRAIN.update(dataset=str(calib_file), seqlen=32, batch_size=2, checkpoint_every=3, lr=3e-3)
 
 
-CASES = [("movement", 0.5), ("movement", "2:4"), ("gmp", 0.7), ("gmp", "2:4")]
+CASES = [
+    ("movement", 0.5, "matrix"),
+    ("movement", 0.5, "row"),
+    ("movement", "2:4", "matrix"),
+    ("gmp", 0.7, "matrix"),
+    ("gmp", 0.7, "row"),
+    ("gmp", "2:4", "matrix"),
+]
 
 
-@pytest.mark.parametrize(("method", "sparsity"), CASES)
+@pytest.mark.parametrize(("method", "sparsity", "scope"), CASES)
 def test_final_pattern_is_exact_and_weights_move_but_never_revive(
-    tiny_model_dir, tmp_path, method, sparsity
+    tiny_model_dir, tmp_path, method, sparsity, scope
 ):
     from transformers import AutoModelForCausalLM
 
     model_dir = tiny_model_dir("llama")
-    report = run(spec(model_dir, method, sparsity), tmp_path / "out")
+    report = run(spec(model_dir, method, sparsity, options={"scope": scope}), tmp_path / "out")
     dense = linear_weights(AutoModelForCausalLM.from_pretrained(model_dir).model.layers, "m")
     after = linear_weights(AutoModelForCausalLM.from_pretrained(tmp_path / "out").model.layers, "m")
-    p, moved = pattern(sparsity), 0
+    p, moved, rows_differ = pattern(sparsity), 0, False
     for name, w in after.items():
         zeros = w == 0
         if p.is_nm:
             assert (zeros_per_group(w, p.m) == p.n).all(), name
-        else:
+        elif scope == "row":
             assert (zeros.sum(dim=1) == int(w.shape[1] * p.ratio)).all(), name
+        else:  # one selection over the whole matrix: the count is exact, rows differ
+            assert int(zeros.sum()) == int(round(w.numel() * p.ratio, 9)), name
+            rows_differ = rows_differ or len(set(zeros.sum(dim=1).tolist())) > 1
         moved += int((w[~zeros] != dense[name][~zeros]).sum())  # kept weights trained
     assert moved > 0.5 * sum(int((w != 0).sum()) for w in after.values())
+    assert rows_differ is (scope == "matrix" and not p.is_nm)
     [tr] = report.training
     assert tr.stage == "train" and len(tr.loss) == 12
     assert report.nm_ok is (True if p.is_nm else None)
