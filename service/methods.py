@@ -18,10 +18,31 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     TRAINS: ClassVar[bool] = False  # the method runs the training engine (needs `training`)
+    SCHEDULE_NOTE: ClassVar[str] = ""  # when it prunes on the schedule, for error messages
 
     def calibrates(self) -> bool:
         """Whether the method reads calibration data (known without the engine or torch)."""
         return True
+
+    def walks(self) -> bool:
+        """Whether a one-shot walk prunes before any training (False: it prunes only while
+        training, on the schedule)."""
+        return True
+
+    def prunes_on_schedule(self) -> bool:
+        """Whether training follows the cubic sparsity schedule of `training`."""
+        return False
+
+    def prune_every(self) -> int | None:
+        """The schedule's default steps between pruning steps (None: the ramp / 10)."""
+        return None
+
+    def distills_by_default(self) -> bool:
+        """Whether the objective is distillation from the dense model unless asked otherwise."""
+        return True
+
+    def check_sparsity(self, is_nm: bool, sparsity: str) -> None:
+        """Refuse a sparsity these options cannot give (ValueError naming the option)."""
 
 
 def method_options(name: str):
@@ -75,8 +96,44 @@ class SMPOptions(Options):
         "(as the paper's code does) or per row; N:M selects per group either way",
     )
 
+    smp_init: Literal["oneshot", "zero"] = Field(
+        "oneshot",
+        description="'oneshot': scores start from init_method's mask at the target sparsity; "
+        "'zero': scores start at 0 from the dense model and the sparsity follows the cubic "
+        "schedule of `training` (the paper's; no one-shot walk)",
+    )
+    smp_variant: Literal["L", "S"] = Field(
+        "L",
+        description="SMP-L: every matrix at the same sparsity; SMP-S: each matrix's keep "
+        "fraction from its scores, mean sigmoid(S/smp_p) against the same kind of matrix in the "
+        "other layers (unstructured only)",
+    )
+    smp_p: float = Field(1.0, gt=0, le=1e6, description="SMP-S: p in sigmoid(S/p)")
+    smp_lambda: float = Field(
+        0.0,
+        ge=0,
+        le=1e12,
+        description="weight of the regulariser lambda * mean over matrices of mean sigmoid(S), "
+        "ramped with the schedule (0: off)",
+    )
+
+    SCHEDULE_NOTE: ClassVar[str] = "smp with smp_init 'zero'"
+
     def calibrates(self) -> bool:
-        return METHODS[self.init_method]().calibrates()
+        return self.smp_init == "oneshot" and METHODS[self.init_method]().calibrates()
+
+    def walks(self) -> bool:
+        return self.smp_init == "oneshot"
+
+    def prunes_on_schedule(self) -> bool:
+        return self.smp_init == "zero"
+
+    def check_sparsity(self, is_nm: bool, sparsity: str) -> None:
+        if is_nm and self.smp_variant == "S":
+            raise ValueError(
+                f"options.smp_variant: SMP-S gives each matrix its own sparsity and cannot hold "
+                f"an N:M pattern ({sparsity}); use smp_variant 'L' for N:M"
+            )
 
 
 @method_options("movement")
@@ -119,8 +176,29 @@ class MovementOptions(Options):
         "accumulation; hard movement is invariant to it)"
     )  # fmt: skip
 
+    SCHEDULE_NOTE: ClassVar[str] = "movement"
+
     def calibrates(self) -> bool:
         return False
+
+    def walks(self) -> bool:
+        return False
+
+    def prunes_on_schedule(self) -> bool:
+        return True
+
+    def prune_every(self) -> int | None:
+        return 1  # the paper updates the top-v mask at every step
+
+    def distills_by_default(self) -> bool:
+        return False  # the paper's objective is the LM loss; distillation when asked
+
+    def check_sparsity(self, is_nm: bool, sparsity: str) -> None:
+        if is_nm and self.movement_soft:
+            raise ValueError(
+                f"options.movement_soft: soft movement gives each matrix its own sparsity and "
+                f"cannot hold an N:M pattern ({sparsity}); use hard movement for N:M"
+            )
 
 
 @method_options("gmp")
@@ -136,8 +214,16 @@ class GMPOptions(Options):
         "(as the paper's code does) or per row; N:M selects per group either way",
     )
 
+    SCHEDULE_NOTE: ClassVar[str] = "gmp"
+
     def calibrates(self) -> bool:
         return False
+
+    def walks(self) -> bool:
+        return False
+
+    def prunes_on_schedule(self) -> bool:
+        return True
 
 
 def _legacy_defaults() -> dict[str, Any]:

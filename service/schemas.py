@@ -271,7 +271,6 @@ class DSnoTSpec(_Strict):
 SPARSITY_PROFILES = ("uniform", "owl")
 REFINERS = ("none", "dsnot")
 ONE_SHOT_FOR_PROFILES = ("magnitude", "wanda", "sparsegpt")  # what OWL and DSnoT work with
-SCHEDULED = ("movement", "gmp")  # the methods that prune on a schedule while training
 LOADS = ("auto", "eager", "lazy")  # how the model is held: whole, or a layer at a time
 
 
@@ -363,7 +362,11 @@ class PruneSpec(_Strict):
         trains = METHODS[self.method].TRAINS
         if trains and self.training is None:
             self.training = TrainingSpec()
-        if self.method == "movement" and "distill" not in self.training.model_fields_set:
+        if (
+            self.training is not None
+            and not self.method_options.distills_by_default()
+            and "distill" not in self.training.model_fields_set
+        ):
             # its objective is the LM loss, with distillation when asked (a copy: the
             # caller's TrainingSpec may be shared)
             self.training = self.training.model_copy(update={"distill": False})
@@ -377,29 +380,29 @@ class PruneSpec(_Strict):
         return self
 
     def _check_schedule(self) -> None:
-        scheduled = self.method in SCHEDULED
+        options = self.method_options
+        options.check_sparsity(self.parsed_sparsity.is_nm, str(self.sparsity))
+        scheduled = options.prunes_on_schedule()
+        which = ", ".join(m.SCHEDULE_NOTE for m in METHODS.values() if m.SCHEDULE_NOTE)
         if self.recovery is not None and self.recovery.schedules():
-            raise ValueError("recovery: the pruning schedule fields (initial_sparsity, "
-                             "warmup_steps, prune_every, cooldown_steps) are for training of "
-                             f"{', '.join(SCHEDULED)}; recovery keeps the mask fixed")  # fmt: skip
+            raise ValueError(
+                "recovery: the pruning schedule fields (initial_sparsity, warmup_steps, "
+                f"prune_every, cooldown_steps) are for training of {which}; recovery keeps the "
+                "mask fixed"
+            )
         if self.training is None:
             return
         if not scheduled and self.training.schedules():
-            raise ValueError(f"training: the pruning schedule fields are for "
-                             f"{', '.join(SCHEDULED)}, not {self.method!r}")  # fmt: skip
+            raise ValueError(
+                f"training: the pruning schedule fields are for {which}, not {self.method!r}"
+            )
         if scheduled:
-            self.training.schedule_steps(1 if self.method == "movement" else None)
-            soft = self.method == "movement" and self.method_options.movement_soft
+            self.training.schedule_steps(options.prune_every())
             target = self.parsed_sparsity.ratio
-            if self.training.initial_sparsity >= target and not soft:
+            if self.training.initial_sparsity >= target:
                 raise ValueError(
                     f"training.initial_sparsity: {self.training.initial_sparsity:g} must be "
                     f"below the target sparsity {target:g}"
-                )
-            if soft and self.parsed_sparsity.is_nm:
-                raise ValueError(
-                    f"options.movement_soft: soft movement keeps sigmoid(S) >= tau and cannot "
-                    f"hold an N:M pattern ({self.sparsity}); use hard movement for N:M"
                 )
 
     @model_validator(mode="after")

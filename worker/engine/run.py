@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 
 from service.schemas import (
-    SCHEDULED,
     Perplexity,
     PruneReport,
     PruneSpec,
@@ -150,7 +149,7 @@ def load(run: Run) -> None:
     )  # fmt: skip
     run.walk_checkpoints = WalkCheckpoints(resume_dir(run.where.output), run_key(spec),
                                            spec.checkpoint_layers)  # fmt: skip
-    if get_method(spec.method).fn is not None:
+    if spec.method_options.walks():
         run.resume = run.walk_checkpoints.load()
     weights = open_model(run, path)
     layers_name, layers = decoder_layers(run.model)
@@ -392,11 +391,11 @@ def eval_pruned(run: Run) -> None:
 
 
 def schedule_of(spec: PruneSpec) -> Schedule | None:
-    """The cubic pruning schedule of movement and gmp (None for the others)."""
-    if spec.method not in SCHEDULED:
+    """The cubic pruning schedule of the methods that prune while training (else None)."""
+    if not spec.method_options.prunes_on_schedule():
         return None
     ts = spec.training
-    t0, dt, n, _ = ts.schedule_steps(1 if spec.method == "movement" else None)
+    t0, dt, n, _ = ts.schedule_steps(spec.method_options.prune_every())
     return Schedule(ts.initial_sparsity, spec.parsed_sparsity.ratio, t0, dt, n)
 
 
@@ -503,7 +502,7 @@ def run_key(spec: PruneSpec) -> str:
 def needs_dense_copy(spec: PruneSpec) -> bool:
     """A teacher for distillation, or the dense weights a learned mask keeps (SMP: the walk
     zeroed them)."""
-    walks = get_method(spec.method).fn is not None
+    walks = spec.method_options.walks()
     learns = spec.training is not None and (spec.training.distill or walks)
     return learns or (spec.recovery is not None and spec.recovery.distill)
 
@@ -558,8 +557,7 @@ def plan(spec: PruneSpec) -> list[Stage]:
         stages.append(Stage("calibrate", calibrate, 5))
     if evaluate:
         stages.append(Stage("eval_dense", eval_dense, 15))
-    walks = get_method(spec.method).fn is not None  # movement, gmp prune only while training
-    if walks:
+    if spec.method_options.walks():  # some prune only while training
         stages.append(Stage("prune", prune, 60, steps=lambda r: r.n_layers))
     for name, fn, ts in (("train", learn, spec.training), ("recover", recover, spec.recovery)):
         if ts is None:

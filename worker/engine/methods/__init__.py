@@ -10,8 +10,8 @@ from worker.engine.methods.magnitude import magnitude
 from worker.engine.methods.sparsegpt import sparsegpt
 from worker.engine.methods.wanda import wanda
 from worker.engine.train.gradual import GradualMagnitude
+from worker.engine.train.smp_task import LearnedMask
 from worker.engine.train.soft_movement import build_movement
-from worker.engine.train.tasks import LearnedMask
 
 REGISTRY: dict[str, Method] = {
     "magnitude": Method(magnitude, needs=None),

@@ -29,7 +29,7 @@ INIT_NEEDS = {"wanda": "norms", "sparsegpt": "hessian", "magnitude": None}
 
 
 def needs(options: SMPOptions) -> str | None:
-    return INIT_NEEDS[options.init_method]
+    return INIT_NEEDS[options.init_method] if options.walks() else None
 
 
 def select(pattern: Pattern, scope: str = "row"):

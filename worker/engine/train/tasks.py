@@ -1,9 +1,8 @@
 """The uses of the training engine: what trains and how the mask comes out.
 
 `Recovery` (Prune Once for All's distilled sparse fine-tuning): masks fixed, kept weights
-train. `LearnedMask` (SMP): weights frozen at their dense values, scores train, the mask is
-the SMP selector of the scores (straight-through). The tasks that prune while
-training (movement, gmp) are in gradual.py.
+train. SMP's learned mask is in smp_task.py; the tasks that prune while training (movement,
+gmp) in gradual.py and soft_movement.py.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ from torch import nn
 
 from worker.engine.mask_state import MaskState
 from worker.engine.masks import Pattern
-from worker.engine.model_io import set_weight
-from worker.engine.train.masked import FixedMask, ScoreMask, attach, bake, original, transposed
+from worker.engine.train.masked import FixedMask, attach, bake, original, transposed
 from worker.engine.train.schedule import Schedule
 
 Modules = dict[str, nn.Module]  # full name -> Linear, in pruning order
@@ -61,53 +59,5 @@ class Recovery:
         out = {}
         for name, module in self.modules.items():
             out[name] = self.masks.modules[name].mask()
-            bake(module, out[name])
-        return out
-
-
-class LearnedMask:
-    stage, trainable = "train", "mask scores (weights frozen at their dense values)"
-    default_lr = 1e-2  # scores live in [0, 1)
-
-    def __init__(
-        self,
-        modules: Modules,
-        scores: dict[str, torch.Tensor],
-        select: Callable[[torch.Tensor], torch.Tensor],
-        dense_weight: Callable[[str], torch.Tensor],
-    ):
-        self.modules, self.scores, self.select = modules, scores, select
-        self.dense_weight = dense_weight
-        self.masks: dict[str, ScoreMask] = {}
-
-    @classmethod
-    def smp(cls, inputs: TaskInputs) -> LearnedMask:
-        from worker.engine.methods.smp import select
-
-        chooser = select(inputs.pattern, inputs.options.scope)
-        return cls(inputs.modules, inputs.scores, chooser, inputs.dense_weight)
-
-    def attach(self) -> dict[str, nn.Parameter]:
-        params = {}
-        for name, module in self.modules.items():
-            set_weight(module, self.dense_weight(name))  # the walk zeroed the init mask
-            mask = ScoreMask(self.scores[name], self.select, transposed(module))
-            mask.to(module.weight.device)
-            attach(module, mask)
-            original(module).requires_grad_(False)
-            self.masks[name] = mask
-            params[name] = mask.scores
-        return params
-
-    def before_step(self, step: int) -> None:
-        pass
-
-    def after_step(self, step: int) -> None:
-        pass
-
-    def finish(self) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, module in self.modules.items():
-            out[name] = self.masks[name].pruned().cpu()
             bake(module, out[name])
         return out

@@ -207,7 +207,8 @@ def test_a_killed_gmp_run_resumes_at_the_right_schedule_step(tiny_model_dir, tmp
 
 def test_schedule_fields_are_checked_where_they_apply():
     base = {"model": "org/m", "sparsity": 0.5}
-    with pytest.raises(ValidationError, match="schedule fields are for movement, gmp, not 'smp'"):
+    fields_for = "schedule fields are for smp with smp_init 'zero', movement, gmp, not 'smp'"
+    with pytest.raises(ValidationError, match=fields_for):
         PruneSpec(**base, method="smp", training={"prune_every": 2})
     with pytest.raises(ValidationError, match="recovery: the pruning schedule fields"):
         PruneSpec(**base, method="wanda", recovery={"warmup_steps": 2})
@@ -236,5 +237,5 @@ def test_hard_movement_breaks_the_warm_up_ties_by_magnitude():
     task.attach()
     task.before_step(0)
     pruned = task.masks["lin"].pruned()
-    assert torch.equal(pruned, select_at(w.abs(), 0.25, pattern(0.5)))
+    assert torch.equal(pruned, select_at(w.abs(), 0.25, pattern(0.5), "matrix"))
     assert len({tuple(row.nonzero().flatten().tolist()) for row in pruned}) > 1
