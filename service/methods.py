@@ -18,10 +18,16 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     TRAINS: ClassVar[bool] = False  # the method runs the training engine (needs `training`)
+    TRAINED: ClassVar[tuple[str, ...]] = ()  # what its training updates: weights, scores
+    STATISTICS: ClassVar[str] = "norms"  # what the walk accumulates: none, norms or hessians
 
     def calibrates(self) -> bool:
         """Whether the method reads calibration data (known without the engine or torch)."""
         return True
+
+    def statistics(self) -> str:
+        """The walk's statistics for this method (the planner counts their bytes)."""
+        return self.STATISTICS
 
 
 def method_options(name: str):
@@ -37,6 +43,8 @@ def method_options(name: str):
 @method_options("magnitude")
 class MagnitudeOptions(Options):
     """Magnitude pruning: score |W|."""
+
+    STATISTICS: ClassVar[str] = "none"
 
     magnitude_scope: Literal["matrix", "row"] = Field(
         "matrix", description="one threshold per matrix (the reference) or per output row"
@@ -55,6 +63,8 @@ class WandaOptions(Options):
 class SparseGPTOptions(Options):
     """SparseGPT: column-wise pruning with inverse-Hessian weight updates."""
 
+    STATISTICS: ClassVar[str] = "hessians"
+
     blocksize: int = Field(128, ge=1, le=65536, description="SparseGPT column block size")
     percdamp: float = Field(
         0.01, gt=0, le=10, description="SparseGPT damping, as a multiple of mean(diag H)"
@@ -66,12 +76,16 @@ class SMPOptions(Options):
     """Static Model Pruning: weights frozen, the mask learned from first-order scores."""
 
     TRAINS: ClassVar[bool] = True
+    TRAINED: ClassVar[tuple[str, ...]] = ("scores",)
     init_method: Literal["wanda", "sparsegpt", "magnitude"] = Field(
         "wanda", description="one-shot method whose mask the learned scores start from"
     )
 
     def calibrates(self) -> bool:
         return METHODS[self.init_method]().calibrates()
+
+    def statistics(self) -> str:
+        return METHODS[self.init_method]().statistics()
 
 
 @method_options("movement")
@@ -81,6 +95,8 @@ class MovementOptions(Options):
     follows the cubic schedule of `training` (hard), or keep sigmoid(S) >= tau (soft)."""
 
     TRAINS: ClassVar[bool] = True
+    TRAINED: ClassVar[tuple[str, ...]] = ("weights", "scores")
+    STATISTICS: ClassVar[str] = "none"
     movement_soft: bool = Field(
         False, description="soft movement: keep sigmoid(S) >= movement_tau; the sparsity is "
         "then what the scores and movement_lambda give (reported), not `sparsity`"
@@ -107,6 +123,8 @@ class GMPOptions(Options):
     up to `sparsity` on the cubic schedule of `training`."""
 
     TRAINS: ClassVar[bool] = True
+    TRAINED: ClassVar[tuple[str, ...]] = ("weights",)
+    STATISTICS: ClassVar[str] = "none"
 
     def calibrates(self) -> bool:
         return False

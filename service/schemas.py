@@ -471,12 +471,28 @@ class PruneSpec(_Strict):
         return METHODS[self.method].model_validate(self.options)
 
 
+PLAN_FOR_PATTERN = r"^[0-9]{1,4}[xX][0-9]{1,7}(\.[0-9]{1,3})?(MiB|GiB|TiB|MB|GB|TB)$"
+
+
 class JobCreate(PruneSpec):
     """Body of POST /v1/jobs: a PruneSpec whose model is a name, never a local path."""
 
     model: str = Field(
         ..., min_length=1, max_length=MAX_NAME, description="hub id org/name, or a model name"
     )
+    dry_run: bool = Field(
+        False, description="answer 200 with the plan (memory per device and stage, from the "
+        "model's config.json) and queue nothing"
+    )  # fmt: skip
+    plan_for: str | None = Field(
+        None, max_length=32, pattern=PLAN_FOR_PATTERN,
+        description="dry_run: plan for these devices, COUNTxSIZE such as 8x80GiB (default: "
+        "the workers' devices, PRUNESERVE_PLAN_DEVICES)",
+    )  # fmt: skip
+
+    def spec(self) -> PruneSpec:
+        """The job's spec: the body without the dry-run fields."""
+        return PruneSpec.model_validate(self.model_dump(exclude={"dry_run", "plan_for"}))
 
 
 class JobState(str, Enum):
