@@ -30,9 +30,10 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _devices_arg(text: str) -> Devices:
+def _devices_arg(text: str) -> str:
     try:
-        return parse_devices(text)
+        parse_devices(text)  # checked here, before any work; sent as written
+        return text
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -83,12 +84,21 @@ def cmd_dry_run(args: argparse.Namespace, spec) -> int:
         shape = read_config(model_config_dir(spec.model, spec.revision))
     except ConfigError as exc:
         raise CliError(USAGE, "ConfigError", f"--model {spec.model}: {exc}") from None
-    devices = args.plan_for or local_devices(spec.device)
+    devices = parse_devices(args.plan_for) if args.plan_for else local_devices(spec.device)
     result = plan(spec, shape, devices)
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
         print(render(result))
+    if not result.fits:
+        raise CliError(USAGE, "PlanRefused", result.refusal or "does not fit")
+    return 0
+
+
+def cmd_remote_dry_run(args: argparse.Namespace, client, spec) -> int:
+    """`pruneserve submit --dry-run`: the service's plan for the spec (no job)."""
+    result = client.plan(spec, plan_for=args.plan_for)
+    print(result.model_dump_json(indent=2) if args.json else render(result))
     if not result.fits:
         raise CliError(USAGE, "PlanRefused", result.refusal or "does not fit")
     return 0

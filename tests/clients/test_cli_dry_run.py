@@ -22,8 +22,17 @@ def config_only(tmp_path) -> Path:
 
 
 def dry_run(model: Path, *flags: str) -> list[str]:
-    return ["prune", "--model", str(model), "--method", "wanda", "--sparsity", "2:4",
-            "--dry-run", *flags]  # fmt: skip
+    return [
+        "prune",
+        "--model",
+        str(model),
+        "--method",
+        "wanda",
+        "--sparsity",
+        "2:4",
+        "--dry-run",
+        *flags,
+    ]
 
 
 def test_json_plan_from_a_config_only_directory(config_only, capsys):

@@ -46,9 +46,14 @@ def test_device_lists_parse(text, count, nbytes):
 
 @pytest.mark.parametrize(
     ("text", "says"),
-    [("8y80GiB", "allowed: COUNTxSIZE"), ("8x80", "allowed"), ("8x80XB", "unknown unit"),
-     ("0x80GiB", "count must be 1 to 1024"), ("1x0GiB", "1 MiB to 1 PiB")],
-)  # fmt: skip
+    [
+        ("8y80GiB", "allowed: COUNTxSIZE"),
+        ("8x80", "allowed"),
+        ("8x80XB", "unknown unit"),
+        ("0x80GiB", "count must be 1 to 1024"),
+        ("1x0GiB", "1 MiB to 1 PiB"),
+    ],
+)
 def test_bad_device_lists_name_what_is_allowed(text, says):
     with pytest.raises(ValueError, match=says):
         parse_devices(text)
@@ -73,8 +78,13 @@ def test_recovery_8b_one_gpu_is_refused_naming_what_would_fit():
     recover = next(s for s in p.stages if s.name == "recover")
     assert not p.fits and not recover.fits
     # the leanest settings were tried before refusing
-    assert recover.settings == {"precision": "bf16", "checkpointing": True,
-                                "chunked_loss": True, "micro_batch": 1, "processes": 1}  # fmt: skip
+    assert recover.settings == {
+        "precision": "bf16",
+        "checkpointing": True,
+        "chunked_loss": True,
+        "micro_batch": 1,
+        "processes": 1,
+    }
     # AdamW moments alone (8 B x 6.98e9 trainable weights) are 52 GiB of the 72 usable
     assert recover.breakdown["AdamW moments (fp32)"] == 8 * llama("8b").linear
     assert "x 80 GiB with processes" in p.refusal and "recover needs" in p.refusal
@@ -90,9 +100,16 @@ def test_recovery_8b_fits_8_gpus_with_the_fewest_changes():
 
 
 def test_a_small_model_fits_as_asked_with_no_change():
-    cfg = {"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9,
-           "num_key_value_heads": 3, "intermediate_size": 1536, "vocab_size": 49152,
-           "tie_word_embeddings": True, "model_type": "llama"}  # fmt: skip
+    cfg = {
+        "hidden_size": 576,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "intermediate_size": 1536,
+        "vocab_size": 49152,
+        "tie_word_embeddings": True,
+        "model_type": "llama",
+    }
     p = plan(spec(recovery={"steps": 10}), shape_from_config(cfg), parse_devices("1x24GiB"))
     assert p.fits and all(not s.changes for s in p.stages)
     assert [s.name for s in p.stages] == ["load", "calibrate", "prune", "recover", "save"]
