@@ -67,3 +67,28 @@ def test_plan_for_without_dry_run_and_a_missing_config_are_usage_errors(tmp_path
     assert "--plan-for plans only: add --dry-run" in capsys.readouterr().err
     assert main([*argv, "--dry-run", "--plan-for", "1x24GiB"]) == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+def test_train_processes_reach_the_plan_and_are_refused_for_a_method_s_training(
+    config_only, capsys
+):
+    flags = ("--recover-steps", "10", "--train-processes", "2", "--plan-for", "2x80GiB")
+    main([*dry_run(config_only, *flags), "--json"])
+    recover = json.loads(capsys.readouterr().out)["stages"][-2]
+    assert recover["name"] == "recover" and recover["settings"]["processes"] == 2
+    argv = [
+        "prune",
+        "--model",
+        str(config_only),
+        "--method",
+        "gmp",
+        "--sparsity",
+        "0.5",
+        "--train-processes",
+        "2",
+        "--dry-run",
+    ]
+    assert main(argv) == 2
+    assert "training.processes: more than one process (FSDP) trains recovery only" in (
+        capsys.readouterr().err
+    )
