@@ -29,6 +29,11 @@ class Options(BaseModel):
         """The walk's statistics for this method (the planner counts their bytes)."""
         return self.STATISTICS
 
+    def walks(self) -> bool:
+        """Whether a one-shot walk prunes before any training (False: it prunes only while
+        training, on the schedule)."""
+        return True
+
 
 def method_options(name: str):
     """Class decorator: register `cls` as the options of method `name`."""
@@ -97,6 +102,10 @@ class MovementOptions(Options):
     TRAINS: ClassVar[bool] = True
     TRAINED: ClassVar[tuple[str, ...]] = ("weights", "scores")
     STATISTICS: ClassVar[str] = "none"
+
+    def walks(self) -> bool:
+        return False
+
     movement_soft: bool = Field(
         False, description="soft movement: keep sigmoid(S) >= movement_tau; the sparsity is "
         "then what the scores and movement_lambda give (reported), not `sparsity`"
@@ -125,6 +134,9 @@ class GMPOptions(Options):
     TRAINS: ClassVar[bool] = True
     TRAINED: ClassVar[tuple[str, ...]] = ("weights",)
     STATISTICS: ClassVar[str] = "none"
+
+    def walks(self) -> bool:
+        return False
 
     def calibrates(self) -> bool:
         return False

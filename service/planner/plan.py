@@ -11,7 +11,7 @@ from service.planner import memory
 from service.planner.devices import Devices, size_label
 from service.planner.memory import TrainSettings
 from service.planner.shape import DTYPE_BYTES, ModelShape
-from service.schemas import SCHEDULED, PruneSpec, TrainingSpec
+from service.schemas import PruneSpec, TrainingSpec
 
 USABLE = 0.9  # of a device's bytes: the rest for the CUDA context, allocator and workspaces
 LAZY_SHARE = 0.5  # load auto: lazy when the weights exceed this share (worker/engine/run.py)
@@ -69,7 +69,7 @@ def plan(
     if evals is not None:
         ev = memory.eval_bytes(shape, wb, evals.seqlen)
         stages.append(_fixed("eval_dense", ev, on_host, usable, devices, host))
-    if spec.method not in SCHEDULED:  # movement and gmp prune only while training
+    if spec.method_options.walks():  # movement and gmp prune only while training
         stats = spec.method_options.statistics()
         walk = memory.walk_bytes(shape, wb, stats, cal.nsamples, cal.seqlen)
         stages.append(_fixed("prune", walk, on_host, usable, devices, host))
@@ -160,8 +160,7 @@ def _reconstruct(spec, shape, wb, walk, on_host, usable, devices, host) -> Stage
 
 def _teacher(spec: PruneSpec, stage: str, ts: TrainingSpec) -> bool:
     """A dense copy is held: the teacher (distill) or SMP's frozen dense weights."""
-    walks = spec.method not in SCHEDULED
-    return ts.distill or (stage == "train" and walks)
+    return ts.distill or (stage == "train" and spec.method_options.walks())
 
 
 def asked_settings(ts: TrainingSpec, devices: Devices) -> TrainSettings:
