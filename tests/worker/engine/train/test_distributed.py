@@ -1,5 +1,5 @@
-"""Recovery as 2 FSDP processes (gloo, CPU) against 1: the same weights after 20 steps, and a
-run whose rank is killed resumes from its last checkpoint to the same weights."""
+"""Recovery as 2 FSDP processes (gloo, CPU) against 1: a run whose rank is killed resumes from
+its last checkpoint, and ends after 20 steps with the same weights within 1e-5 relative."""
 
 from __future__ import annotations
 
@@ -73,16 +73,15 @@ class KillRank(Reporter):
             self.done = True
 
 
-def test_two_processes_train_the_same_weights_as_one_and_a_killed_run_resumes(setup, tmp_path):
+def test_two_processes_killed_and_resumed_train_the_same_weights_as_one(setup, tmp_path):
+    """Rank 1 dies after step 7 (checkpoint at step 5); the same spec again resumes at step 5
+    and ends with one process's weights and losses."""
     model, text = setup
     one = run(spec(model, text, 1), tmp_path / "one")
+    with pytest.raises(RankDied, match="rank 1 of 2 died"):
+        run(spec(model, text, 2), tmp_path / "two", reporter=KillRank(at=7))
     two = run(spec(model, text, 2), tmp_path / "two")
+    assert two.training[0].resumed_from_step == 5
     assert two.training[0].loss == pytest.approx(one.training[0].loss, abs=2e-6)  # 6 decimals
     assert_same(weights(tmp_path / "one"), weights(tmp_path / "two"))
-    assert two.nm_ok is None and two.sparsity == pytest.approx(one.sparsity)
-
-    with pytest.raises(RankDied, match="rank 1 of 2 died"):
-        run(spec(model, text, 2), tmp_path / "killed", reporter=KillRank(at=7))
-    again = run(spec(model, text, 2), tmp_path / "killed")
-    assert again.training[0].resumed_from_step == 5
-    assert_same(weights(tmp_path / "one"), weights(tmp_path / "killed"))
+    assert two.sparsity == one.sparsity and two.modules == one.modules
