@@ -59,6 +59,15 @@ def test_bad_device_lists_name_what_is_allowed(text, says):
         parse_devices(text)
 
 
+def test_the_workers_devices_setting_is_checked_at_start():
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    with pytest.raises(ValidationError, match="plan_for '8 GPUs' is not valid; allowed"):
+        Settings(PLAN_DEVICES="8 GPUs", ENV="development")
+
+
 def test_a_config_without_sizes_names_the_key(tmp_path):
     with pytest.raises(ConfigError, match="hidden_size"):
         shape_from_config({"vocab_size": 10})

@@ -194,7 +194,7 @@ def main(where: Path) -> None:
         teacher.eval()
     if device is not None:
         model.to(device)
-        teacher = teacher.to(device) if teacher is not None else None
+        teacher = teacher.to(device, torch.bfloat16) if teacher is not None else None  # as run.py
     masks = load_file(str(where / "masks.safetensors"))
     task = Recovery({n: model.get_submodule(n) for n in masks}, _Masks(masks))
     ids = load_file(str(where / "ids.safetensors"))["ids"]
