@@ -11,6 +11,7 @@ from typing import Any
 from clients.download import fetch_artifact
 from clients.errors import JobCancelled, JobFailed, WaitTimeout
 from clients.transport import Transport
+from service.planner.plan import Plan
 from service.schemas import (
     Artifact,
     ArtifactList,
@@ -70,6 +71,15 @@ class PruneClient:
             headers={"Idempotency-Key": key},
         )
         return JobPublic.model_validate(body)
+
+    def plan(self, spec: PruneSpec | dict, *, plan_for: str | None = None) -> Plan:
+        """The service's plan for `spec` (memory per device and stage; see docs/plan.md) on
+        `plan_for` devices such as "8x80GiB" (default: the workers'); no job is queued."""
+        if isinstance(spec, dict):
+            spec = PruneSpec.model_validate(spec)
+        body = {**spec.model_dump(mode="json"), "dry_run": True, "plan_for": plan_for}
+        answer = self.transport.request("POST", "/v1/jobs", idempotent=True, json=body)
+        return Plan.model_validate(answer)
 
     def get(self, job_id: str) -> JobPublic:
         return JobPublic.model_validate(self._get(f"/v1/jobs/{job_id}"))

@@ -19,10 +19,16 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
     TRAINS: ClassVar[bool] = False  # the method runs the training engine (needs `training`)
     SCHEDULE_NOTE: ClassVar[str] = ""  # when it prunes on the schedule, for error messages
+    TRAINED: ClassVar[tuple[str, ...]] = ()  # what its training updates: weights, scores
+    STATISTICS: ClassVar[str] = "norms"  # what the walk accumulates: none, norms or hessians
 
     def calibrates(self) -> bool:
         """Whether the method reads calibration data (known without the engine or torch)."""
         return True
+
+    def statistics(self) -> str:
+        """The walk's statistics for this method (the planner counts their bytes)."""
+        return self.STATISTICS
 
     def walks(self) -> bool:
         """Whether a one-shot walk prunes before any training (False: it prunes only while
@@ -59,6 +65,8 @@ def method_options(name: str):
 class MagnitudeOptions(Options):
     """Magnitude pruning: score |W|."""
 
+    STATISTICS: ClassVar[str] = "none"
+
     magnitude_scope: Literal["matrix", "row"] = Field(
         "matrix", description="one threshold per matrix (the reference) or per output row"
     )
@@ -76,6 +84,8 @@ class WandaOptions(Options):
 class SparseGPTOptions(Options):
     """SparseGPT: column-wise pruning with inverse-Hessian weight updates."""
 
+    STATISTICS: ClassVar[str] = "hessians"
+
     blocksize: int = Field(128, ge=1, le=65536, description="SparseGPT column block size")
     percdamp: float = Field(
         0.01, gt=0, le=10, description="SparseGPT damping, as a multiple of mean(diag H)"
@@ -87,6 +97,7 @@ class SMPOptions(Options):
     """Static Model Pruning: weights frozen, the mask learned from first-order scores."""
 
     TRAINS: ClassVar[bool] = True
+    TRAINED: ClassVar[tuple[str, ...]] = ("scores",)
     init_method: Literal["wanda", "sparsegpt", "magnitude"] = Field(
         "wanda", description="one-shot method whose mask the learned scores start from"
     )
@@ -135,6 +146,9 @@ class SMPOptions(Options):
                 f"an N:M pattern ({sparsity}); use smp_variant 'L' for N:M"
             )
 
+    def statistics(self) -> str:
+        return METHODS[self.init_method]().statistics() if self.walks() else "none"
+
 
 @method_options("movement")
 class MovementOptions(Options):
@@ -143,6 +157,9 @@ class MovementOptions(Options):
     follows the cubic schedule of `training` (hard), or keep sigmoid(S) >= tau (soft)."""
 
     TRAINS: ClassVar[bool] = True
+    TRAINED: ClassVar[tuple[str, ...]] = ("weights", "scores")
+    STATISTICS: ClassVar[str] = "none"
+
     movement_soft: bool = Field(
         False,
         description="soft movement: one score threshold shared by every matrix, so each "
@@ -215,6 +232,8 @@ class GMPOptions(Options):
     )
 
     SCHEDULE_NOTE: ClassVar[str] = "gmp"
+    TRAINED: ClassVar[tuple[str, ...]] = ("weights",)
+    STATISTICS: ClassVar[str] = "none"
 
     def calibrates(self) -> bool:
         return False

@@ -190,6 +190,14 @@ class TrainingSpec(_Strict):
         "upload) held out, split by `seed`, for the held-out perplexity in the report; named "
         "datasets are never split (they train on their calibration split)"
     )  # fmt: skip
+    processes: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="recovery: processes (FSDP ranks, one per GPU) that train the model "
+        "sharded; default: the visible GPUs (at most batch_size / micro_batch, a divisor of "
+        "it), 1 on CPU (more on CPU: gloo ranks)",
+    )
     # the pruning schedule of movement and gmp (cubic, Zhu & Gupta 2017)
     initial_sparsity: float = Field(
         0.0, ge=0, lt=1, description="movement/gmp: sparsity v_0 the schedule starts from"
@@ -211,6 +219,13 @@ class TrainingSpec(_Strict):
         if self.batch_size % self.micro_batch:
             raise ValueError(
                 f"batch_size {self.batch_size} must be a multiple of micro_batch {self.micro_batch}"
+            )
+        n = self.processes or 1
+        if self.batch_size % (self.micro_batch * n):
+            raise ValueError(
+                f"processes: each of the {n} processes takes micro-batches of the same batch, so "
+                f"batch_size {self.batch_size} must be a multiple of micro_batch x processes "
+                f"= {self.micro_batch * n}"
             )
         return self
 
@@ -392,6 +407,11 @@ class PruneSpec(_Strict):
             )
         if self.training is None:
             return
+        if (self.training.processes or 1) > 1:
+            raise ValueError(
+                "training.processes: more than one process (FSDP) trains recovery only; "
+                f"{self.method}'s own training runs in one process (set recovery.processes)"
+            )
         if not scheduled and self.training.schedules():
             raise ValueError(
                 f"training: the pruning schedule fields are for {which}, not {self.method!r}"
@@ -474,12 +494,28 @@ class PruneSpec(_Strict):
         return METHODS[self.method].model_validate(self.options)
 
 
+PLAN_FOR_PATTERN = r"^[0-9]{1,4}[xX][0-9]{1,7}(\.[0-9]{1,3})?(MiB|GiB|TiB|MB|GB|TB)$"
+
+
 class JobCreate(PruneSpec):
     """Body of POST /v1/jobs: a PruneSpec whose model is a name, never a local path."""
 
     model: str = Field(
         ..., min_length=1, max_length=MAX_NAME, description="hub id org/name, or a model name"
     )
+    dry_run: bool = Field(
+        False, description="answer 200 with the plan (memory per device and stage, from the "
+        "model's config.json) and queue nothing"
+    )  # fmt: skip
+    plan_for: str | None = Field(
+        None, max_length=32, pattern=PLAN_FOR_PATTERN,
+        description="dry_run: plan for these devices, COUNTxSIZE such as 8x80GiB (default: "
+        "the workers' devices, PRUNESERVE_PLAN_DEVICES)",
+    )  # fmt: skip
+
+    def spec(self) -> PruneSpec:
+        """The job's spec: the body without the dry-run fields."""
+        return PruneSpec.model_validate(self.model_dump(exclude={"dry_run", "plan_for"}))
 
 
 class JobState(str, Enum):

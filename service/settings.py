@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     BODY_TIMEOUT_S: float = Field(30.0, gt=0)
     METRICS_TOKEN: str = ""  # /metrics needs `Authorization: Bearer <it>`; unset: /metrics is 404
     MAX_CALIBRATION_TOKENS: int = 128 * 2048
+    PLAN_DEVICES: str = "1x80GiB"  # the workers' devices a dry run plans for (COUNTxSIZE)
     JOB_TIME_LIMIT_S: int = 6 * 3600
     VISIBILITY_TIMEOUT_S: int | None = None
     MAX_ATTEMPTS: int = 3
@@ -57,6 +58,14 @@ class Settings(BaseSettings):
     FAST_POLL: bool = True  # GET /v1/jobs/{id} from a per-job render cache (service/fast_poll.py)
     ARTIFACT_TTL_DAYS: float | None = None  # ended jobs older than this are deleted; None: kept
     RETENTION_SWEEP_S: float = 300.0  # how often a worker sweeps expired and deleted jobs
+
+    @field_validator("PLAN_DEVICES")
+    @classmethod
+    def _plan_devices(cls, value: str) -> str:
+        from service.planner.devices import parse_devices
+
+        parse_devices(value)  # a ValueError names what is allowed
+        return value
 
     @field_validator("ARTIFACT_TTL_DAYS", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from clients.cli.dry_run import add_plan_args
 from clients.cli.exits import (
     CANCELLED,
     FAILED,
@@ -28,7 +29,10 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="prune a model locally (no server)")
     add_spec_args(p)
-    p.add_argument("--output", required=True, type=Path, help="new directory for the checkpoint")
+    p.add_argument(
+        "--output", type=Path, default=None, help="new directory for the checkpoint (required "
+        "unless --dry-run)"
+    )  # fmt: skip
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -37,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "else a ../shared/data beside the checkout)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    add_plan_args(p)
     p.set_defaults(func=cmd_prune)
 
 
@@ -64,6 +69,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from worker.engine.errors import Cancelled, EngineError, SpecError
 
     spec = validated_spec(args)
+    if args.dry_run:
+        from clients.cli.dry_run import cmd_dry_run
+
+        return cmd_dry_run(args, spec)
+    if args.plan_for is not None:
+        raise CliError(USAGE, "UsageError", "--plan-for plans only: add --dry-run")
+    if args.output is None:
+        raise CliError(USAGE, "UsageError", "--output is required (except with --dry-run)")
     data_dir = data_dir_for(args.data_dir)
     try:
         check_inputs(spec, args.output, data_dir, data_dir_given=args.data_dir is not None)

@@ -14,7 +14,16 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from clients.cli.exits import CANCELLED, FAILED, REQUEST_FAILED, TIMEOUT, CliError, validated_spec
+from clients.cli.dry_run import add_plan_args, cmd_remote_dry_run
+from clients.cli.exits import (
+    CANCELLED,
+    FAILED,
+    REQUEST_FAILED,
+    TIMEOUT,
+    USAGE,
+    CliError,
+    validated_spec,
+)
 from clients.cli.spec_args import add_spec_args
 from clients.cli.watch import JobWatcher, progress_line, summary_table
 from clients.client import DEFAULT_URL, PruneClient
@@ -34,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--download", metavar="DIR", help="then download and verify the checkpoint")
     p.add_argument("--idempotency-key", default=None, help="default: a fresh uuid4")
     p.add_argument("--timeout", type=float, default=None, help="give up waiting after S seconds")
+    add_plan_args(p)
     p.set_defaults(func=_handle(cmd_submit))
 
     p = sub.add_parser("status", parents=[common], help="show one job")
@@ -124,6 +134,10 @@ def _wait(client: PruneClient, job_id: str, timeout: float | None) -> JobPublic:
 
 def cmd_submit(args: argparse.Namespace, client: PruneClient) -> int:
     spec = validated_spec(args)
+    if args.dry_run:
+        return cmd_remote_dry_run(args, client, spec)
+    if args.plan_for is not None:
+        raise CliError(USAGE, "UsageError", "--plan-for plans only: add --dry-run")
     job = client.submit(spec, idempotency_key=args.idempotency_key)
     files = None
     if not args.json:

@@ -212,6 +212,13 @@ def add_training_args(group) -> None:
         help="sequences per forward pass (default: %(default)s)",
     )
     group.add_argument(
+        "--train-processes",
+        type=int,
+        default=None,
+        help="recovery: train in N processes with the model sharded by FSDP, one per GPU "
+        "(default: the visible GPUs, 1 on CPU)",
+    )
+    group.add_argument(
         "--lr",
         type=float,
         default=None,
@@ -270,6 +277,8 @@ def training_from_args(args: argparse.Namespace, steps: int, schedule: bool = Fa
         out["distill"] = args.distill
     if args.lm_weight is not None:
         out["lm_weight"] = args.lm_weight
+    if args.train_processes is not None:
+        out["processes"] = args.train_processes
     for name in SCHEDULE_FLAGS if schedule else ():
         if getattr(args, name) is not None:
             out[name] = getattr(args, name)

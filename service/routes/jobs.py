@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
 
 from service import job_delete
 from service.deps import (
@@ -16,10 +17,12 @@ from service.deps import (
     TenantDep,
     job_not_found,
 )
+from service.dry_run import dry_run
 from service.errors import BODY_ERRORS, ERRORS, ApiError
 from service.job_record import JobRecord
 from service.jobs import IdempotencyConflict
 from service.json_limits import LimitedJsonRoute
+from service.planner.plan import Plan
 from service.queue import dispatch
 from service.redact import redact_paths
 from service.schemas import JobCreate, JobEvent, JobList, JobPublic, JobState
@@ -35,7 +38,15 @@ def to_public(rec: JobRecord) -> JobPublic:
     return job
 
 
-@router.post("", status_code=202, response_model=JobPublic, responses={**ERRORS, **BODY_ERRORS})
+PLANNED = {200: {"model": Plan, "description": "dry_run: the plan; no job is queued"}}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    responses={**PLANNED, **ERRORS, **BODY_ERRORS},
+)
 def create_job(
     body: JobCreate,
     tenant: TenantDep,
@@ -45,10 +56,13 @@ def create_job(
     celery: CeleryDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
-    """Queue a pruning job; the same Idempotency-Key returns the same job."""
+    """Queue a pruning job (the same Idempotency-Key returns the same job); with dry_run,
+    answer its plan and queue nothing."""
     check_spec(body, tenant, settings, datasets)
+    if body.dry_run:
+        return JSONResponse(dry_run(body, settings).model_dump(mode="json"))
     try:
-        rec, created = store.create(tenant, body, idempotency_key)
+        rec, created = store.create(tenant, body.spec(), idempotency_key)
     except IdempotencyConflict as exc:
         raise ApiError(409, str(exc), "Idempotency-Key") from None
     if created:

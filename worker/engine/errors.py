@@ -47,6 +47,11 @@ class Interrupted(EngineError):
     failure; its checkpoints are kept and the next attempt resumes from them."""
 
 
+class RankDied(Interrupted):
+    """A process of a sharded training stage died (killed, out of memory): the stage stops
+    cleanly, its last checkpoint is kept, and the next attempt resumes from it."""
+
+
 class ResourceError(EngineError):
     """The job cannot fit the device's memory (found before the work that would need it)."""
 

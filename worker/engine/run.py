@@ -52,6 +52,7 @@ from worker.engine.pruner import DSnoTRefiner, Pruner
 from worker.engine.streaming import LayerStreamer
 from worker.engine.train import memory as train_memory
 from worker.engine.train.checkpoint import Checkpoints
+from worker.engine.train.distributed import train_processes, train_sharded
 from worker.engine.train.loop import LoopConfig, train
 from worker.engine.train.objective import Objective
 from worker.engine.train.schedule import Schedule
@@ -440,14 +441,19 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
         weight_decay=ts.weight_decay, checkpoint_every=ts.checkpoint_every,
     )  # fmt: skip
     teacher = run.dense if ts.distill else None
-    on_device = run.device.type != "cpu"
+    processes = train_processes(ts, run.device) if task.stage == "recover" else 1
+    on_device = run.device.type != "cpu" and processes == 1  # ranks place their own shards
     if on_device:
         run.model.to(run.device)
         if teacher is not None:
             teacher.to(run.device, torch.bfloat16)
     checkpoints = Checkpoints(resume_dir(run.where.output), task.stage, run_key(run.spec))
     try:
-        result = train(run.model, teacher, ids, task, objective, cfg, run.reporter, checkpoints)
+        if processes > 1:
+            how = (objective, cfg, run.reporter, checkpoints, processes, run.device)
+            result = train_sharded(run.model, teacher, ids, task, *how)
+        else:
+            result = train(run.model, teacher, ids, task, objective, cfg, run.reporter, checkpoints)
     finally:
         if on_device:
             run.model.to("cpu")

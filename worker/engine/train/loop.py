@@ -44,6 +44,23 @@ class Task(Protocol):
         """Remove the parametrizations, bake the weights; the final masks by module name."""
 
 
+class OneProcess:
+    """How the loop shares its work: here, not at all. train/rank.py's FSDP ranks shard the
+    model and take their part of each batch through the same four calls."""
+
+    def wrap(self, model, teacher, params: dict) -> dict:
+        return params  # the parameters the optimizer trains (FSDP replaces them)
+
+    def rows(self, batch_size: int, micro_batch: int) -> range:
+        return range(0, batch_size, micro_batch)  # offsets of this process's micro-batches
+
+    def total(self, loss: float) -> float:
+        return loss  # the step's loss over every process
+
+    def finish(self, task: Task) -> dict[str, torch.Tensor]:
+        return task.finish()
+
+
 @dataclass(frozen=True)
 class LoopConfig:
     steps: int
@@ -85,6 +102,7 @@ def train(
     cfg: LoopConfig,
     reporter: Reporter,
     checkpoints: Checkpoints,
+    shard: OneProcess | None = None,
 ) -> LoopResult:
     """Train `task` on windows `ids` (steps * batch_size, seqlen); step t uses rows
     [t * batch_size, (t + 1) * batch_size), so a resumed run sees the same data."""
@@ -94,6 +112,8 @@ def train(
     params = task.attach()
     for p in params.values():
         p.requires_grad_(True)
+    shard = shard or OneProcess()
+    params = shard.wrap(model, teacher, params)
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
     kept = {**params, **(task.state() if hasattr(task, "state") else {})}  # what checkpoints hold
     saved = checkpoints.load(kept, opt) or Saved(0, [], [])
@@ -114,7 +134,7 @@ def train(
             g["lr"] = lr_at(step, cfg)
         task.before_step(step)
         total = 0.0
-        for a in range(0, cfg.batch_size, cfg.micro_batch):
+        for a in shard.rows(cfg.batch_size, cfg.micro_batch):
             row = step * cfg.batch_size + a
             x = ids[row : row + cfg.micro_batch].to(device)  # (micro, T)
             with torch.no_grad():
@@ -124,6 +144,7 @@ def train(
             loss.backward()
             total += loss.item()
             del s, t, loss
+        total = shard.total(total)
         nn.utils.clip_grad_norm_(list(params.values()), GRAD_CLIP)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -142,6 +163,6 @@ def train(
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             checkpoints.save(kept, opt, Saved(done, losses, times))
     n_params = sum(p.numel() for p in kept.values() if p.requires_grad)
-    masks = task.finish()
+    masks = shard.finish(task)
     checkpoints.clear()
     return LoopResult(losses, times, start, n_params, masks)
