@@ -1,0 +1,92 @@
+"""A deployment with no shared directory: SeaweedFS as the artifact store, an api that streams
+and one that redirects to presigned URLs, and workers that each have a scratch directory of
+their own (named workers, started and stopped one by one)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from tests.support.live_service import LiveService, _free_port
+from tests.support.s3_server import ADMIN, S3Server
+from tests.support.slow_link import SlowLink
+
+BUCKET = "pruneserve-test"
+
+
+class StoreService(LiveService):
+    """LiveService on a bucket: `url` streams downloads, `redirect_url` redirects them;
+    start_worker(name, creds=ADMIN, slow=False) gives each worker its scratch dir
+    root/scratch-<name>; with `slow` it reaches S3 through `link` (rate set by the test)."""
+
+    s3: S3Server
+    link: SlowLink
+    redirect_url: str = ""
+
+    @classmethod
+    def start_on(cls, root: Path, s3: S3Server) -> StoreService:
+        svc = cls(root=Path(root))
+        svc.s3 = s3
+        svc.link = SlowLink(("127.0.0.1", int(s3.endpoint.rsplit(":", 1)[1])))
+        s3.client().create_bucket(Bucket=BUCKET)
+        try:
+            svc._prepare_dirs()
+            svc._start_redis()
+            svc.env = svc._base_env()
+            svc.env.update(
+                s3.env(),
+                PRUNESERVE_ARTIFACTS_URL=f"s3://{BUCKET}/ps",
+                PRUNESERVE_S3_PART_BYTES=str(5 * 1024 * 1024),
+            )
+            api_env = {**svc.env, "PRUNESERVE_ARTIFACTS_DIR": str(root / "api-spool")}
+            for name, mode in (("api", "stream"), ("api-redirect", "redirect")):
+                port = _free_port()
+                url = f"http://127.0.0.1:{port}"
+                svc.url, svc.redirect_url = (
+                    (url, svc.redirect_url) if name == "api" else (svc.url, url)
+                )
+                env = {**api_env, "PRUNESERVE_ARTIFACT_DOWNLOAD": mode}
+                svc._spawn(name, ["api", "--host", "127.0.0.1", "--port", str(port)], env)
+        except BaseException:
+            svc.close()
+            raise
+        return svc
+
+    def start_worker(self, name: str = "a", creds: tuple[str, str] = ADMIN, slow: bool = False):
+        self.worker_starts += 1
+        env = {**self.env, **self.s3.env(creds)}
+        env["PRUNESERVE_ARTIFACTS_DIR"] = str(self.scratch(name))
+        if slow:
+            env["PRUNESERVE_S3_ENDPOINT_URL"] = f"http://127.0.0.1:{self.link.port}"
+        args = ["worker", "--queues", "gpu", "--concurrency", "1"]
+        return self._spawn(
+            f"worker-{name}", args, env, log=f"worker-{name}-{self.worker_starts}.log"
+        )
+
+    def scratch(self, name: str) -> Path:
+        return self.root / f"scratch-{name}"
+
+    def stop(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
+        self._stop(name, sig)
+
+    def close(self) -> None:
+        for name in [n for n in self.procs if n.startswith("worker")] + [
+            "api",
+            "api-redirect",
+            "redis",
+        ]:
+            self._stop(name, signal.SIGTERM)
+
+
+def start_store_service(root: Path) -> StoreService:
+    """SeaweedFS, redis, both apis and workers `a` and `b`; ready to take jobs."""
+    s3 = S3Server.start(root / "s3")
+    try:
+        svc = StoreService.start_on(root, s3)
+        svc.start_worker("a")
+        svc.start_worker("b")
+        svc.wait_ready()
+    except BaseException:
+        s3.stop()
+        raise
+    return svc
