@@ -8,7 +8,7 @@ for calibration uploads.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
@@ -26,8 +26,11 @@ class ArtifactStore(Protocol):
     remote: bool  # False: files are read and served from the local directory itself
     where: str  # the store's URL or directory, for messages
 
-    def put(self, key: str, file: Path, sha256: str) -> None:
-        """Store `file` under `key`, complete or not at all (resuming a previous attempt)."""
+    def put(
+        self, key: str, file: Path, sha256: str, between: Callable[[], None] | None = None
+    ) -> None:
+        """Store `file` under `key`, complete or not at all (resuming a previous attempt);
+        `between()` runs before each part of a long upload (a cancel check may raise)."""
 
     def list(self, prefix: str) -> dict[str, int]:
         """Complete objects under `prefix`: key -> size."""
@@ -60,7 +63,9 @@ class LocalStore:
         path = (root / key).resolve()
         return path if path.is_relative_to(root) and path != root else None
 
-    def put(self, key: str, file: Path, sha256: str) -> None:
+    def put(
+        self, key: str, file: Path, sha256: str, between: Callable[[], None] | None = None
+    ) -> None:
         dest = self.path(key)
         if dest is None:
             raise StoreError(f"key {key!r} is outside {self.root}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
@@ -45,7 +45,9 @@ class S3Store:
         return StoreError(f"cannot {what} s3://{self.bucket}/{self._key(key)}: {reason}")
 
     # -- writing -------------------------------------------------------------------------
-    def put(self, key: str, file: Path, sha256: str) -> None:
+    def put(
+        self, key: str, file: Path, sha256: str, between: Callable[[], None] | None = None
+    ) -> None:
         size = Path(file).stat().st_size
         try:
             if self._complete(key, size, sha256):
@@ -60,7 +62,7 @@ class S3Store:
                         Metadata={SHA_META: sha256},
                     )
             else:
-                self._multipart(key, Path(file), size, sha256)
+                self._multipart(key, Path(file), size, sha256, between or (lambda: None))
         except (ClientError, BotoCoreError) as exc:
             raise self._error("write", key, exc) from None
         if not self._complete(key, size, sha256):
@@ -75,7 +77,7 @@ class S3Store:
             raise
         return head["ContentLength"] == size and head.get("Metadata", {}).get(SHA_META) == sha256
 
-    def _multipart(self, key: str, file: Path, size: int, sha256: str) -> None:
+    def _multipart(self, key: str, file: Path, size: int, sha256: str, between) -> None:
         k = self._key(key)
         upload_id, have = self._unfinished(k)
         if upload_id is None:
@@ -85,6 +87,7 @@ class S3Store:
         parts = []
         with file.open("rb") as f:
             for number in range(1, -(-size // self.part_bytes) + 1):
+                between()
                 data = f.read(self.part_bytes)
                 md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
                 sha = base64.b64encode(hashlib.sha256(data).digest()).decode()

@@ -128,7 +128,8 @@ class JobRunner:
         try:
             self.events.add("state", f"running (attempt {rec.attempts}{again})")
             report = self._resume() or self._prune(rec.spec)
-            artifacts = publish(self.objects, self.job_id, self.out, self.events)
+            check = self._reporter().check_cancel
+            artifacts = publish(self.objects, self.job_id, self.out, self.events, check)
         except Cancelled:
             self._cleanup()
             end = partial(job_state.cancel, now=now(), owner=self.owner)
@@ -166,17 +167,19 @@ class JobRunner:
         self._cleanup(keep_resume=True)  # a restarted job resumes from its checkpoints
         self.out.parent.mkdir(parents=True, exist_ok=True)
         fetch_uploads(self.objects, spec, self.settings.UPLOADS_DIR)
-        reporter = JobReporter(self.store, self.job_id, self.owner, self.settings.JOB_TIME_LIMIT_S,
-                               events=self.events)  # fmt: skip
         return run(
             spec,
             self.out,
-            reporter=reporter,
+            reporter=self._reporter(),
             data_dir=self.settings.DATA_DIR,
             upload_dir=self.settings.UPLOADS_DIR,
             models_dir=self.settings.MODELS_DIR,
             allow_local=False,  # a hub id is never read as a path relative to the worker
         )
+
+    def _reporter(self) -> JobReporter:
+        limit = self.settings.JOB_TIME_LIMIT_S
+        return JobReporter(self.store, self.job_id, self.owner, limit, events=self.events)
 
     def _cleanup(self, keep_resume: bool = False) -> None:
         """Remove what an attempt left; with `keep_resume`, keep what a restart resumes from

@@ -5,6 +5,7 @@ uploads its spec names come down before it runs, its checkpoint goes up when it 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from service.artifact_store import ArtifactStore, StoreError
@@ -15,9 +16,12 @@ from worker.job_events import JobEvents
 UPLOAD_REF = re.compile(r"upload:([0-9a-f]{32})")
 
 
-def publish(store: ArtifactStore, job_id: str, out: Path, events: JobEvents) -> list[Artifact]:
-    """Put every file of `out` under jobs/<id>/ (sha256 first, then the upload); the list
-    is what the job record shows, returned only once every file is complete in the store."""
+def publish(
+    store: ArtifactStore, job_id: str, out: Path, events: JobEvents, check: Callable[[], None]
+) -> list[Artifact]:
+    """Put every file of `out` under jobs/<id>/ (sha256 first, then the upload; `check()`
+    between parts may raise Cancelled); the list is what the job record shows, returned only
+    once every file is complete in the store."""
     artifacts = list_artifacts(out)
     for a in artifacts:
         key = f"jobs/{job_id}/{a.path}"
@@ -25,7 +29,8 @@ def publish(store: ArtifactStore, job_id: str, out: Path, events: JobEvents) -> 
             have = store.resumable_parts(key)
             again = f", resuming after {have} part(s) already stored" if have else ""
             events.add("info", f"uploading {a.path} ({a.size} bytes){again}")
-        store.put(key, out / a.path, a.sha256)
+        check()
+        store.put(key, out / a.path, a.sha256, between=check)
     return artifacts
 
 

