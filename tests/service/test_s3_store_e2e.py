@@ -106,9 +106,9 @@ def test_range_head_and_redirect(svc):
 
 def test_worker_killed_mid_upload_resumes_and_lists_no_partial_object(svc):
     make_tiny_model("llama_wide_vocab", svc.models_dir / WIDE)
-    svc.stop("worker-b")
-    svc.stop("worker-a")
-    svc.link.rate = 1_500_000  # bytes/s: the 12.6 MB checkpoint takes ~8 s to go up
+    svc.stop("worker-b", signal.SIGKILL)  # idle: the job must go to worker a
+    svc.stop("worker-a", signal.SIGKILL)
+    svc.link.rate = 3_000_000  # bytes/s: the 12.6 MB checkpoint takes ~4 s to go up
     svc.start_worker("a", slow=True)
     spec = {"model": WIDE, "method": "magnitude", "sparsity": 0.5}
     s3 = svc.s3.client()
@@ -138,14 +138,14 @@ def test_worker_killed_mid_upload_resumes_and_lists_no_partial_object(svc):
 
 
 def test_bucket_that_refuses_writes_fails_the_job_clearly(svc):
-    svc.stop("worker-a")
+    svc.stop("worker-a", signal.SIGKILL)  # idle: the job must go to worker ro
     svc.start_worker("ro", creds=READER)
     try:
         with svc.client() as c:
             job = c.post("/v1/jobs", json={**SPEC, "method": "magnitude"}).json()
             done = svc.wait_job(c, job["id"], ENDED)
     finally:
-        svc.stop("worker-ro")
+        svc.stop("worker-ro", signal.SIGKILL)
     assert done["state"] == "failed", done
     assert done["error"]["type"] == "StoreError"
     assert "cannot write s3://" in done["error"]["message"]

@@ -4,7 +4,10 @@ their own (named workers, started and stopped one by one)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import subprocess
 from pathlib import Path
 
 from tests.support.live_service import LiveService, _free_port
@@ -70,12 +73,19 @@ class StoreService(LiveService):
         self._stop(name, sig)
 
     def close(self) -> None:
-        for name in [n for n in self.procs if n.startswith("worker")] + [
-            "api",
-            "api-redirect",
-            "redis",
-        ]:
-            self._stop(name, signal.SIGTERM)
+        """SIGTERM to every process at once, then wait for each (SIGKILL after 20 s)."""
+        procs = [p for p in self.procs.values() if p.poll() is None]
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=10)
+        self.procs.clear()
+        self.link.close()
 
 
 def start_store_service(root: Path) -> StoreService:
