@@ -10,12 +10,16 @@ import time
 
 import httpx
 import pytest
+import redis
 
 from clients.client import PruneClient
+from service.jobs import JobStore
+from service.settings import Settings
 from tests.support.live_service import TINY_MODEL
 from tests.support.s3_server import READER, weed_binary
 from tests.support.store_service import BUCKET, start_store_service
 from tests.support.tiny_models import make_tiny_model
+from worker.retention import DAY_S, expire
 
 pytestmark = [
     pytest.mark.e2e,
@@ -105,11 +109,11 @@ def test_range_head_and_redirect(svc):
 
 
 def test_worker_killed_mid_upload_resumes_and_lists_no_partial_object(svc):
+    """Worker a dies half way through its upload; worker b, on another scratch disk, takes the
+    job over, finds the unfinished upload in the bucket and completes it."""
     make_tiny_model("llama_wide_vocab", svc.models_dir / WIDE)
     svc.stop("worker-b", signal.SIGKILL)  # idle: the job must go to worker a
-    svc.stop("worker-a", signal.SIGKILL)
     svc.link.rate = 3_000_000  # bytes/s: the 12.6 MB checkpoint takes ~4 s to go up
-    svc.start_worker("a", slow=True)
     spec = {"model": WIDE, "method": "magnitude", "sparsity": 0.5}
     s3 = svc.s3.client()
     with svc.client() as c:
@@ -126,8 +130,7 @@ def test_worker_killed_mid_upload_resumes_and_lists_no_partial_object(svc):
         svc.stop("worker-a", signal.SIGKILL)
         assert "model.safetensors" not in _objects(svc, job["id"])
         assert c.get(f"/v1/jobs/{job['id']}/artifacts").json()["items"] == []
-        svc.link.rate = None
-        svc.start_worker("a", slow=True)
+        svc.start_worker("b")
         done = svc.wait_job(c, job["id"], ENDED, 150)
         assert done["state"] == "succeeded", done
         events = [e["message"] for e in c.get(f"/v1/jobs/{job['id']}/events").json()]
@@ -135,10 +138,11 @@ def test_worker_killed_mid_upload_resumes_and_lists_no_partial_object(svc):
         a = next(a for a in _listed(svc, job["id"]) if a["path"] == "model.safetensors")
         body = c.get(f"/v1/jobs/{job['id']}/artifacts/model.safetensors").content
         assert hashlib.sha256(body).hexdigest() == a["sha256"] and a["size"] > 10 * 2**20
+    assert not s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads")
 
 
 def test_bucket_that_refuses_writes_fails_the_job_clearly(svc):
-    svc.stop("worker-a", signal.SIGKILL)  # idle: the job must go to worker ro
+    svc.stop("worker-b", signal.SIGKILL)  # idle: the job must go to worker ro
     svc.start_worker("ro", creds=READER)
     try:
         with svc.client() as c:
@@ -151,3 +155,24 @@ def test_bucket_that_refuses_writes_fails_the_job_clearly(svc):
     assert "cannot write s3://" in done["error"]["message"]
     assert "AccessDenied" in done["error"]["message"], done["error"]
     assert _listed(svc, job["id"]) == [] and _objects(svc, job["id"]) == {}
+
+
+def test_retention_sweep_removes_the_objects_of_expired_jobs(svc, monkeypatch, tmp_path):
+    """Runs last: every job of this module has ended; a sweep one year on deletes them all."""
+    for k, v in svc.s3.env().items():
+        monkeypatch.setenv(k, v)
+    s = Settings(
+        ENV="development",
+        REDIS_URL=svc.redis_url,
+        ARTIFACTS_DIR=tmp_path,
+        ARTIFACTS_URL=f"s3://{BUCKET}/ps",
+        ARTIFACT_TTL_DAYS=30,
+    )
+    objects = svc.s3.client().list_objects_v2(Bucket=BUCKET, Prefix="ps/jobs/")
+    assert objects.get("KeyCount", 0) > 0  # what the earlier tests' jobs left
+    deleted = expire(JobStore(redis.Redis.from_url(svc.redis_url), s), time.time() + 365 * DAY_S)
+    assert deleted
+    objects = svc.s3.client().list_objects_v2(Bucket=BUCKET, Prefix="ps/jobs/")
+    assert objects.get("KeyCount", 0) == 0, objects.get("Contents")
+    uploads = svc.s3.client().list_multipart_uploads(Bucket=BUCKET, Prefix="ps/jobs/")
+    assert not uploads.get("Uploads")

@@ -89,11 +89,12 @@ class StoreService(LiveService):
 
 
 def start_store_service(root: Path) -> StoreService:
-    """SeaweedFS, redis, both apis and workers `a` and `b`; ready to take jobs."""
+    """SeaweedFS, redis, both apis and workers `a` (reaching S3 through `link`) and `b`;
+    ready to take jobs."""
     s3 = S3Server.start(root / "s3")
     try:
         svc = StoreService.start_on(root, s3)
-        svc.start_worker("a")
+        svc.start_worker("a", slow=True)  # through `link`, at full speed until a test slows it
         svc.start_worker("b")
         svc.wait_ready()
     except BaseException:
