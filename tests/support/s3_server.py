@@ -33,6 +33,7 @@ class S3Server:
     root: Path
     proc: subprocess.Popen
     endpoint: str
+    ports: tuple[int, ...] = ()
 
     @classmethod
     def start(
@@ -79,12 +80,17 @@ class S3Server:
             f"-volume.max={volumes}",
             f"-master.volumeSizeLimitMB={volume_mb}",
             "-volume.preStopSeconds=0",
+            f"-filer.localSocket={root / 'f.sock'}",
+            f"-s3.localSocket={root / 's.sock'}",
             *flags,
         ]
         (root / "data").mkdir(exist_ok=True)
         log = open(root / "weed.log", "ab")  # noqa: SIM115 (closed by the OS)
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        server = cls(root, proc, f"http://127.0.0.1:{ports[6]}")
+        env = {**os.environ, "TMPDIR": str(root)}  # its other unix sockets go there too
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        server = cls(root, proc, f"http://127.0.0.1:{ports[6]}", tuple(ports))
         server._wait(timeout)
         return server
 
@@ -127,6 +133,9 @@ class S3Server:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+        for port in self.ports:  # its gRPC unix sockets are always made in /tmp
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
 
 
 def _identity(name: str, creds: tuple[str, str], actions: list[str]) -> dict:
