@@ -135,15 +135,14 @@ class S3Store:
         return {o["Key"][n:]: o["Size"] for page in pages for o in page.get("Contents", [])}
 
     def stream(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Asks for the object at once (a StoreError is raised here, before any byte is sent);
+        the body is then read chunk by chunk."""
         wanted = f"bytes={start}-{'' if end is None else end}"
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=self._key(key), Range=wanted)["Body"]
         except (ClientError, BotoCoreError) as exc:
             raise self._error("read", key, exc) from None
-        try:
-            yield from body.iter_chunks(CHUNK)
-        finally:
-            body.close()
+        return _chunks(body)
 
     def fetch(self, key: str, dest: Path) -> None:
         tmp = Path(dest).with_name(Path(dest).name + ".partial")
@@ -170,3 +169,10 @@ class S3Store:
     def presign(self, key: str, expires_s: int) -> str | None:
         params = {"Bucket": self.bucket, "Key": self._key(key)}
         return self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
+
+
+def _chunks(body) -> Iterator[bytes]:
+    try:
+        yield from body.iter_chunks(CHUNK)
+    finally:
+        body.close()

@@ -6,18 +6,20 @@ From a bucket, a download is a redirect to a presigned URL or streamed through t
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 
-from service.artifact_store import open_store
+from service.artifact_store import StoreError, open_store
 from service.artifacts import artifact_file, byte_range, tar_stream
 from service.deps import JobDep, SettingsDep
 from service.errors import ERRORS, ApiError
 from service.job_record import JobRecord
 from service.schemas import ArtifactList
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 
@@ -101,7 +103,11 @@ def _remote(store, path: str, job: JobRecord, settings, request: Request) -> Res
     headers["Content-Length"] = str(end - start + 1)
     if request.method == "HEAD" or size == 0:
         return Response(status_code=status, headers=headers, media_type=OctetStream.media_type)
-    body = store.stream(key, start, end)
+    try:
+        body = store.stream(key, start, end)
+    except StoreError as exc:
+        log.warning("job %s: %s", job.id, exc)
+        raise ApiError(503, "the artifact store did not serve this file; retry later") from None
     return StreamingResponse(body, status, headers, media_type=OctetStream.media_type)
 
 
