@@ -8,10 +8,13 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
+import redis
+
 from tests.support.live_service import LiveService, _free_port
-from tests.support.s3_server import ADMIN, S3Server
+from tests.support.s3_server import ADMIN, READER, S3Server
 from tests.support.slow_link import SlowLink
 
 BUCKET = "pruneserve-test"
@@ -42,29 +45,41 @@ class StoreService(LiveService):
                 PRUNESERVE_S3_PART_BYTES=str(5 * 1024 * 1024),
             )
             api_env = {**svc.env, "PRUNESERVE_ARTIFACTS_DIR": str(root / "api-spool")}
-            for name, mode in (("api", "stream"), ("api-redirect", "redirect")):
+            # the redirecting api queues its jobs on "ro", which only the read-only worker takes
+            for name, mode, queue in (("api", "stream", "gpu"), ("api-redirect", "redirect", "ro")):
                 port = _free_port()
                 url = f"http://127.0.0.1:{port}"
                 svc.url, svc.redirect_url = (
                     (url, svc.redirect_url) if name == "api" else (svc.url, url)
                 )
-                env = {**api_env, "PRUNESERVE_ARTIFACT_DOWNLOAD": mode}
+                env = {**api_env, "PRUNESERVE_ARTIFACT_DOWNLOAD": mode, "PRUNESERVE_QUEUE": queue}
                 svc._spawn(name, ["api", "--host", "127.0.0.1", "--port", str(port)], env)
         except BaseException:
             svc.close()
             raise
         return svc
 
-    def start_worker(self, name: str = "a", creds: tuple[str, str] = ADMIN, slow: bool = False):
+    def start_worker(
+        self, name: str = "a", creds: tuple[str, str] = ADMIN, slow: bool = False, queue="gpu"
+    ):
         self.worker_starts += 1
         env = {**self.env, **self.s3.env(creds)}
         env["PRUNESERVE_ARTIFACTS_DIR"] = str(self.scratch(name))
         if slow:
             env["PRUNESERVE_S3_ENDPOINT_URL"] = f"http://127.0.0.1:{self.link.port}"
-        args = ["worker", "--queues", "gpu", "--concurrency", "1"]
+        args = ["worker", "--queues", queue, "--concurrency", "1", f"--hostname={name}@%h"]
         return self._spawn(
             f"worker-{name}", args, env, log=f"worker-{name}-{self.worker_starts}.log"
         )
+
+    def wait_workers(self, n: int, timeout: float = 120) -> None:
+        """Until `n` workers consume (each has a heartbeat), so jobs can go to each of them."""
+        r = redis.Redis.from_url(self.redis_url)
+        deadline = time.monotonic() + timeout
+        while len(list(r.scan_iter("ps:worker:*"))) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {n} workers after {timeout}s; see {self.root}")
+            time.sleep(0.2)
 
     def scratch(self, name: str) -> Path:
         return self.root / f"scratch-{name}"
@@ -89,14 +104,16 @@ class StoreService(LiveService):
 
 
 def start_store_service(root: Path) -> StoreService:
-    """SeaweedFS, redis, both apis and workers `a` (reaching S3 through `link`) and `b`;
-    ready to take jobs."""
+    """SeaweedFS, redis, both apis, workers `a` (reaching S3 through `link`) and `b` on queue
+    gpu, and worker `ro` (read-only credentials) on queue ro; ready to take jobs."""
     s3 = S3Server.start(root / "s3")
     try:
         svc = StoreService.start_on(root, s3)
         svc.start_worker("a", slow=True)  # through `link`, at full speed until a test slows it
         svc.start_worker("b")
+        svc.start_worker("ro", creds=READER, queue="ro")  # may read the bucket, not write
         svc.wait_ready()
+        svc.wait_workers(3)
     except BaseException:
         s3.stop()
         raise
