@@ -49,24 +49,30 @@ class S3Store:
         self, key: str, file: Path, sha256: str, between: Callable[[], None] | None = None
     ) -> None:
         size = Path(file).stat().st_size
-        try:
-            if self._complete(key, size, sha256):
-                return
-            if size <= self.part_bytes:
-                with open(file, "rb") as body:
-                    self.s3.put_object(
-                        Bucket=self.bucket,
-                        Key=self._key(key),
-                        Body=body,
-                        ChecksumAlgorithm="SHA256",
-                        Metadata={SHA_META: sha256},
-                    )
-            else:
-                self._multipart(key, Path(file), size, sha256, between or (lambda: None))
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error("write", key, exc) from None
-        if not self._complete(key, size, sha256):
-            raise StoreError(f"s3://{self.bucket}/{self._key(key)}: stored object does not match")
+        for resume in (True, False):  # a resumed upload of other bytes is redone from scratch
+            try:
+                if self._complete(key, size, sha256):
+                    return
+                if size <= self.part_bytes:
+                    self._single(key, Path(file), sha256)
+                else:
+                    self._multipart(key, Path(file), size, sha256, between, resume)
+                if self._complete(key, size, sha256):
+                    return
+                self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error("write", key, exc) from None
+        raise StoreError(f"s3://{self.bucket}/{self._key(key)}: the stored object does not match")
+
+    def _single(self, key: str, file: Path, sha256: str) -> None:
+        with file.open("rb") as body:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=body,
+                ChecksumAlgorithm="SHA256",
+                Metadata={SHA_META: sha256},
+            )
 
     def _complete(self, key: str, size: int, sha256: str) -> bool:
         try:
@@ -77,9 +83,14 @@ class S3Store:
             raise
         return head["ContentLength"] == size and head.get("Metadata", {}).get(SHA_META) == sha256
 
-    def _multipart(self, key: str, file: Path, size: int, sha256: str, between) -> None:
+    def _multipart(self, key: str, file: Path, size: int, sha256: str, between, resume) -> None:
+        """Parts already in the newest unfinished upload that match the local bytes are kept;
+        its metadata (the whole file's sha256) cannot be read back, so `put` checks it after."""
         k = self._key(key)
         upload_id, have = self._unfinished(k)
+        if upload_id is not None and not resume:
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=k, UploadId=upload_id)
+            upload_id, have = None, {}
         if upload_id is None:
             upload_id = self.s3.create_multipart_upload(
                 Bucket=self.bucket, Key=k, ChecksumAlgorithm="SHA256", Metadata={SHA_META: sha256}
@@ -87,11 +98,16 @@ class S3Store:
         parts = []
         with file.open("rb") as f:
             for number in range(1, -(-size // self.part_bytes) + 1):
-                between()
+                if between:
+                    between()
                 data = f.read(self.part_bytes)
                 md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
                 sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
-                if have.get(number) != (f'"{md5}"', len(data)):
+                if number in have and have[number] != (f'"{md5}"', len(data)):
+                    # the file is not the one this upload was started for: start it over
+                    self.s3.abort_multipart_upload(Bucket=self.bucket, Key=k, UploadId=upload_id)
+                    return self._multipart(key, file, size, sha256, between, resume=False)
+                if number not in have:
                     self.s3.upload_part(
                         Bucket=self.bucket,
                         Key=k,
