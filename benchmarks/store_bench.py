@@ -177,7 +177,7 @@ def main() -> None:
             "checkpoint": throughput(s3, args.model, tmp),
             "api_streaming": api_memory(server, s3, tmp, args.big_gb),
             "machine": f"{os.cpu_count()} cores, shared with other jobs",
-            "seaweedfs": "weed server -s3, one volume, loopback",
+            "seaweedfs": "weed server -s3, one volume server, 1 GiB volumes, loopback",
         }
     finally:
         server.stop()
