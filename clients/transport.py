@@ -69,9 +69,10 @@ class Transport:
 
     @contextmanager
     def stream(self, path: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
-        """A streamed GET; the caller handles retries (it knows where to resume)."""
+        """A streamed GET that follows a redirect to a presigned URL (httpx drops the API key
+        on the way to another origin; Range goes along); the caller handles retries."""
         try:
-            with self.http.stream("GET", path, headers=headers) as resp:
+            with self.http.stream("GET", path, headers=headers, follow_redirects=True) as resp:
                 if resp.is_error and resp.status_code != 416:
                     resp.read()
                     raise error_from_response(resp)

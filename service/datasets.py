@@ -1,4 +1,5 @@
-"""Uploaded calibration text: streamed to <UPLOADS_DIR>/<id>.<ext>, owned by one tenant."""
+"""Uploaded calibration text: streamed to <UPLOADS_DIR>/<id>.<ext>, owned by one tenant; with
+a bucket as the artifact store it then goes to uploads/<id>.<ext> there (workers fetch it)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import redis
 from fastapi import Request
 
+from service.artifact_store import StoreError, open_store
 from service.errors import ApiError
 from service.jobs import now_iso
 from service.json_limits import JsonLimitError, loads_limited
@@ -52,6 +54,7 @@ class DatasetStore:
             _check_content(partial, suffix)
             path = root / f"{ds_id}{suffix}"
             partial.rename(path)
+            path = self._to_store(path, digest.hexdigest())
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ApiError(
@@ -71,6 +74,19 @@ class DatasetStore:
             path.unlink(missing_ok=True)
             raise
         return record
+
+    def _to_store(self, path: Path, sha256: str) -> Path:
+        """Put the upload in a bucket store (the local copy goes); the local path otherwise."""
+        store = open_store(self.settings)
+        if not store.remote:
+            return path
+        try:
+            store.put(f"uploads/{path.name}", path, sha256)
+        except StoreError as exc:
+            raise ApiError(503, f"the artifact store refused the upload: {exc}", "file") from None
+        finally:
+            path.unlink(missing_ok=True)
+        return path
 
     def _check_size(self, size: int) -> None:
         limit = self.settings.MAX_UPLOAD_BYTES

@@ -1,5 +1,6 @@
 """Deleting a job: its record, events, index entries and Idempotency-Key in one atomic step,
-then its files (`<id>`, `<id>.partial`, `<id>.resume` under jobs_dir).
+then its files (`<id>`, `<id>.partial`, `<id>.resume` under jobs_dir, and the store's
+jobs/<id>/ objects when the store is a bucket).
 
 A running job's files are left to the process running it: the delete sets its cancel flag, and
 the worker removes what the job wrote once it has stopped (worker/tasks.py); should that worker
@@ -10,12 +11,15 @@ by the owner succeed again while everyone else still gets "not found".
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 
+from service.artifact_store import StoreError, open_store
 from service.jobs import FINISHED, UNQUEUED, JobStore
 from service.schemas import JobState, partial_dir, resume_dir
 
+log = logging.getLogger(__name__)
 PURGE = "ps:purge"  # set: deleted jobs whose files may still exist
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -71,6 +75,13 @@ def remove_files(store: JobStore, job_id: str) -> None:
         out = store.settings.jobs_dir / job_id
         for path in (out, partial_dir(out), resume_dir(out)):
             shutil.rmtree(path, ignore_errors=True)
+        objects = open_store(store.settings)
+        if objects.remote:
+            try:
+                objects.delete_prefix(f"jobs/{job_id}/")
+            except StoreError as exc:  # stays in ps:purge: the retention sweep retries
+                log.warning("job %s: %s", job_id, exc)
+                return
     store.r.delete(f"ps:events:{job_id}", f"ps:cancel:{job_id}")
     store.r.srem(PURGE, job_id)
 

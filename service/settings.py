@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,7 +33,14 @@ class Settings(BaseSettings):
     DEV_MODE: bool = False
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
     QUEUE: str = "gpu"
-    ARTIFACTS_DIR: Path = Path("artifacts")
+    ARTIFACTS_DIR: Path = Path("artifacts")  # the store; with ARTIFACTS_URL, local scratch
+    # where artifacts and uploads live: "" (ARTIFACTS_DIR) or s3://bucket/prefix (docs/storage.md)
+    ARTIFACTS_URL: str = ""
+    S3_ENDPOINT_URL: str = ""  # a non-AWS S3 server (SeaweedFS, MinIO, Ceph RGW); "" for AWS
+    S3_PART_BYTES: int = Field(64 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024**3)
+    # s3 downloads: a redirect to a presigned URL valid PRESIGN_TTL_S, or streamed by the API
+    ARTIFACT_DOWNLOAD: Literal["redirect", "stream"] = "redirect"
+    PRESIGN_TTL_S: int = Field(300, gt=0, le=7 * 24 * 3600)
     MODELS_DIR: Path = Path("models")
     DATA_DIR: Path = Path("data")  # the one default: the worker and `pruneserve prune` read it
     UPLOADS_DIR: Path | None = None
@@ -71,6 +79,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ARTIFACTS_URL")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        bucket = value.removeprefix("s3://").partition("/")[0]
+        if value and (not value.startswith("s3://") or len(bucket) < 3):
+            raise ValueError("PRUNESERVE_ARTIFACTS_URL must be empty or s3://<bucket>[/<prefix>]")
+        return value
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:

@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from service import job_state
-from service.artifacts import list_artifacts
+from service.artifact_store import StoreError, open_store
 from service.job_record import JobRecord
 from service.job_state import IllegalTransition
 from service.jobs import JobStore, now
@@ -33,6 +33,7 @@ from worker.heartbeat import Ticker
 from worker.job_events import JobEvents
 from worker.job_reporter import JobReporter
 from worker.redis_retry import UNREACHABLE, wait_until_reachable
+from worker.store_sync import fetch_uploads, publish
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
@@ -60,7 +61,8 @@ class JobRunner:
     def __init__(self, store: JobStore, settings: Settings, job_id: str):
         self.store, self.settings, self.job_id = store, settings, job_id
         self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.out = Path(settings.jobs_dir) / job_id
+        self.out = Path(settings.jobs_dir) / job_id  # the store itself, or local scratch
+        self.objects = open_store(settings)  # where finished artifacts go
         self.partial = partial_dir(self.out)
         self.events = JobEvents(store, job_id, settings.REDIS_RETRY_S)
         self.resumes: str | None = None  # why the previous attempt was interrupted
@@ -126,6 +128,8 @@ class JobRunner:
         try:
             self.events.add("state", f"running (attempt {rec.attempts}{again})")
             report = self._resume() or self._prune(rec.spec)
+            check = self._reporter().check_cancel
+            artifacts = publish(self.objects, self.job_id, self.out, self.events, check)
         except Cancelled:
             self._cleanup()
             end = partial(job_state.cancel, now=now(), owner=self.owner)
@@ -140,11 +144,14 @@ class JobRunner:
             self.events.traceback()
             self._cleanup()
             return self._fail(type(exc).__name__, str(exc) or repr(exc))
-        artifacts, summary = list_artifacts(self.out), report.summary()
+        summary = report.summary()
         end = partial(
             job_state.succeed, owner=self.owner, now=now(), summary=summary, artifacts=artifacts
         )
-        return self._finish(JobState.succeeded, "succeeded", end)
+        state = self._finish(JobState.succeeded, "succeeded", end)
+        if self.objects.remote and state == JobState.succeeded.value:
+            shutil.rmtree(self.out, ignore_errors=True)  # scratch: the store holds it now
+        return state
 
     def _resume(self) -> PruneReport | None:
         """A previous attempt finished writing but died before recording success."""
@@ -159,17 +166,20 @@ class JobRunner:
 
         self._cleanup(keep_resume=True)  # a restarted job resumes from its checkpoints
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        reporter = JobReporter(self.store, self.job_id, self.owner, self.settings.JOB_TIME_LIMIT_S,
-                               events=self.events)  # fmt: skip
+        fetch_uploads(self.objects, spec, self.settings.UPLOADS_DIR)
         return run(
             spec,
             self.out,
-            reporter=reporter,
+            reporter=self._reporter(),
             data_dir=self.settings.DATA_DIR,
             upload_dir=self.settings.UPLOADS_DIR,
             models_dir=self.settings.MODELS_DIR,
             allow_local=False,  # a hub id is never read as a path relative to the worker
         )
+
+    def _reporter(self) -> JobReporter:
+        limit = self.settings.JOB_TIME_LIMIT_S
+        return JobReporter(self.store, self.job_id, self.owner, limit, events=self.events)
 
     def _cleanup(self, keep_resume: bool = False) -> None:
         """Remove what an attempt left; with `keep_resume`, keep what a restart resumes from
@@ -178,6 +188,11 @@ class JobRunner:
             shutil.rmtree(resume_dir(self.out), ignore_errors=True)
             shutil.rmtree(self.partial, ignore_errors=True)
         shutil.rmtree(self.out, ignore_errors=True)
+        if self.objects.remote and not keep_resume:
+            try:
+                self.objects.delete_prefix(f"jobs/{self.job_id}/")
+            except StoreError as exc:  # the retention sweep or a delete retries it
+                log.warning("job %s: objects not removed: %s", self.job_id, exc)
 
     def _fail(self, kind: str, message: str) -> str:
         error = JobError(type=kind, message=message)

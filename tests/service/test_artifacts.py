@@ -6,7 +6,9 @@ import hashlib
 import io
 import tarfile
 
-from service.artifacts import artifact_file, list_artifacts, tar_stream
+import pytest
+
+from service.artifacts import artifact_file, byte_range, list_artifacts, tar_stream
 
 
 def test_list_lookup_and_tar(tmp_path):
@@ -34,3 +36,22 @@ def test_listed_entry_pointing_outside_is_refused(tmp_path):
     (tmp_path / "secret.txt").write_text("secret")
     forged = [{"path": "../secret.txt", "size": 6, "sha256": "0"}]
     assert artifact_file(job, forged, "../secret.txt") is None
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("bytes=0-9", (0, 9)),
+        ("bytes=5-", (5, 9)),
+        ("bytes=-3", (7, 9)),
+        ("bytes=0-99", (0, 9)),
+        ("bytes=20-", "unsatisfiable"),
+        ("bytes=-0", "unsatisfiable"),
+        ("bytes=3-1", None),  # invalid: ignored, the whole file is sent
+        ("bytes=1-2,4-5", None),  # several ranges: the whole file
+        ("items=1-2", None),
+    ],
+)
+def test_byte_range_of_a_ten_byte_file(header, expected):
+    assert byte_range(header, 10) == expected

@@ -65,3 +65,19 @@ def test_request_limits_have_safe_defaults():
     s = Settings()
     assert s.MAX_BODY_BYTES == 64 * 1024 and s.METRICS_TOKEN == ""
     assert 0 < s.MAX_AUTH_HEADER_BYTES < s.MAX_HEADER_BYTES
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3://ab", "http://bucket/x", "bucket/prefix"])
+def test_artifacts_url_must_name_an_s3_bucket(url):
+    with pytest.raises(ValueError, match="PRUNESERVE_ARTIFACTS_URL must be empty or s3://"):
+        Settings(ENV="development", ARTIFACTS_URL=url)
+
+
+def test_s3_part_size_and_download_mode_are_bounded():
+    assert (
+        Settings(ENV="development", ARTIFACTS_URL="s3://bucket/p").ARTIFACT_DOWNLOAD == "redirect"
+    )
+    with pytest.raises(ValueError, match="S3_PART_BYTES"):
+        Settings(ENV="development", S3_PART_BYTES=1024)
+    with pytest.raises(ValueError, match="ARTIFACT_DOWNLOAD"):
+        Settings(ENV="development", ARTIFACT_DOWNLOAD="copy")

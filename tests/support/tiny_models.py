@@ -25,6 +25,11 @@ CONFIGS: dict[str, tuple[str, dict]] = {
         "LlamaConfig",
         dict(num_attention_heads=4, num_key_value_heads=2, intermediate_size=48),
     ),  # fmt: skip
+    # a 12.6 MB checkpoint (a wide vocabulary): several 5 MiB parts of a multipart upload
+    "llama_wide_vocab": (
+        "LlamaConfig",
+        dict(num_attention_heads=4, num_key_value_heads=2, vocab_size=24576),
+    ),
     "mistral": ("MistralConfig", dict(num_attention_heads=4, num_key_value_heads=2)),
     "qwen2": ("Qwen2Config", dict(num_attention_heads=4, num_key_value_heads=2)),
     "gemma": ("GemmaConfig", dict(num_attention_heads=4, num_key_value_heads=1, head_dim=16)),
