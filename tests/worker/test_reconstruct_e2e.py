@@ -17,13 +17,13 @@ pytestmark = pytest.mark.e2e
 
 def test_a_job_with_reconstruction_and_recovery_reports_every_block(live_service):
     spec = {
+        "reconstruction": {"epochs": 2, "lr": 1e-3},
+        "recovery": {"dataset": "wikitext2", "steps": 2, "seqlen": 32, "batch_size": 2},
         "model": TINY_MODEL,
         "method": "sparsegpt",
         "sparsity": "2:4",
         "calibration": {"dataset": "wikitext2", "nsamples": 4, "seqlen": 32},
         "evaluation": {"dataset": "wikitext2", "seqlen": 32, "max_windows": 2},
-        "reconstruction": {"epochs": 2, "lr": 1e-3},
-        "recovery": {"dataset": "wikitext2", "steps": 2, "seqlen": 32, "batch_size": 2},
     }
     with live_service.client() as c:
         job = c.post("/v1/jobs", json=spec).raise_for_status().json()

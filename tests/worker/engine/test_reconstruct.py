@@ -7,19 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, partial_dir, resume_dir
-from tests.worker.engine.support import saved_tensors
+from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, partial_dir
+from tests.worker.engine.support import Killed, killed_then_resumed, saved_tensors
 from worker.engine.errors import Cancelled
 from worker.engine.progress import Reporter
 from worker.engine.reconstruct import Reconstructor
 from worker.engine.run import run
-from worker.engine.walk_resume import STATE
 
 RECON = {"epochs": 2, "lr": 1e-3, "batch_size": 2}
-
-
-class Killed(BaseException):  # as a SIGKILL: no handler of ours sees it
-    pass
 
 
 def spec_for(model_dir, calib_file, recon=RECON, **kw) -> PruneSpec:
@@ -125,11 +120,7 @@ def test_killed_mid_reconstruction_resumes_to_the_uninterrupted_result(
 
     monkeypatch.setattr(Reconstructor, "fit", fit)
     out = tmp_path / "out"
-    with pytest.raises(Killed):
-        run(spec, out)
-    assert (resume_dir(out) / STATE).is_file() and not out.exists()
-    fitted.clear()
-    again = run(spec, out)
+    again = killed_then_resumed(spec, out, fitted.clear)
     assert again.resumed_at_layer == 2 and fitted == [2, 3]
     a, b = saved_tensors(tmp_path / "whole"), saved_tensors(out)
     assert a.keys() == b.keys() and all(torch.equal(t, b[n]) for n, t in a.items())
