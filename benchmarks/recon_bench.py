@@ -25,13 +25,23 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_args import parser  # noqa: E402
 
 
+def cpu_s() -> float:
+    """CPU seconds of this process (user + system): the work, whatever else the machine runs."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def parse_runs(text: str) -> list[dict]:
     """'m/s/target/e1,e2;m/s/target/e' -> one dict per (row, epochs)."""
     out = []
     for part in text.split(";"):
         method, sparsity, target, epochs = part.split("/")
-        out += [dict(method=method, sparsity=sparsity, target=target, epochs=int(e))
-                for e in epochs.split(",")]  # fmt: skip
+        out += [
+            dict(method=method, sparsity=sparsity, target=target, epochs=int(e))
+            for e in epochs.split(",")
+        ]
     return out
 
 
@@ -65,50 +75,77 @@ def main() -> None:
                 print(message, file=sys.stderr, flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="recon_bench_"))
-    corpora = {"wikitext2": calibration.resolve_dataset("wikitext2", "evaluation", args.data_dir),
-               "second": args.second_corpus.resolve()}  # fmt: skip
+    corpora = {
+        "wikitext2": calibration.resolve_dataset("wikitext2", "evaluation", args.data_dir),
+        "second": args.second_corpus.resolve(),
+    }
     rows, eval_ids = [], None
     for i, row in enumerate(parse_runs(args.runs)):
         knobs = {"epochs": row["epochs"], "target": row["target"]}
         knobs |= {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch)) if v}
         cal = CalibrationSpec(dataset="wikitext2", nsamples=args.nsamples, seqlen=args.seqlen)
-        spec = PruneSpec(model=str(args.model), method=row["method"], sparsity=row["sparsity"],
-                         calibration=cal, device="cpu", dtype="float32", load="eager",
-                         reconstruction=knobs if row["epochs"] else None)  # fmt: skip
+        spec = PruneSpec(
+            model=str(args.model),
+            method=row["method"],
+            sparsity=row["sparsity"],
+            calibration=cal,
+            device="cpu",
+            dtype="float32",
+            load="eager",
+            reconstruction=knobs if row["epochs"] else None,
+        )
         where = engine.Where(tmp / f"row{i}", data_dir=args.data_dir)
-        state = engine.Run(spec, where, Log(), torch.device("cpu"),
-                           report.new_report(spec, "cpu"))  # fmt: skip
+        state = engine.Run(spec, where, Log(), torch.device("cpu"), report.new_report(spec, "cpu"))
         state.sources = engine.datasets(spec, where)
         times = {}
-        t_all = time.perf_counter()
+        t_all, cpu0 = time.perf_counter(), cpu_s()
         for stage in engine.plan(spec):
             if stage.name == "save":
                 break
             t0 = time.perf_counter()
             stage.fn(state)
             times[stage.name] = round(time.perf_counter() - t0, 2)
-        job_s = round(time.perf_counter() - t_all, 2)
+        job_s, job_cpu = round(time.perf_counter() - t_all, 2), round(cpu_s() - cpu0, 1)
         if eval_ids is None:
             eval_ids = {n: calibration.eval_ids(state.tokenizer, src) for n, src in corpora.items()}
         checks = state.masks.check(lambda n, mods=state.modules: get_weight(mods[n]))
         report.add_masks(state.report, checks, state.results)
-        ppl = {n: round(perplexity(state.streamer, ids, args.seqlen, args.eval_windows,
-                                   Reporter())[0], 3) for n, ids in eval_ids.items()}  # fmt: skip
+        ppl = {
+            n: round(
+                perplexity(state.streamer, ids, args.seqlen, args.eval_windows, Reporter())[0], 3
+            )
+            for n, ids in eval_ids.items()
+        }
         blocks = [b.model_dump() for b in state.report.reconstruction]
-        out = {**row, "lr": spec.reconstruction.lr if spec.reconstruction else None,
-               "batch_size": spec.reconstruction.batch_size if spec.reconstruction else None,
-               "ppl": ppl, "nm_ok": state.report.nm_ok,
-               "sparsity_achieved": round(state.report.sparsity, 5), "stages_s": times,
-               "job_s_without_eval": job_s, "peak_rss_mb": round(peak_rss_mb(), 1),
-               "blocks": blocks}  # fmt: skip
+        out = {
+            **row,
+            "lr": spec.reconstruction.lr if spec.reconstruction else None,
+            "batch_size": spec.reconstruction.batch_size if spec.reconstruction else None,
+            "ppl": ppl,
+            "nm_ok": state.report.nm_ok,
+            "sparsity_achieved": round(state.report.sparsity, 5),
+            "stages_s": times,
+            "job_s_without_eval": job_s,
+            "job_cpu_s_without_eval": job_cpu,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "blocks": blocks,
+        }
         rows.append(out)
         brief = {k: v for k, v in out.items() if k != "blocks"}
         brief["loss_after/before"] = [round(b["loss_after"] / b["loss_before"], 3) for b in blocks]
         print(json.dumps(brief), file=sys.stderr, flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"argv": sys.argv, "threads": args.threads,
-                                        "second_corpus": str(args.second_corpus),
-                                        "runs": rows}, indent=2))  # fmt: skip
+        args.out.write_text(
+            json.dumps(
+                {
+                    "argv": sys.argv,
+                    "threads": args.threads,
+                    "second_corpus": str(args.second_corpus),
+                    "runs": rows,
+                },
+                indent=2,
+            )
+        )
         del state
 
 

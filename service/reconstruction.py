@@ -19,9 +19,12 @@ class ReconstructionSpec(BaseModel):
         2e-4, gt=0, le=1, description="peak learning rate (AdamW, linear decay to 0 per layer)"
     )
     batch_size: int = Field(
-        2, ge=1, le=4096, description="calibration windows per optimizer step (at most "
+        2,
+        ge=1,
+        le=4096,
+        description="calibration windows per optimizer step (at most "
         "calibration.nsamples); rounded up to whole batches of the walk's forward",
-    )  # fmt: skip
+    )
     target: str = Field(
         "pruned_input",
         description="pruned_input: the dense layer's output on the pruned model's activations "

@@ -34,8 +34,9 @@ def layer_of(name: str) -> int:
 
 
 @pytest.mark.parametrize("target", ["pruned_input", "dense_input"])
-def test_masks_hold_the_loss_falls_and_kept_weights_move(tiny_model_dir, calib_file, tmp_path,
-                                                         target):  # fmt: skip
+def test_masks_hold_the_loss_falls_and_kept_weights_move(
+    tiny_model_dir, calib_file, tmp_path, target
+):
     src = tiny_model_dir("llama")
     plain = run(spec_for(src, calib_file, recon=None), tmp_path / "plain")
     report = run(spec_for(src, calib_file, {**RECON, "target": target}), tmp_path / "out")
@@ -54,8 +55,9 @@ def test_masks_hold_the_loss_falls_and_kept_weights_move(tiny_model_dir, calib_f
     assert plain.reconstruction == []
 
 
-def test_only_the_current_blocks_pruned_linears_change(tiny_model_dir, calib_file, tmp_path,
-                                                       monkeypatch):  # fmt: skip
+def test_only_the_current_blocks_pruned_linears_change(
+    tiny_model_dir, calib_file, tmp_path, monkeypatch
+):
     """Around each fit: every tensor of the model but layer i's pruned Linears is unchanged
     (a skipped Linear of the same layer included), and every pruned weight stays 0."""
     import worker.engine.run as engine
@@ -82,18 +84,28 @@ def test_only_the_current_blocks_pruned_linears_change(tiny_model_dir, calib_fil
     run(spec, tmp_path / "out")
     assert [i for i, _ in changed] == [0, 1]
     for i, names in changed:
-        expected = {f"model.layers.{i}.{p}.weight" for p in ("self_attn.q_proj",
-                    "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
-                    "mlp.up_proj")}  # fmt: skip
+        expected = {
+            f"model.layers.{i}.{p}.weight"
+            for p in (
+                "self_attn.q_proj",
+                "self_attn.k_proj",
+                "self_attn.v_proj",
+                "self_attn.o_proj",
+                "mlp.gate_proj",
+                "mlp.up_proj",
+            )
+        }
         assert names == expected, (i, names ^ expected)
 
 
 def test_eager_equals_lazy(tiny_model_dir, calib_file, tmp_path):
     src = tiny_model_dir("llama4")
-    eager = run(spec_for(src, calib_file, load="eager", method="wanda", sparsity=0.6),
-                tmp_path / "eager")  # fmt: skip
-    lazy = run(spec_for(src, calib_file, load="lazy", method="wanda", sparsity=0.6),
-               tmp_path / "lazy")  # fmt: skip
+    eager = run(
+        spec_for(src, calib_file, load="eager", method="wanda", sparsity=0.6), tmp_path / "eager"
+    )
+    lazy = run(
+        spec_for(src, calib_file, load="lazy", method="wanda", sparsity=0.6), tmp_path / "lazy"
+    )
     assert lazy.load.startswith("lazy") and eager.load.startswith("eager")
     a, b = saved_tensors(tmp_path / "eager"), saved_tensors(tmp_path / "lazy")
     assert a.keys() == b.keys() and all(torch.equal(t, b[n]) for n, t in a.items())
@@ -106,8 +118,9 @@ def test_killed_mid_reconstruction_resumes_to_the_uninterrupted_result(
     tiny_model_dir, calib_file, tmp_path, monkeypatch, load, target
 ):
     src = tiny_model_dir("llama4")
-    spec = spec_for(src, calib_file, {**RECON, "target": target}, load=load,
-                    checkpoint_layers=1, refine="dsnot")  # fmt: skip
+    spec = spec_for(
+        src, calib_file, {**RECON, "target": target}, load=load, checkpoint_layers=1, refine="dsnot"
+    )
     whole = run(spec, tmp_path / "whole")
     real, kill_at, fitted = Reconstructor.fit, [2], []
 
@@ -163,8 +176,9 @@ def test_fused_moe_experts_keep_their_one_shot_weights(tmp_path, calib_file):
     from tests.support.tiny_arch import make_tiny_arch
 
     src = make_tiny_arch("mixtral", tmp_path / "mixtral")
-    plain = run(spec_for(src, calib_file, recon=None, method="wanda", sparsity=0.5),
-                tmp_path / "plain")  # fmt: skip
+    plain = run(
+        spec_for(src, calib_file, recon=None, method="wanda", sparsity=0.5), tmp_path / "plain"
+    )
     report = run(spec_for(src, calib_file, method="wanda", sparsity=0.5), tmp_path / "out")
     assert all(b.experts_untouched > 0 and b.modules > 0 for b in report.reconstruction)
     dirs = ("plain", "out")
