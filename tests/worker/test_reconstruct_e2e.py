@@ -1,6 +1,6 @@
-"""Block-wise reconstruction through the real service: per-block progress (epoch and loss) in
-the job's events, the report's per-block losses and perplexity, recovery after it; a cancel
-mid-reconstruction leaves nothing behind."""
+"""Block-wise reconstruction through the real service: what the API refuses, per-block
+progress (epoch and loss) in the job's events, the report's per-block losses and perplexity,
+recovery after it; a cancel mid-reconstruction leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -25,7 +25,15 @@ def test_a_job_with_reconstruction_and_recovery_reports_every_block(live_service
         "calibration": {"dataset": "wikitext2", "nsamples": 4, "seqlen": 32},
         "evaluation": {"dataset": "wikitext2", "seqlen": 32, "max_windows": 2},
     }
+    bad = [
+        ({"epochs": 1, "target": "teacher"}, "reconstruction.target", "allowed: pruned_input"),
+        ({"epochs": 1, "batch_size": 5}, "reconstruction.batch_size", "calibration.nsamples"),
+    ]
     with live_service.client() as c:
+        for rc, field, words in bad:
+            r = c.post("/v1/jobs", json={**spec, "reconstruction": rc})
+            assert r.status_code == 422 and r.json()["field"] == field, r.text
+            assert words in r.json()["detail"]
         job = c.post("/v1/jobs", json=spec).raise_for_status().json()
         done = live_service.wait_job(c, job["id"], ("succeeded", "failed", "cancelled"), 300)
         assert done["state"] == "succeeded", done
