@@ -27,7 +27,8 @@ LayerCalls = dict[int, tuple[tuple, dict]]
 
 
 class Reconstructor:
-    """Called by the walker: `target` before a layer is pruned, `fit` after."""
+    """Called by the walker: `target` before a layer is pruned, `fit` after (it also
+    propagates: the walk's buffer leaves it holding the next layer's input)."""
 
     def __init__(self, spec: ReconstructionSpec, masks: MaskState, reporter: Reporter):
         self.spec, self.masks, self.reporter = spec, masks, reporter
@@ -64,7 +65,8 @@ class Reconstructor:
         calls: LayerCalls,
         spans: list[tuple[int, int]],
     ) -> None:
-        """Train layer i's pruned Linears (`modules`: name -> Linear or expert slice)."""
+        """Train layer i's pruned Linears (`modules`: name -> Linear or expert slice) towards
+        `target`, then write the trained layer's output over `inps` (the next layer's input)."""
         t0 = time.perf_counter()
         mine = self.masks.modules
         linears = {n: m for n, m in modules.items() if isinstance(m, nn.Module) and n in mine}
@@ -88,7 +90,7 @@ class Reconstructor:
         with _kept_weights_train(layer, linears, self.masks) as params, torch.enable_grad():
             check = self.reporter.check_cancel
             losses = train_block(forward, params, target, spans, config, i, on_epoch, check)
-        after = relative_error(forward, target, spans, norm)
+        after = relative_error(forward, target, spans, norm, out=inps)  # the next input
         block = BlockReport(
             layer=i,
             modules=len(linears),

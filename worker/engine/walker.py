@@ -163,7 +163,7 @@ def walk(
     A resumed walk begins at layer `start` with `start_inps` (that layer's saved input);
     `after_layer(i, input of layer i + 1, layer i)` runs once layer i is final and unloaded.
     `recon` (a reconstruct.Reconstructor, needs statistics) gives each layer its dense output
-    before pruning and trains the pruned layer towards it before it feeds the next.
+    before pruning, trains the pruned layer towards it and runs it to feed the next.
     """
     n_layers = len(streamer.layers)
     arch = type(streamer.model).__name__
@@ -192,7 +192,7 @@ def walk(
             if recon is not None:
                 batches = spans(inps.shape[0], cap.batch)
                 recon.fit(i, n_layers, layer, targets[i], inps, target, cap.calls[i], batches)
-            if cap is not None:  # in place: inps becomes the next layer's input
+            elif cap is not None:  # in place: inps becomes the next layer's input
                 run_layer(layer, inps, inps, cap.calls[i], cap.batch)
             streamer.commit(i)
         if after_layer is not None:  # a checkpoint's own failure is not the layer's

@@ -46,9 +46,17 @@ def power(target: torch.Tensor, spans: list[Span]) -> float:
 
 
 @torch.no_grad()
-def relative_error(forward: Forward, target: torch.Tensor, spans: list[Span], norm: float) -> float:
-    """L at the current weights over all spans."""
-    err = sum(float((forward(s, e).float() - target[s:e].float()).square().sum()) for s, e in spans)
+def relative_error(
+    forward: Forward, target: torch.Tensor, spans: list[Span], norm: float, out=None
+) -> float:
+    """L at the current weights over all spans; each span's output is then written to
+    `out[s:e]` when given (it may be the input buffer: a span is read before it is written)."""
+    err = 0.0
+    for s, e in spans:
+        y = forward(s, e)
+        err += float((y.float() - target[s:e].float()).square().sum())
+        if out is not None:
+            out[s:e] = y
     return err / max(norm, 1e-30)
 
 
