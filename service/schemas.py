@@ -478,7 +478,8 @@ class PruneSpec(_Strict):
 
     @property
     def calibrates(self) -> bool:
-        """Whether the job reads calibration data (its method, OWL or DSnoT need statistics)."""
+        """Whether the job reads calibration data (its method, OWL, DSnoT or reconstruction
+        need it)."""
         return (self.method_options.calibrates() or self.sparsity_profile != "uniform"
                 or self.refine != "none" or self.reconstruction is not None)  # fmt: skip
 

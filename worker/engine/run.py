@@ -311,7 +311,7 @@ def heldout_spec(spec: PruneSpec) -> tuple[str, TrainingSpec] | None:
 
 def stats_needed(spec: PruneSpec) -> str | None:
     """The statistics the walk collects: the method's, at least column norms and means when
-    OWL or DSnoT read them."""
+    OWL or DSnoT read them or reconstruction needs the calibration activations."""
     needs = get_method(spec.method).stats_for(spec.method_options)
     if needs is None and spec.calibrates:  # OWL, DSnoT or reconstruction
         return "norms"
