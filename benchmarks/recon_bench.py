@@ -66,7 +66,7 @@ def main() -> None:
     from worker.engine import run as engine
     from worker.engine.evaluate import perplexity
     from worker.engine.memory import peak_rss_mb
-    from worker.engine.model_io import get_weight
+    from worker.engine.model_io import get_weight, load_tokenizer
     from worker.engine.progress import Reporter
 
     class Log(Reporter):  # each block's epochs on stderr
@@ -75,11 +75,15 @@ def main() -> None:
                 print(message, file=sys.stderr, flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="recon_bench_"))
+    second = tmp / (args.second_corpus.stem + ".txt")  # read as plain text, whatever its name
+    second.write_text(args.second_corpus.read_text(errors="replace"))
     corpora = {
         "wikitext2": calibration.resolve_dataset("wikitext2", "evaluation", args.data_dir),
-        "second": args.second_corpus.resolve(),
+        "second": second,
     }
-    rows, eval_ids = [], None
+    tok = load_tokenizer(args.model)  # every corpus read before the first (long) run
+    eval_ids = {n: calibration.eval_ids(tok, src) for n, src in corpora.items()}
+    rows = []
     for i, row in enumerate(parse_runs(args.runs)):
         knobs = {"epochs": row["epochs"], "target": row["target"]}
         knobs |= {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch)) if v}
@@ -106,8 +110,6 @@ def main() -> None:
             stage.fn(state)
             times[stage.name] = round(time.perf_counter() - t0, 2)
         job_s, job_cpu = round(time.perf_counter() - t_all, 2), round(cpu_s() - cpu0, 1)
-        if eval_ids is None:
-            eval_ids = {n: calibration.eval_ids(state.tokenizer, src) for n, src in corpora.items()}
         checks = state.masks.check(lambda n, mods=state.modules: get_weight(mods[n]))
         report.add_masks(state.report, checks, state.results)
         ppl = {
