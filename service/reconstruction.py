@@ -6,6 +6,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 RECON_TARGETS = ("pruned_input", "dense_input")
+BATCH_ABOUT = (
+    "calibration windows per optimizer step (at most calibration.nsamples); rounded "
+    "up to whole batches of the walk's forward"
+)
 
 
 class ReconstructionSpec(BaseModel):
@@ -18,13 +22,7 @@ class ReconstructionSpec(BaseModel):
     lr: float = Field(
         2e-4, gt=0, le=1, description="peak learning rate (AdamW, linear decay to 0 per layer)"
     )
-    batch_size: int = Field(
-        2,
-        ge=1,
-        le=4096,
-        description="calibration windows per optimizer step (at most "
-        "calibration.nsamples); rounded up to whole batches of the walk's forward",
-    )
+    batch_size: int = Field(2, ge=1, le=4096, description=BATCH_ABOUT)
     target: str = Field(
         "pruned_input",
         description="pruned_input: the dense layer's output on the pruned model's activations "
