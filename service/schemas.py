@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from service.methods import METHODS, Options, options_schema, validate_options
+from service.reconstruction import BlockReport, ReconstructionSpec
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -328,6 +329,9 @@ class PruneSpec(_Strict):
     owl: OWLSpec | None = Field(None, description="OWL's knobs (sparsity_profile 'owl')")
     refine: str = Field("none", description="none, or dsnot: mask refinement after pruning")
     dsnot: DSnoTSpec | None = Field(None, description="DSnoT's knobs (refine 'dsnot')")
+    reconstruction: ReconstructionSpec | None = Field(
+        None, description="block-wise reconstruction inside the walk (EBFT); null: off"
+    )
     checkpoint_layers: int = Field(
         0,
         ge=0,
@@ -457,6 +461,23 @@ class PruneSpec(_Strict):
             self.dsnot = self.dsnot or DSnoTSpec()
         return self
 
+    @model_validator(mode="after")
+    def _reconstruction_fits(self) -> PruneSpec:
+        rc = self.reconstruction
+        if rc is None:
+            return self
+        if self.method not in ONE_SHOT_FOR_PROFILES:
+            methods = ", ".join(ONE_SHOT_FOR_PROFILES)
+            raise ValueError(
+                f"reconstruction: works with the one-shot methods {methods}, not {self.method!r}"
+            )
+        if rc.batch_size > self.calibration.nsamples:
+            raise ValueError(
+                f"reconstruction.batch_size: {rc.batch_size} is more than calibration.nsamples "
+                f"({self.calibration.nsamples}); allowed: 1 to {self.calibration.nsamples}"
+            )
+        return self
+
     def _owl_samples_fit(self) -> None:
         """An owl.samples that was given must not exceed the windows calibration reads (the
         default, 4, is simply capped there)."""
@@ -480,9 +501,10 @@ class PruneSpec(_Strict):
 
     @property
     def calibrates(self) -> bool:
-        """Whether the job reads calibration data (its method, OWL or DSnoT need statistics)."""
+        """Whether the job reads calibration data (its method, OWL, DSnoT or reconstruction
+        need it)."""
         return (self.method_options.calibrates() or self.sparsity_profile != "uniform"
-                or self.refine != "none")  # fmt: skip
+                or self.refine != "none" or self.reconstruction is not None)  # fmt: skip
 
     @property
     def parsed_sparsity(self) -> Sparsity:
@@ -631,6 +653,9 @@ class PruneReport(BaseModel):
         None, description="perplexity on the held-out part of a user's training data"
     )
     training: list[TrainingReport] = Field(default_factory=list)
+    reconstruction: list[BlockReport] = Field(
+        default_factory=list, description="block-wise reconstruction, per decoder layer"
+    )
     warnings: list[str] = Field(default_factory=list)
 
     def summary(self) -> ReportSummary:

@@ -57,7 +57,7 @@ class JobReporter(Reporter):
         elapsed = time.monotonic() - self.stage_t0
         eta = round(elapsed / done * (total - done), 1) if done else None
         if self.current == "prune":
-            fields.update(layer=done, n_layers=total, eta_s=eta)
+            fields.update(layer=done, n_layers=total, eta_s=eta, loss=values.get("loss"))
             self.events.add("layer", message or f"layer {done}/{total}")
         elif self.current in TRAINING_STAGES:
             fields.update(step=done, n_steps=total, eta_s=eta, loss=values.get("loss"))

@@ -11,6 +11,7 @@ import typing
 from typing import Any
 
 from service.methods import METHODS
+from service.reconstruction import RECON_TARGETS, ReconstructionSpec
 from service.schemas import (
     LOADS,
     REFINERS,
@@ -102,7 +103,53 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     )
     add_option_args(p.add_argument_group("method options (only the chosen method's apply)"))
     add_profile_args(p.add_argument_group("layer-wise sparsity (OWL) and mask refinement (DSnoT)"))
+    add_reconstruction_args(p.add_argument_group("block-wise reconstruction (EBFT)"))
     add_training_args(p.add_argument_group("training (smp's own training, and recovery)"))
+
+
+def add_reconstruction_args(group) -> None:
+    rc = ReconstructionSpec
+    group.add_argument(
+        "--reconstruct-epochs",
+        type=int,
+        default=0,
+        help="inside the walk, train each pruned layer's kept weights (masks fixed) for this "
+        "many epochs over the calibration windows to match the dense layer's output "
+        "(default: 0 = off)",
+    )
+    group.add_argument(
+        "--reconstruct-lr",
+        type=float,
+        default=None,
+        help=f"reconstruction: peak learning rate (default: {_default(rc, 'lr'):g})",
+    )
+    group.add_argument(
+        "--reconstruct-target",
+        default=None,
+        choices=RECON_TARGETS,
+        help="reconstruction: the dense layer's output on the pruned model's activations "
+        "(pruned_input) or on the dense model's (dense_input) "
+        f"(default: {_default(rc, 'target')})",
+    )
+    group.add_argument(
+        "--reconstruct-batch",
+        type=int,
+        default=None,
+        help="reconstruction: calibration windows per step "
+        f"(default: {_default(rc, 'batch_size')})",
+    )
+
+
+def reconstruction_from_args(args: argparse.Namespace) -> dict | None:
+    """The `reconstruction` object, or None when --reconstruct-epochs is 0."""
+    if not args.reconstruct_epochs:
+        return None
+    knobs = (
+        ("lr", args.reconstruct_lr),
+        ("target", args.reconstruct_target),
+        ("batch_size", args.reconstruct_batch),
+    )
+    return {"epochs": args.reconstruct_epochs, **{k: v for k, v in knobs if v is not None}}
 
 
 def add_profile_args(group) -> None:
@@ -346,6 +393,7 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
         "dtype": args.dtype,
         "load": args.load,
         "checkpoint_layers": args.checkpoint_layers,
+        "reconstruction": reconstruction_from_args(args),
         **profile_from_args(args),
     }
     trains = args.method in METHODS and METHODS[args.method].TRAINS

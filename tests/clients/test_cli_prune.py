@@ -82,6 +82,16 @@ def imported(stderr: str) -> set[str]:
         ({"sparsity_profile": "owl"}, "sparsity_profile: 'owl' gives each layer its own"),
         ({"sparsity": "0.5", "owl_lambda": "0.1"}, "owl: these settings are for sparsity_profile"),
         ({"method": "smp", "refine": "dsnot"}, "refine: 'dsnot' works with the one-shot methods"),
+        (
+            {"reconstruct_epochs": "2", "reconstruct_batch": "8"},
+            "reconstruction.batch_size: 8 is more than calibration.nsamples (4)",
+        ),
+        ({"method": "smp", "reconstruct_epochs": "1"}, "reconstruction: works with the one-shot"),
+        ({"reconstruct_epochs": "-1"}, "reconstruction.epochs: Input should be greater than"),
+        (
+            {"reconstruct_epochs": "1", "reconstruct_lr": "0"},
+            "reconstruction.lr: Input should be greater than 0",
+        ),
     ],
 )
 def test_bad_spec_exits_2_with_one_typed_line(tmp_path, capsys, flags, message):
@@ -218,6 +228,19 @@ def test_owl_and_dsnot_flags_reach_the_report(tiny_model, calib, tmp_path, capsy
     assert len(report["layers"]) == 2 and all(0.55 <= x["sparsity"] <= 0.65
                                               for x in report["layers"])  # fmt: skip
     assert sum(m["dsnot_swaps"] for m in report["modules"]) > 0
+
+
+def test_reconstruction_flags_reach_the_report(tiny_model, calib, tmp_path, capsys):
+    out = tmp_path / "out"
+    flags = {"reconstruct_epochs": "2", "reconstruct_lr": "0.001"}
+    flags["reconstruct_target"] = "dense_input"
+    assert main(argv(tiny_model, calib, out, **flags) + ["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rc = report["spec"]["reconstruction"]
+    assert (rc["epochs"], rc["lr"], rc["target"]) == (2, 0.001, "dense_input")
+    blocks = report["reconstruction"]
+    assert [b["layer"] for b in blocks] == [0, 1]
+    assert all(b["loss_after"] < b["loss_before"] and len(b["epoch_loss"]) == 2 for b in blocks)
 
 
 def test_gmp_and_movement_schedule_flags_reach_the_spec(tiny_model, calib, tmp_path, capsys):

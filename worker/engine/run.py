@@ -49,6 +49,7 @@ from worker.engine.model_io import (
 from worker.engine.owl import OWLAllocator, outlier_ratio
 from worker.engine.progress import Reporter
 from worker.engine.pruner import DSnoTRefiner, Pruner
+from worker.engine.reconstruct import Reconstructor
 from worker.engine.streaming import LayerStreamer
 from worker.engine.train import memory as train_memory
 from worker.engine.train.checkpoint import Checkpoints
@@ -311,9 +312,9 @@ def heldout_spec(spec: PruneSpec) -> tuple[str, TrainingSpec] | None:
 
 def stats_needed(spec: PruneSpec) -> str | None:
     """The statistics the walk collects: the method's, at least column norms and means when
-    OWL or DSnoT read them."""
+    OWL or DSnoT read them or reconstruction needs the calibration activations."""
     needs = get_method(spec.method).stats_for(spec.method_options)
-    if needs is None and (spec.sparsity_profile != "uniform" or spec.refine != "none"):
+    if needs is None and spec.calibrates:  # OWL, DSnoT or reconstruction
         return "norms"
     return needs
 
@@ -330,9 +331,14 @@ def prune(run: Run) -> None:
         refine = DSnoTRefiner(d.max_cycles, d.update_threshold, d.var_power)
     pruner = Pruner(method, pattern_of(spec), spec.method_options, run.masks, run.warn,
                     profile=profile, refine=refine)  # fmt: skip
+    recon = None
+    if spec.reconstruction is not None:
+        recon = Reconstructor(spec.reconstruction, run.masks, run.reporter)
     start, start_inps = 0, None
     if run.resume is not None:
         walk_resume.restore(run, pruner, run.resume)
+        if recon is not None:
+            recon.load_state(run.resume.tensors, run.resume.meta["recon"])
         start, start_inps = run.resume.next_layer, run.resume.inps
         run.resume = None
     ck, lazy = run.walk_checkpoints, run.streamer.lazy
@@ -349,12 +355,19 @@ def prune(run: Run) -> None:
                 ck.save_layer(j, run.streamer.layers[j])
             saved[0] = i + 1
         pruner.end_layer()
-        ck.save(walk_resume.snapshot(run, pruner, i + 1, inps))
+        state = walk_resume.snapshot(run, pruner, i + 1, inps)
+        if recon is not None:  # the dense stream (dense_input) and the blocks' reports
+            tensors, state.meta["recon"] = recon.state()
+            state.tensors.update(tensors)
+        ck.save(state)
 
     walk(run.streamer, run.ids, stats_needed(spec), run.targets, pruner, run.reporter,
          warn=run.warn, begin_layer=pruner.begin_layer, start=start, start_inps=start_inps,
-         after_layer=after_layer)  # fmt: skip
+         after_layer=after_layer, recon=recon)  # fmt: skip
     pruner.end_layer()
+    if recon is not None:
+        run.report.reconstruction = recon.blocks
+        run.last_changed = "reconstruct"
     run.results = pruner.results
     run.scores = pruner.scores
     run.layer_sparsity = profile.layers if profile else []

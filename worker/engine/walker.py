@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -21,6 +22,9 @@ from worker.engine.model_io import get_weight, set_weight
 from worker.engine.progress import Reporter
 from worker.engine.stats import InputStats, Scratch
 from worker.engine.streaming import LayerStreamer
+
+if TYPE_CHECKING:
+    from worker.engine.reconstruct import Reconstructor
 
 TOKENS_PER_BATCH = 1024  # samples per layer call = this // seqlen (at least 1)
 
@@ -149,6 +153,7 @@ def walk(
     start: int = 0,
     start_inps: torch.Tensor | None = None,
     after_layer: Callable[[int, torch.Tensor | None, nn.Module], None] | None = None,
+    recon: Reconstructor | None = None,
 ) -> None:
     """Prune `targets[i]` (full name -> Linear, or expert slice of a fused MoE parameter) of
     every decoder layer i, in order; tell `warn` what the user should know. `begin_layer`
@@ -157,6 +162,8 @@ def walk(
     `needs` is the statistics to collect: None (no calibration), "norms" or "hessian".
     A resumed walk begins at layer `start` with `start_inps` (that layer's saved input);
     `after_layer(i, input of layer i + 1, layer i)` runs once layer i is final and unloaded.
+    `recon` (a reconstruct.Reconstructor, needs statistics) gives each layer its dense output
+    before pruning, trains the pruned layer towards it and runs it to feed the next.
     """
     n_layers = len(streamer.layers)
     arch = type(streamer.model).__name__
@@ -168,6 +175,8 @@ def walk(
         inps, cap.hidden = cap.hidden, None
         if start_inps is not None:
             inps = start_inps.to(inps.device, inps.dtype)
+        if recon is not None:
+            recon.begin(inps)
     for i in range(start, n_layers):
         reporter.check_cancel()
         with reraise_typed(f"{arch}: decoder layer {i}"), streamer.layer(i) as layer:
@@ -177,8 +186,13 @@ def walk(
                 groups = layer_stats(layer, targets[i], needs, ids, cap.calls[i], cap.batch,
                                      inps, warn, scratch)  # fmt: skip
             begin = None if begin_layer is None else (lambda g, i=i: begin_layer(i, g))
+            if recon is not None:
+                target = recon.target(layer, inps, cap.calls[i], cap.batch)
             prune_groups(groups, targets[i], prune, begin)
-            if cap is not None:  # in place: inps becomes the next layer's input
+            if recon is not None:
+                batches = spans(inps.shape[0], cap.batch)
+                recon.fit(i, n_layers, layer, targets[i], inps, target, cap.calls[i], batches)
+            elif cap is not None:  # in place: inps becomes the next layer's input
                 run_layer(layer, inps, inps, cap.calls[i], cap.batch)
             streamer.commit(i)
         if after_layer is not None:  # a checkpoint's own failure is not the layer's

@@ -131,3 +131,23 @@ def saved_tensors(directory) -> dict[str, torch.Tensor]:
     for f in sorted(directory.glob("*.safetensors")):
         out.update(load_file(f))
     return out
+
+
+class Killed(BaseException):  # as a SIGKILL: no handler of ours sees it
+    pass
+
+
+def killed_then_resumed(spec, out, between=lambda: None):
+    """Run `spec` into `out` until a patched step raises Killed, check the walk's checkpoint
+    is there and nothing is published, call `between()`, run again: the second report."""
+    import pytest
+
+    from service.schemas import resume_dir
+    from worker.engine.run import run
+    from worker.engine.walk_resume import STATE
+
+    with pytest.raises(Killed):
+        run(spec, out)
+    assert (resume_dir(out) / STATE).is_file() and not out.exists()
+    between()
+    return run(spec, out)

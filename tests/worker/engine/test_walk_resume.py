@@ -7,14 +7,10 @@ import pytest
 import torch
 
 from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, resume_dir
-from tests.worker.engine.support import saved_tensors
+from tests.worker.engine.support import Killed, killed_then_resumed, saved_tensors
 from worker.engine.pruner import Pruner
 from worker.engine.run import run
-from worker.engine.walk_resume import STATE, WalkCheckpoints
-
-
-class Killed(BaseException):  # as a SIGKILL: no handler of ours sees it
-    pass
+from worker.engine.walk_resume import WalkCheckpoints
 
 
 def spec_for(model_dir, calib_file, **kw) -> PruneSpec:
@@ -60,11 +56,7 @@ def test_resume_at_the_killed_layer_equals_an_uninterrupted_run(
     seen.clear()
     kill_at[0] = 2
     out = tmp_path / "out"
-    with pytest.raises(Killed):
-        run(spec, out)
-    assert (resume_dir(out) / STATE).is_file() and not out.exists()
-    seen.clear()
-    again = run(spec, out)
+    again = killed_then_resumed(spec, out, seen.clear)
     assert again.resumed_at_layer == 2
     assert seen and min(seen) == 2  # layers 0 and 1 were not pruned again
     a, b = saved_tensors(tmp_path / "whole"), saved_tensors(out)
