@@ -131,3 +131,21 @@ def test_lazy_loading_generates_the_same_samples(tiny_model_dir, calib_file, tmp
     assert reports[1].load.startswith("lazy")
     assert reports[0].samples == reports[1].samples
     assert len(reports[1].samples.after["prune"]) == len(ev.prompts) == 3
+
+
+def test_reconstruction_loss_is_drawn_when_the_report_has_it(tmp_path):
+    """Block-wise reconstruction reports per-block losses; the plot reads them by name."""
+    from worker.engine.plots import draw
+
+    class WithReconstruction(PruneReport):
+        reconstruction: list[dict]
+
+    blocks = [
+        {"block": i, "loss_before": 1.0 / (i + 1), "loss_after": 0.5 / (i + 1)} for i in range(4)
+    ]
+    rep = WithReconstruction(
+        spec=PruneSpec(model="m", method="wanda", sparsity="2:4"), reconstruction=blocks
+    )
+    assert draw(rep, tmp_path) == ["plots/reconstruction_loss.png"]
+    assert (tmp_path / "plots" / "reconstruction_loss.png").read_bytes().startswith(PNG)
+    assert draw(PruneReport(spec=rep.spec), tmp_path / "none") == []
