@@ -157,7 +157,7 @@ step "checking the checkpoint"
 [ -f "$CKPT/README.md" ] || die "the checkpoint has no model card (README.md)"
 echo
 echo "done in $((SECONDS - T0))s: pruned checkpoint in $CKPT (model card: $CKPT/README.md,"
-echo "report: $CKPT/pruning_report.json, plots: $CKPT/plots/; again: pruneserve report $CKPT)"
+echo "report: $CKPT/pruning_report.json, plots: $CKPT/plot_*.png; again: pruneserve report $CKPT)"
 echo "web console: $PRUNESERVE_URL/ui/  (API key: $API_KEY)"
 if [ -t 0 ] && [ "${QUICKSTART_KEEP:-1}" = 1 ]; then  # a person at a terminal: keep it up
     read -r -p "The service stays up for the console; press Enter to stop it. " _ || true

@@ -221,7 +221,8 @@ def _print_summary(job: JobPublic, client: PruneClient) -> None:
     if job.state == JobState.succeeded:
         from clients.cli.report_view import print_report
 
-        print_report(client.report(job.id), _console(stdout=True), title=f"job {job.id}:")
+        source = f"job {job.id} {job.state.value}:"
+        print_report(client.report(job.id), _console(stdout=True), source)
     elif job.summary:
         _console(stdout=True).print(
             summary_table(job.summary, title=f"job {job.id} {job.state.value}")

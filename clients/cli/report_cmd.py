@@ -33,15 +33,15 @@ def cmd_report(args: argparse.Namespace) -> int:
             if not (local / REPORT_FILE).is_file():
                 raise CliError(USAGE, "NotFound", f"{local} has no {REPORT_FILE}: not an output")
             report = PruneReport.model_validate_json((local / REPORT_FILE).read_text())
-            title = f"{local}:"
+            source = f"{local}:"
         else:
-            report, title = _remote(args), f"job {args.target}:"
+            report, source = _remote(args), f"job {args.target}:"
     except ValidationError as exc:
         raise CliError(USAGE, "BadReport", f"{REPORT_FILE} does not parse: {exc}") from None
     if args.json:
         print(report.model_dump_json(indent=2))
     else:
-        print_report(report, Console(), title=f"{title} {report.architecture}")
+        print_report(report, Console(), source)
     return 0
 
 

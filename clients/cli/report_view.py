@@ -55,13 +55,16 @@ def samples_table(report: PruneReport) -> Table | None:
     return table
 
 
-def print_report(report: PruneReport, console: Console | None = None, title: str = "") -> None:
+def print_report(report: PruneReport, console: Console | None = None, source: str = "") -> None:
+    """Everything a person reads at the end of a run; `source` (a directory, a job) leads the
+    title."""
     console = console or Console()
     spec = report.spec
-    head = title or f"pruned {report.architecture} ({report.n_layers} layers)"
-    console.print(
-        summary_table(report.summary(), title=f"{head} with {spec.method} {spec.sparsity}")
+    title = (
+        f"{source} pruned {report.architecture} ({report.n_layers} layers) with {spec.method} "
+        f"{spec.sparsity}"
     )
+    console.print(summary_table(report.summary(), title=title.strip()))
     for table in (perplexity_table(report), samples_table(report)):
         if table is not None:
             console.print(table)

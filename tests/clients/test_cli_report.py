@@ -32,7 +32,7 @@ def test_prune_prints_stages_and_samples_and_report_prints_them_again(tiny_model
     proc = run_cli(args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary_checks(proc.stdout)
-    assert (out / "README.md").is_file() and (out / "plots" / "perplexity.png").is_file()
+    assert (out / "README.md").is_file() and (out / "plot_perplexity.png").is_file()
     again = run_cli(["report", str(out)])
     assert again.returncode == 0, again.stderr
     summary_checks(again.stdout)

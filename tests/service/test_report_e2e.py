@@ -46,7 +46,7 @@ def test_card_plots_samples_and_report_of_a_job(live_service, tmp_path):
         job = live_service.wait_job(c, job["id"], ("succeeded", "failed"))
         assert job["state"] == "succeeded", job["error"]
         listed = {a["path"] for a in c.get(f"/v1/jobs/{job['id']}/artifacts").json()["items"]}
-        assert {"README.md", "plots/perplexity.png", "pruning_report.json"} <= listed
+        assert {"README.md", "plot_perplexity.png", "pruning_report.json"} <= listed
         card = tmp_path / "README.md"
         card.write_bytes(c.get(f"/v1/jobs/{job['id']}/artifacts/README.md").content)
         report = c.get(f"/v1/jobs/{job['id']}/artifacts/pruning_report.json").json()

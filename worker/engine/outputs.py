@@ -10,7 +10,7 @@ from worker.engine import card, plots, report
 
 
 def write(rep: PruneReport, directory: Path, source: Path | None = None) -> list[str]:
-    """Write pruning_report.json, README.md and plots/*.png into `directory`; their paths."""
+    """Write pruning_report.json, README.md and plot_*.png into `directory`; their paths."""
     directory = Path(directory)
     tmp = directory / (card.CARD_FILE + ".tmp")
     tmp.write_text(card.render(rep, source))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from service.schemas import PruneReport
 
-PLOTS_DIR = "plots"
+PREFIX = "plot_"  # beside the weights, as every other artifact (no folder)
 STAGE_ORDER = ("dense", "prune", "train", "recover")
 
 
@@ -88,16 +88,15 @@ def reconstruction_loss(report: PruneReport, ax) -> bool:
 
 
 PLOTS = {
-    "training_loss.png": training_loss,
-    "perplexity.png": perplexity,
-    "layer_sparsity.png": layer_sparsity,
-    "reconstruction_loss.png": reconstruction_loss,
+    f"{PREFIX}training_loss.png": training_loss,
+    f"{PREFIX}perplexity.png": perplexity,
+    f"{PREFIX}layer_sparsity.png": layer_sparsity,
+    f"{PREFIX}reconstruction_loss.png": reconstruction_loss,
 }
 
 
 def draw(report: PruneReport, directory: Path) -> list[str]:
-    """Write every plot the report has data for under `directory`/plots; their paths."""
-    out = Path(directory) / PLOTS_DIR
+    """Write every plot the report has data for into `directory`; their names."""
     written = []
     for name, plot in PLOTS.items():
         fig, ax = _figure()
@@ -105,7 +104,6 @@ def draw(report: PruneReport, directory: Path) -> list[str]:
             continue
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
-        out.mkdir(exist_ok=True)
-        _save(fig, out / name)
-        written.append(f"{PLOTS_DIR}/{name}")
+        _save(fig, Path(directory) / name)
+        written.append(name)
     return written

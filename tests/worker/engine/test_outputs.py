@@ -93,14 +93,14 @@ def test_samples_per_weight_changing_stage(trained):
 def test_plots_are_pngs(trained):
     _, out = trained
     for name in ("training_loss", "perplexity"):
-        data = (out / "plots" / f"{name}.png").read_bytes()
+        data = (out / f"plot_{name}.png").read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, name
-    assert not (out / "plots" / "layer_sparsity.png").exists()  # uniform: nothing to plot
+    assert not (out / "plot_layer_sparsity.png").exists()  # uniform: nothing to plot
 
 
 def test_owl_layer_plot_and_a_card_without_evaluation(tiny_model_dir, calib_file, tmp_path):
     run(spec(tiny_model_dir("llama"), calib_file, 0.5, sparsity_profile="owl"), tmp_path / "o")
-    assert (tmp_path / "o" / "plots" / "layer_sparsity.png").read_bytes().startswith(PNG)
+    assert (tmp_path / "o" / "plot_layer_sparsity.png").read_bytes().startswith(PNG)
     meta = metadata_load(tmp_path / "o" / "README.md")
     assert "license" not in meta and {"unstructured", "owl"} <= set(meta["tags"])
     assert "Not evaluated" in (tmp_path / "o" / "README.md").read_text()
@@ -146,6 +146,6 @@ def test_reconstruction_loss_is_drawn_when_the_report_has_it(tmp_path):
     rep = WithReconstruction(
         spec=PruneSpec(model="m", method="wanda", sparsity="2:4"), reconstruction=blocks
     )
-    assert draw(rep, tmp_path) == ["plots/reconstruction_loss.png"]
-    assert (tmp_path / "plots" / "reconstruction_loss.png").read_bytes().startswith(PNG)
+    assert draw(rep, tmp_path) == ["plot_reconstruction_loss.png"]
+    assert (tmp_path / "plot_reconstruction_loss.png").read_bytes().startswith(PNG)
     assert draw(PruneReport(spec=rep.spec), tmp_path / "none") == []
