@@ -10,14 +10,12 @@ import sys
 import pytest
 from huggingface_hub.repocard import metadata_load
 
+from tests.service.test_jobs_e2e import SPEC as JOB_SPEC
 from tests.support.live_service import REPO, TINY_MODEL
 
 pytestmark = pytest.mark.e2e
 SPEC = {
-    "model": TINY_MODEL,
-    "method": "wanda",
-    "sparsity": "2:4",
-    "calibration": {"dataset": "wikitext2", "nsamples": 4, "seqlen": 32},
+    **JOB_SPEC,
     "evaluation": {
         "dataset": "wikitext2",
         "seqlen": 32,
