@@ -13,6 +13,7 @@ from clients.errors import JobCancelled, JobFailed, WaitTimeout
 from clients.transport import Transport
 from service.planner.plan import Plan
 from service.schemas import (
+    REPORT_FILE,
     Artifact,
     ArtifactList,
     DatasetPublic,
@@ -20,6 +21,7 @@ from service.schemas import (
     JobList,
     JobPublic,
     JobState,
+    PruneReport,
     PruneSpec,
 )
 
@@ -156,6 +158,10 @@ class PruneClient:
 
     def artifacts(self, job_id: str) -> list[Artifact]:
         return ArtifactList.model_validate(self._get(f"/v1/jobs/{job_id}/artifacts")).items
+
+    def report(self, job_id: str) -> PruneReport:
+        """A succeeded job's pruning_report.json."""
+        return PruneReport.model_validate(self._get(f"/v1/jobs/{job_id}/artifacts/{REPORT_FILE}"))
 
     def download(self, job_id: str, dest: str | Path) -> list[Path]:
         """Download every artifact into `dest`, resuming partial files and verifying sha256.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Quickstart: install, make sure Redis answers, start the api and a worker, prune SmolLM2-135M
-# (Wanda 2:4) with a live progress bar, download and verify the checkpoint, print the report,
-# and stop everything it started. Usage: bash scripts/quickstart.sh   (state in ./.quickstart/)
+# (Wanda 2:4) with a live progress bar, download and verify the checkpoint (model card
+# included), print the report and the web console's URL, and stop everything it started
+# (at a terminal, once Enter is pressed; QUICKSTART_KEEP=0 stops at once).
+# Usage: bash scripts/quickstart.sh   (state in ./.quickstart/)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -152,5 +154,11 @@ rm -rf "$CKPT"
 
 step "checking the checkpoint"
 "$PY" scripts/check_checkpoint.py "$CKPT" --sparsity 2:4
+[ -f "$CKPT/README.md" ] || die "the checkpoint has no model card (README.md)"
 echo
-echo "done in $((SECONDS - T0))s: pruned checkpoint in $CKPT (report: $CKPT/pruning_report.json)"
+echo "done in $((SECONDS - T0))s: pruned checkpoint in $CKPT (model card: $CKPT/README.md,"
+echo "report: $CKPT/pruning_report.json, plots: $CKPT/plot_*.png; again: pruneserve report $CKPT)"
+echo "web console: $PRUNESERVE_URL/ui/  (API key: $API_KEY)"
+if [ -t 0 ] && [ "${QUICKSTART_KEEP:-1}" = 1 ]; then  # a person at a terminal: keep it up
+    read -r -p "The service stays up for the console; press Enter to stop it. " _ || true
+fi

@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis
 from fastapi import FastAPI
 
-from service import docs_pages, errors, openapi
+from service import console_pages, docs_pages, errors, openapi
 from service.datasets import DatasetStore
 from service.fast_poll import StatusPoll
 from service.guard import RequestGuard
@@ -44,4 +44,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     openapi.install(app)
     docs_pages.install(app)
+    console_pages.install(app)
     return app

@@ -36,6 +36,14 @@ _LOC_ROOTS = ("body", "query", "path", "header", "form", "file", "cookie")
 MAX_NAME = 255  # one path component on common filesystems; model, revision, datasets
 MAX_PATH = 4096  # a local dataset file (local runs)
 MAX_SKIP = 256
+MAX_PROMPTS = 8  # sample generations: prompts per job
+MAX_PROMPT_CHARS = 500
+MAX_SAMPLE_TOKENS = 128  # greedy tokens per prompt and stage
+DEFAULT_PROMPTS = (
+    "The capital of France is",
+    "Once upon a time, there was a",
+    "The most important thing to know about water is",
+)
 # git check-ref-format: no "..", "@{", "//", control chars, space ~ ^ : ? * [ \ ; no component
 # starting with "." or ending with ".lock"; no leading or trailing "/" and no trailing "."
 _REF_BAD = re.compile(r"\.\.|@\{|//|[\x00-\x20\x7f~^:?*\[\\]|(^|/)\.|\.lock(/|$)|^/|/$|\.$|^@$")
@@ -151,6 +159,16 @@ class EvalSpec(_Strict):
     dataset: str = Field("wikitext2", min_length=1, max_length=MAX_PATH)
     seqlen: int = Field(2048, ge=8, le=32768)
     max_windows: int | None = Field(None, ge=1)
+    prompts: list[Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]] = Field(
+        default_factory=lambda: list(DEFAULT_PROMPTS),
+        max_length=MAX_PROMPTS,
+        description=f"greedy sample generations from the dense model and after each stage that "
+        f"changes weights; at most {MAX_PROMPTS} prompts of {MAX_PROMPT_CHARS} characters, "
+        "[] for none",
+    )
+    sample_tokens: int = Field(
+        24, ge=1, le=MAX_SAMPLE_TOKENS, description="tokens generated per prompt and stage"
+    )
 
 
 class TrainingSpec(_Strict):
@@ -604,6 +622,14 @@ class Perplexity(BaseModel):
     )
 
 
+class Samples(BaseModel):
+    """Greedy continuations of the same prompts, by stage ("dense", "prune", "train", ...)."""
+
+    prompts: list[str]
+    tokens: int
+    after: dict[str, list[str]] = Field(default_factory=dict, description="one per prompt")
+
+
 class TrainingReport(BaseModel):
     """What one run of the training engine did."""
 
@@ -656,6 +682,7 @@ class PruneReport(BaseModel):
     reconstruction: list[BlockReport] = Field(
         default_factory=list, description="block-wise reconstruction, per decoder layer"
     )
+    samples: Samples | None = None
     warnings: list[str] = Field(default_factory=list)
 
     def summary(self) -> ReportSummary:

@@ -17,7 +17,12 @@ from clients.cli.exits import FAILED, INTERRUPTED, USAGE, CliError
 
 # Each module registers its subcommands with `register(subparsers)`; imported lazily
 # so `pruneserve api` never imports torch.
-COMMAND_MODULES = ("clients.cli.prune", "clients.cli.serve", "clients.cli.remote")
+COMMAND_MODULES = (
+    "clients.cli.prune",
+    "clients.cli.serve",
+    "clients.cli.remote",
+    "clients.cli.report_cmd",
+)
 
 
 class DefaultsFormatter(argparse.HelpFormatter):

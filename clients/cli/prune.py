@@ -126,14 +126,7 @@ def _run(spec, output: Path, data_dir: Path):
 
 
 def _print_summary(report, output: Path) -> None:
-    from rich.console import Console
+    from clients.cli.report_view import print_report
 
-    from clients.cli.watch import summary_table
-
-    spec = report.spec
-    title = (
-        f"pruned {report.architecture} ({report.n_layers} layers) "
-        f"with {spec.method} {spec.sparsity}"
-    )
-    Console().print(summary_table(report.summary(), title=title))
+    print_report(report)
     print(f"saved to {output}")  # whole, never folded by the table: scripts may read it

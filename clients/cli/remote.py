@@ -145,7 +145,7 @@ def cmd_submit(args: argparse.Namespace, client: PruneClient) -> int:
     if args.wait or args.download:
         job = _wait(client, job.id, args.timeout)
         if not args.json:
-            _print_summary(job)
+            _print_summary(job, client)
     if args.download:
         files = [str(p) for p in client.download(job.id, args.download)]
         if not args.json:
@@ -226,12 +226,18 @@ def cmd_watch(args: argparse.Namespace, client: PruneClient) -> int:
     if args.json:
         _emit(job.model_dump(mode="json"))
     else:
-        _print_summary(job)
+        _print_summary(job, client)
     return 0
 
 
-def _print_summary(job: JobPublic) -> None:
-    if job.summary:
+def _print_summary(job: JobPublic, client: PruneClient) -> None:
+    """The whole terminal summary of a succeeded job (`pruneserve report` prints it again)."""
+    if job.state == JobState.succeeded:
+        from clients.cli.report_view import print_report
+
+        source = f"job {job.id} {job.state.value}:"
+        print_report(client.report(job.id), _console(stdout=True), source)
+    elif job.summary:
         _console(stdout=True).print(
             summary_table(job.summary, title=f"job {job.id} {job.state.value}")
         )

@@ -13,6 +13,7 @@ from typing import Any
 from service.methods import METHODS
 from service.reconstruction import RECON_TARGETS, ReconstructionSpec
 from service.schemas import (
+    DEFAULT_PROMPTS,
     LOADS,
     REFINERS,
     SPARSITY_PROFILES,
@@ -74,6 +75,19 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=_default(ev, "max_windows"),
         help="at most this many windows (default: all)",
+    )
+    p.add_argument(
+        "--eval-prompt",
+        action="append",
+        default=None,
+        help="a prompt for the greedy sample generations of --eval; repeatable (default: "
+        f"{len(DEFAULT_PROMPTS)} short neutral prompts)",
+    )
+    p.add_argument(
+        "--eval-sample-tokens",
+        type=int,
+        default=_default(ev, "sample_tokens"),
+        help="tokens generated per prompt and stage (default: %(default)s)",
     )
     p.add_argument(
         "--skip",
@@ -369,7 +383,12 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
             "dataset": args.eval,
             "seqlen": args.eval_seqlen or args.seqlen,
             "max_windows": args.eval_windows,
+            "sample_tokens": args.eval_sample_tokens,
         }
+        if args.eval_prompt is not None:
+            evaluation["prompts"] = args.eval_prompt
+    elif args.eval_prompt:
+        raise SystemExit("error: --eval-prompt needs --eval DATASET (samples are part of it)")
     options = {
         key.removeprefix(OPTION_DEST): value
         for key, value in vars(args).items()

@@ -18,12 +18,13 @@ from service.schemas import (
     Perplexity,
     PruneReport,
     PruneSpec,
+    Samples,
     TrainingReport,
     TrainingSpec,
     partial_dir,
     resume_dir,
 )
-from worker.engine import calibration, report, walk_resume
+from worker.engine import calibration, outputs, report, samples, walk_resume
 from worker.engine.errors import CalibrationError, SpecError, UnsupportedModelError
 from worker.engine.evaluate import perplexity
 from worker.engine.experts import expert_targets, router_linears
@@ -89,6 +90,7 @@ class Run:
     report: PruneReport
     masks: MaskState = field(default_factory=MaskState)
     sources: dict[str, Path | str] = field(default_factory=dict)
+    source: Path | None = None  # the model's directory (the card reads its license)
     model: object = None
     tokenizer: object = None
     streamer: LayerStreamer | None = None
@@ -149,6 +151,7 @@ def load(run: Run) -> None:
         spec.model, spec.revision, models_dir=run.where.models_dir,
         cache_dir=run.where.cache_dir, allow_local=run.where.allow_local,
     )  # fmt: skip
+    run.source = path
     run.walk_checkpoints = WalkCheckpoints(resume_dir(run.where.output), run_key(spec),
                                            spec.checkpoint_layers)  # fmt: skip
     if spec.method_options.walks():
@@ -214,9 +217,9 @@ def resume_layers(run: Run) -> None:
         for i in range(state.next_layer):
             run.walk_checkpoints.load_layer(i, run.streamer.layers[i])
     saved = state.meta["report"]
-    for key in ("perplexity", "heldout"):
+    for key, kind in (("perplexity", Perplexity), ("heldout", Perplexity), ("samples", Samples)):
         if saved.get(key) is not None:
-            setattr(run.report, key, Perplexity.model_validate(saved[key]))
+            setattr(run.report, key, kind.model_validate(saved[key]))
     run.report.warnings[:0] = [w for w in saved["warnings"] if w not in run.report.warnings]
     run.report.resumed_at_layer = state.next_layer
     run.reporter.warn(f"resuming the walk at layer {state.next_layer} of the previous attempt")
@@ -280,6 +283,7 @@ def eval_dense(run: Run) -> None:
     run.report.perplexity = Perplexity(
         dataset=ev.dataset, seqlen=ev.seqlen, windows=windows, dense=round(ppl, 4)
     )
+    sample(run, "dense")
     if held is None:
         return
     ids = run.heldout_ids
@@ -402,6 +406,16 @@ def eval_pruned(run: Run) -> None:
         ppl, _ = perplexity(run.streamer, ids, result.seqlen, ev.max_windows, run.reporter)
         result.pruned = round(ppl, 4)
         result.after[run.last_changed] = round(ppl, 4)
+    sample(run, run.last_changed)
+
+
+def sample(run: Run, stage: str) -> None:
+    """The evaluation prompts' greedy continuations after `stage` (none when no prompts)."""
+    ev = run.spec.evaluation
+    if ev.prompts:  # lazy runs drop the tokenizer for the walk; its files are in the output
+        tokenizer = run.tokenizer or load_tokenizer(partial_dir(run.where.output))
+        texts = samples.continuations(run.streamer, tokenizer, ev, run.reporter)
+        run.report.samples = samples.record(run.report.samples, ev, stage, texts)
 
 
 def schedule_of(spec: PruneSpec) -> Schedule | None:
@@ -667,12 +681,13 @@ def datasets(spec: PruneSpec, where: Where) -> dict[str, Path | str]:
 
 
 def finish(run: Run) -> None:
-    """Write the report once into the saved checkpoint, then publish it under `output`."""
+    """Write the report, card and plots once into the saved checkpoint, then publish it under
+    `output`."""
     run.report.peak_rss_mb = round(peak_rss_mb(), 1)
     if run.device.type == "cuda":
         run.report.peak_cuda_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     partial = partial_dir(run.where.output)
-    report.write(run.report, partial)
+    outputs.write(run.report, partial, run.source)
     set_file_modes(partial)
     partial.rename(run.where.output)
     shutil.rmtree(resume_dir(run.where.output), ignore_errors=True)
