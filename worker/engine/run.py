@@ -94,6 +94,7 @@ class Run:
     ids: torch.Tensor | None = None
     eval_ids: torch.Tensor | None = None
     heldout_ids: torch.Tensor | None = None  # the held-out part of a user's training corpus
+    heldout_labels: torch.Tensor | None = None  # its scored tokens (records: the answers)
     dense: object = None  # a copy of the model before pruning (teacher, SMP's frozen weights)
     scores: dict = field(default_factory=dict)  # learned-mask methods: initial scores by name
     results: list = field(default_factory=list)  # what pruning measured per module
@@ -270,8 +271,8 @@ def eval_dense(run: Run) -> None:
     held = heldout_spec(run.spec)
     if held is not None:
         stage, ts = held
-        run.heldout_ids = calibration.heldout_ids(run.tokenizer, run.sources[stage], ts.holdout,
-                                                  ts.seed)  # fmt: skip
+        held_out = calibration.heldout_ids(run.tokenizer, run.sources[stage], ts.holdout, ts.seed)
+        run.heldout_ids, run.heldout_labels = held_out or (None, None)
     if run.resume is not None and run.report.perplexity is not None:
         return  # measured before the restart
     ppl, windows = perplexity(run.streamer, run.eval_ids, ev.seqlen, ev.max_windows, run.reporter)
@@ -293,9 +294,11 @@ def eval_dense(run: Run) -> None:
                  "too few for a held-out perplexity")  # fmt: skip
         run.heldout_ids = None
         return
-    ppl, windows = perplexity(run.streamer, ids, seqlen, ev.max_windows, run.reporter)
+    labels = run.heldout_labels
+    ppl, windows = perplexity(run.streamer, ids, seqlen, ev.max_windows, run.reporter, labels)
+    scored = ", the answers' tokens" if labels is not None and (labels == -100).any() else ""
     run.report.heldout = Perplexity(
-        dataset=f"{ts.dataset} (held-out {ts.holdout:.0%}, seed {ts.seed})", seqlen=seqlen,
+        dataset=f"{ts.dataset} (held-out {ts.holdout:.0%}, seed {ts.seed}{scored})", seqlen=seqlen,
         windows=windows, dense=round(ppl, 4),
     )  # fmt: skip
 
@@ -379,13 +382,13 @@ def owl_profile(run: Run, saved: list[float] | None = None) -> OWLAllocator:
 
 def eval_pruned(run: Run) -> None:
     ev = run.spec.evaluation
-    for ids, result in (
-        (run.eval_ids, run.report.perplexity),
-        (run.heldout_ids, run.report.heldout),
+    for ids, labels, result in (
+        (run.eval_ids, None, run.report.perplexity),
+        (run.heldout_ids, run.heldout_labels, run.report.heldout),
     ):
         if ids is None or result is None:
             continue
-        ppl, _ = perplexity(run.streamer, ids, result.seqlen, ev.max_windows, run.reporter)
+        ppl, _ = perplexity(run.streamer, ids, result.seqlen, ev.max_windows, run.reporter, labels)
         result.pruned = round(ppl, 4)
         result.after[run.last_changed] = round(ppl, 4)
 
@@ -433,7 +436,7 @@ def trainable(modules: dict) -> dict:
 def run_training(run: Run, ts: TrainingSpec, task) -> None:
     """One use of the training engine; its masks replace the mask state's."""
     source = run.sources[task.stage]
-    ids = calibration.training_ids(
+    ids, labels = calibration.training_windows(
         run.tokenizer, ts.dataset, source, ts.steps * ts.batch_size, ts.seqlen, ts.seed,
         ts.holdout, "training" if task.stage == "train" else "recovery", run.reporter.check_cancel,
     )  # fmt: skip
@@ -453,7 +456,9 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
             teacher.to(run.device, torch.bfloat16)
     checkpoints = Checkpoints(resume_dir(run.where.output), task.stage, run_key(run.spec))
     try:
-        result = train(run.model, teacher, ids, task, objective, cfg, run.reporter, checkpoints)
+        result = train(
+            run.model, teacher, ids, task, objective, cfg, run.reporter, checkpoints, labels
+        )
     finally:
         if on_device:
             run.model.to("cpu")
