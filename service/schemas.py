@@ -144,12 +144,42 @@ class CalibrationSpec(_Strict):
     seed: int = 0
 
 
+TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+MAX_TASKS = 16
+TASKS_ALLOWED = (
+    "a task name (letters, digits, _ . -; <= 100 chars): a local task directory of that name "
+    "(shipped, such as pruneserve_facts, or under the server's tasks directory) or an "
+    "lm-evaluation-harness task such as arc_easy; local runs may also give a directory path"
+)
+
+
 class EvalSpec(_Strict):
-    """Perplexity evaluation, standard protocol (non-overlapping windows)."""
+    """Perplexity evaluation, standard protocol (non-overlapping windows); task accuracy with
+    lm-evaluation-harness (zero-shot), on the dense and the pruned model alike."""
 
     dataset: str = Field("wikitext2", min_length=1, max_length=MAX_PATH)
     seqlen: int = Field(2048, ge=8, le=32768)
     max_windows: int | None = Field(None, ge=1)
+    tasks: list[Annotated[str, Field(min_length=1, max_length=MAX_PATH)]] = Field(
+        default_factory=list, max_length=MAX_TASKS, description=TASKS_ALLOWED
+    )
+    task_limit: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="at most this many examples of each task (default: the whole test split, "
+        "as the papers)",
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not (TASK_NAME.match(name) or "/" in name):
+                raise ValueError(f"task {name[:80]!r} is not valid; allowed: {TASKS_ALLOWED}")
+        if len(set(v)) != len(v):
+            raise ValueError("tasks: a task is named twice")
+        return v
 
 
 class TrainingSpec(_Strict):
@@ -446,6 +476,15 @@ class PruneSpec(_Strict):
             )
 
     @model_validator(mode="after")
+    def _lazy_has_no_tasks(self) -> PruneSpec:
+        if self.load == "lazy" and self.evaluation is not None and self.evaluation.tasks:
+            raise ValueError(
+                "load: 'lazy' holds one decoder layer at a time, but evaluation.tasks runs the "
+                "whole model; use load 'eager' or 'auto' (auto loads eagerly for tasks)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _lazy_has_no_training(self) -> PruneSpec:
         if self.load == "lazy" and (self.training is not None or self.recovery is not None):
             stage = "training" if self.training is not None else "recovery"
@@ -543,6 +582,17 @@ class Perplexity(BaseModel):
     )
 
 
+class TaskResult(BaseModel):
+    """One task's accuracy (lm-evaluation-harness, zero-shot), dense and pruned: its metrics
+    (e.g. acc, acc_norm) with their standard errors (acc_stderr, ...)."""
+
+    task: str
+    source: str  # "local task directory <name>" or "lm-evaluation-harness"
+    samples: int = 0  # examples scored (task_limit bounds it)
+    dense: dict[str, float] = Field(default_factory=dict)
+    pruned: dict[str, float] = Field(default_factory=dict)
+
+
 class TrainingReport(BaseModel):
     """What one run of the training engine did."""
 
@@ -592,6 +642,9 @@ class PruneReport(BaseModel):
         None, description="perplexity on the held-out part of a user's training data"
     )
     training: list[TrainingReport] = Field(default_factory=list)
+    tasks: list[TaskResult] = Field(
+        default_factory=list, description="task accuracy (evaluation.tasks), dense and pruned"
+    )
     warnings: list[str] = Field(default_factory=list)
 
     def summary(self) -> ReportSummary:
@@ -607,6 +660,10 @@ class PruneReport(BaseModel):
             peak_cuda_mb=self.peak_cuda_mb,
             load=self.load,
             resumed_at_layer=self.resumed_at_layer,
+            tasks={
+                t.task: {"dense": t.dense.get("acc"), "pruned": t.pruned.get("acc")}
+                for t in self.tasks
+            },
             warnings=self.warnings,
         )
 
@@ -624,6 +681,9 @@ class ReportSummary(BaseModel):
     peak_cuda_mb: float | None = None
     load: str = ""
     resumed_at_layer: int | None = None
+    tasks: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict, description="accuracy (acc) per task: dense and pruned"
+    )
     warnings: list[str] = Field(default_factory=list)
 
 

@@ -169,6 +169,7 @@ class JobRunner:
             upload_dir=self.settings.UPLOADS_DIR,
             models_dir=self.settings.MODELS_DIR,
             allow_local=False,  # a hub id is never read as a path relative to the worker
+            tasks_dir=self.settings.TASKS_DIR,
         )
 
     def _cleanup(self, keep_resume: bool = False) -> None:

@@ -75,6 +75,19 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
         help="at most this many windows (default: all)",
     )
     p.add_argument(
+        "--eval-tasks",
+        default=None,
+        help="task accuracy, dense and pruned, with lm-evaluation-harness: a comma list of "
+        "tasks, e.g. pruneserve_facts (shipped, offline), arc_easy,hellaswag, or a directory "
+        "with a task YAML and its JSON-lines data (default: none)",
+    )
+    p.add_argument(
+        "--eval-task-limit",
+        type=int,
+        default=None,
+        help="at most this many examples of each task (default: all)",
+    )
+    p.add_argument(
         "--skip",
         action="append",
         default=[],
@@ -308,12 +321,15 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
     """Build the spec in one validation, so every bad flag is named with its full field path
     (e.g. calibration.nsamples)."""
     evaluation = None
-    if args.eval:
+    if args.eval or args.eval_tasks:
         evaluation = {
-            "dataset": args.eval,
+            "dataset": args.eval or _default(EvalSpec, "dataset"),
             "seqlen": args.eval_seqlen or args.seqlen,
             "max_windows": args.eval_windows,
         }
+    if args.eval_tasks:
+        evaluation["tasks"] = [t.strip() for t in args.eval_tasks.split(",") if t.strip()]
+        evaluation["task_limit"] = args.eval_task_limit
     options = {
         key.removeprefix(OPTION_DEST): value
         for key, value in vars(args).items()

@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from service.schemas import (
     Perplexity,
     PruneReport,
     PruneSpec,
+    TaskResult,
     TrainingReport,
     TrainingSpec,
     partial_dir,
@@ -51,6 +53,7 @@ from worker.engine.owl import OWLAllocator, outlier_ratio
 from worker.engine.progress import Reporter
 from worker.engine.pruner import DSnoTRefiner, Pruner
 from worker.engine.streaming import LayerStreamer
+from worker.engine.tasks_eval import eval_tasks, resolve_tasks
 from worker.engine.train import memory as train_memory
 from worker.engine.train.checkpoint import Checkpoints
 from worker.engine.train.loop import LoopConfig, train
@@ -74,6 +77,7 @@ class Where:
     models_dir: Path | None = None  # the service's MODELS_DIR; None for local runs
     cache_dir: Path | None = None
     allow_local: bool = True  # a model name may be any local directory (never in the service)
+    tasks_dir: Path | None = None  # the service's TASKS_DIR: local lm-eval task directories
 
 
 @dataclass
@@ -216,6 +220,7 @@ def resume_layers(run: Run) -> None:
     for key in ("perplexity", "heldout"):
         if saved.get(key) is not None:
             setattr(run.report, key, Perplexity.model_validate(saved[key]))
+    run.report.tasks = [TaskResult.model_validate(t) for t in saved.get("tasks", [])]
     run.report.warnings[:0] = [w for w in saved["warnings"] if w not in run.report.warnings]
     run.report.resumed_at_layer = state.next_layer
     run.reporter.warn(f"resuming the walk at layer {state.next_layer} of the previous attempt")
@@ -228,6 +233,8 @@ def choose_load(spec: PruneSpec, path: Path) -> tuple[str, str]:
         return spec.load, "asked for"
     if spec.training is not None or spec.recovery is not None:
         return "eager", "training needs the whole model"
+    if spec.evaluation is not None and spec.evaluation.tasks:
+        return "eager", "task evaluation needs the whole model"
     try:
         need = checkpoint_bytes(path, DTYPES.get(spec.dtype))
         have = train_memory.available_bytes(torch.device("cpu"))  # cgroup-bounded
@@ -566,8 +573,11 @@ def plan(spec: PruneSpec) -> list[Stage]:
     stages = [Stage("load", load, 5)]
     if stats_needed(spec) is not None:
         stages.append(Stage("calibrate", calibrate, 5))
+    tasks = evaluate and bool(spec.evaluation.tasks)
     if evaluate:
         stages.append(Stage("eval_dense", eval_dense, 15))
+    if tasks:
+        stages.append(Stage("eval_tasks_dense", partial(eval_tasks, which="dense"), 15))
     walks = get_method(spec.method).fn is not None  # movement, gmp prune only while training
     if walks:
         stages.append(Stage("prune", prune, 60, steps=lambda r: r.n_layers))
@@ -579,6 +589,8 @@ def plan(spec: PruneSpec) -> list[Stage]:
         stages.append(Stage(name, fn, 0.6 * ts.steps, steps=lambda r, n=ts.steps: n))
     if evaluate:
         stages.append(Stage("eval_pruned", eval_pruned, 10))
+    if tasks:
+        stages.append(Stage("eval_tasks", partial(eval_tasks, which="pruned"), 15))
     stages.append(Stage("save", save, 5))
     return stages
 
@@ -604,13 +616,14 @@ def run(
     models_dir: Path | None = None,
     cache_dir: Path | None = None,
     allow_local: bool = True,
+    tasks_dir: Path | None = None,
 ) -> PruneReport:
     """Prune `spec.model` and write the checkpoint plus pruning_report.json to `output`.
 
     `spec.model` is a model under `models_dir` (the service), a local directory (local runs,
     if `allow_local`) or a hub id.
     """
-    where = Where(Path(output), data_dir, upload_dir, models_dir, cache_dir, allow_local)
+    where = Where(Path(output), data_dir, upload_dir, models_dir, cache_dir, allow_local, tasks_dir)
     if where.output.exists():
         raise SpecError(f"output {output} already exists; choose a new directory or remove it")
     get_method(spec.method)
@@ -620,6 +633,8 @@ def run(
     locate_model(spec.model, spec.revision, models_dir=models_dir, allow_local=allow_local,
                  fetch=False)  # fmt: skip
     state.sources = datasets(spec, where)  # missing files are reported before the slow load
+    if spec.evaluation is not None:  # and local task directories
+        resolve_tasks(spec.evaluation.tasks, tasks_dir, allow_local)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     stages = plan(spec)

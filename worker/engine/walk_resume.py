@@ -118,7 +118,7 @@ def snapshot(run, pruner, next_layer: int, inps: torch.Tensor | None) -> WalkSta
         "checks": [asdict(c) for c in run.checks.values()],
         "counts": list(run.counts),
         "report": run.report.model_dump(mode="json", include={"perplexity", "heldout",
-                                                              "warnings"}),
+                                                              "tasks", "warnings"}),
     }  # fmt: skip
     return WalkState(next_layer, inps, tensors, meta)
 
