@@ -298,6 +298,26 @@ class DSnoTSpec(_Strict):
     )
 
 
+class TeacherSpec(_Strict):
+    """The teacher the training stages distil from (default: the model before pruning)."""
+
+    model: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_PATH,
+        description="as `model`: a hub id org/name, or a "
+        "local model name; it needs the model's vocabulary",
+    )
+    revision: str | None = Field(
+        None, min_length=1, max_length=MAX_NAME, description=REVISION_ALLOWED
+    )
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: str | None) -> str | None:
+        return None if v is None else check_revision(v)
+
+
 SPARSITY_PROFILES = ("uniform", "owl")
 REFINERS = ("none", "dsnot")
 ONE_SHOT_FOR_PROFILES = ("magnitude", "wanda", "sparsegpt")  # what OWL and DSnoT work with
@@ -337,6 +357,11 @@ class PruneSpec(_Strict):
     )
     recovery: TrainingSpec | None = Field(
         None, description="after pruning: masks fixed, kept weights trained with distillation"
+    )
+    teacher: TeacherSpec | None = Field(
+        None,
+        description="the teacher of every training stage that distils (default: the "
+        "model before pruning)",
     )
     sparsity_profile: str = Field(
         "uniform", description="uniform: every layer at `sparsity`; owl: per layer (OWL)"
@@ -404,6 +429,37 @@ class PruneSpec(_Strict):
                 "(for fine-tuning after pruning use recovery)"
             )
         self._check_schedule()
+        return self
+
+    @model_validator(mode="after")
+    def _recovery_and_teacher(self) -> PruneSpec:
+        options = METHODS[self.method]
+        if options.RECOVERS and self.recovery is None:
+            raise ValueError(
+                f"recovery: method {self.method!r} fine-tunes with the input's own zeros fixed; "
+                "give recovery (CLI: --recover-steps N --train-data FILE)"
+            )
+        stages = [
+            (f, ts)
+            for f, ts in (("training", self.training), ("recovery", self.recovery))
+            if ts is not None
+        ]
+        if self.teacher is not None:
+            if not any(ts.distill for _, ts in stages):
+                raise ValueError(
+                    "teacher: no training stage distils (there is none, or its "
+                    "distill is off); drop teacher or set distill"
+                )
+            return self
+        for field, ts in stages if options.SELF_TEACHER else ():
+            if "distill" not in ts.model_fields_set:  # a copy: the caller's may be shared
+                setattr(self, field, ts.model_copy(update={"distill": False}))
+            elif ts.distill:
+                raise ValueError(
+                    f"{field}.distill: with method {self.method!r} the model before pruning is "
+                    "the input itself (KL = 0, nothing learned); name a teacher (teacher.model) "
+                    "or leave distill off for the LM loss"
+                )
         return self
 
     def _check_schedule(self) -> None:

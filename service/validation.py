@@ -17,6 +17,11 @@ def check_spec(spec: PruneSpec, tenant: str, settings: Settings, datasets: Datas
         names = local_models(settings.MODELS_DIR)
         hint = f" (local models: {', '.join(names)})" if names else ""
         raise ApiError(422, f"model: {exc}{hint}", "model") from None
+    if spec.teacher is not None:  # a name, as the model: never a server path
+        try:
+            resolve_model(spec.teacher.model, settings.MODELS_DIR)
+        except ValueError as exc:
+            raise ApiError(422, f"teacher.model: {exc}", "teacher.model") from None
     cal = spec.calibration
     tokens, limit = cal.nsamples * cal.seqlen, settings.MAX_CALIBRATION_TOKENS
     if tokens > limit:

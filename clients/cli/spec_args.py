@@ -245,6 +245,15 @@ def add_training_args(group) -> None:
         "distilling, 1 otherwise)",
     )
     group.add_argument(
+        "--teacher",
+        default=None,
+        help="distil from this model instead of the model before pruning: a hub id or a "
+        "local model with the same vocabulary (pattern_lock: without it, the LM loss)",
+    )
+    group.add_argument(
+        "--teacher-revision", default=None, help="the teacher's hub revision (default: main)"
+    )
+    group.add_argument(
         "--train-seed",
         type=int,
         default=_default(ts, "seed"),
@@ -361,4 +370,6 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
         data["training"] = training_from_args(args, steps, schedule=True)
     if args.recover_steps:
         data["recovery"] = training_from_args(args, args.recover_steps)
+    if args.teacher:
+        data["teacher"] = {"model": args.teacher, "revision": args.teacher_revision}
     return PruneSpec.model_validate(data)  # a ValidationError names every bad field

@@ -54,6 +54,7 @@ from worker.engine.progress import Reporter
 from worker.engine.pruner import DSnoTRefiner, Pruner
 from worker.engine.streaming import LayerStreamer
 from worker.engine.tasks_eval import eval_tasks, resolve_tasks
+from worker.engine.teacher import load_teacher
 from worker.engine.train import memory as train_memory
 from worker.engine.train.checkpoint import Checkpoints
 from worker.engine.train.loop import LoopConfig, train
@@ -100,6 +101,7 @@ class Run:
     heldout_ids: torch.Tensor | None = None  # the held-out part of a user's training corpus
     heldout_labels: torch.Tensor | None = None  # its scored tokens (records: the answers)
     dense: object = None  # a copy of the model before pruning (teacher, SMP's frozen weights)
+    teacher: object = None  # `spec.teacher`, when one is named
     scores: dict = field(default_factory=dict)  # learned-mask methods: initial scores by name
     results: list = field(default_factory=list)  # what pruning measured per module
     layer_sparsity: list = field(default_factory=list)  # OWL: what each layer was given
@@ -168,6 +170,8 @@ def load(run: Run) -> None:
     check_training_fits(run, shapes)
     if needs_dense_copy(spec):
         run.dense = copy.deepcopy(run.model)
+    if spec.teacher is not None:
+        run.teacher = load_teacher(spec, run.where, run.model)
     run.report.architecture = type(run.model).__name__
     run.report.dtype = str(next(run.model.parameters()).dtype).removeprefix("torch.")
     run.report.n_layers = len(layers)
@@ -455,7 +459,7 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
         warmup_steps=ts.lr_warmup_steps if ts.lr_warmup_steps is not None else ts.steps // 10,
         weight_decay=ts.weight_decay, checkpoint_every=ts.checkpoint_every,
     )  # fmt: skip
-    teacher = run.dense if ts.distill else None
+    teacher = (run.teacher or run.dense) if ts.distill else None
     on_device = run.device.type != "cpu"
     if on_device:
         run.model.to(run.device)
@@ -486,7 +490,7 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
             tokens=(ts.steps - result.resumed_from_step) * ts.batch_size * ts.seqlen,
             trainable=task.trainable,
             trainable_params=result.trainable_params,
-            objective=objective.describe(),
+            objective=objective.describe() + lm_note(run.spec, ts),
             teacher=teacher_note(run, teacher),
             lr=cfg.lr,
             loss=result.loss,
@@ -507,7 +511,17 @@ def teacher_note(run: Run, teacher) -> str | None:
     if teacher is None:
         return None
     dtype = "bfloat16" if run.device.type != "cpu" else run.report.dtype
-    return f"the dense model before pruning, {dtype}, {run.device.type}"
+    t = run.spec.teacher
+    who = "the dense model before pruning" if t is None else f"teacher {t.model}"
+    return f"{who}{'@' + t.revision if t and t.revision else ''}, {dtype}, {run.device.type}"
+
+
+def lm_note(spec: PruneSpec, ts: TrainingSpec) -> str:
+    """Why a method whose input teaches nothing trains on the LM loss (no teacher named)."""
+    if spec.method_options.SELF_TEACHER and spec.teacher is None and not ts.distill:
+        why = f"{spec.method}'s model before pruning is the input itself, so the LM loss"
+        return f" (no teacher: {why}; name teacher.model to distil)"
+    return ""
 
 
 def run_key(spec: PruneSpec) -> str:
@@ -518,11 +532,12 @@ def run_key(spec: PruneSpec) -> str:
 
 
 def needs_dense_copy(spec: PruneSpec) -> bool:
-    """A teacher for distillation, or the dense weights a learned mask keeps (SMP: the walk
-    zeroed them)."""
+    """A teacher for distillation (unless `spec.teacher` names one), or the dense weights a
+    learned mask keeps (SMP: the walk zeroed them)."""
     walks = get_method(spec.method).fn is not None
-    learns = spec.training is not None and (spec.training.distill or walks)
-    return learns or (spec.recovery is not None and spec.recovery.distill)
+    own = spec.teacher is None
+    learns = spec.training is not None and ((spec.training.distill and own) or walks)
+    return learns or (spec.recovery is not None and spec.recovery.distill and own)
 
 
 def check_training_fits(run: Run, shapes: dict) -> None:
@@ -532,8 +547,9 @@ def check_training_fits(run: Run, shapes: dict) -> None:
     for stage, ts in (("train", run.spec.training), ("recover", run.spec.recovery)):
         if ts is None:
             continue
+        teacher = needs_dense_copy(run.spec) or run.spec.teacher is not None
         need = train_memory.training_bytes(
-            run.model, trainable, needs_dense_copy(run.spec), ts.micro_batch * ts.seqlen, vocab
+            run.model, trainable, teacher, ts.micro_batch * ts.seqlen, vocab
         )
         train_memory.check_fits(need, run.device, f"training stage {stage!r}")
 
