@@ -82,6 +82,8 @@ def imported(stderr: str) -> set[str]:
         ({"sparsity_profile": "owl"}, "sparsity_profile: 'owl' gives each layer its own"),
         ({"sparsity": "0.5", "owl_lambda": "0.1"}, "owl: these settings are for sparsity_profile"),
         ({"method": "smp", "refine": "dsnot"}, "refine: 'dsnot' works with the one-shot methods"),
+        ({"method": "pattern_lock"}, "recovery: method 'pattern_lock' fine-tunes"),
+        ({"recover_steps": "2", "teacher": "o/t", "teacher_revision": "a..b"}, "'a..b' is not"),
     ],
 )
 def test_bad_spec_exits_2_with_one_typed_line(tmp_path, capsys, flags, message):
