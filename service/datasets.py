@@ -17,6 +17,7 @@ from service.errors import ApiError
 from service.jobs import now_iso
 from service.json_limits import JsonLimitError, loads_limited
 from service.multipart import FilePart
+from service.records import FORMATS, RecordError, parse_record
 from service.schemas import DatasetPublic
 from service.settings import Settings
 
@@ -108,7 +109,7 @@ def _suffix(filename: str | None) -> str:
 
 
 def _check_content(path: Path, suffix: str) -> None:
-    """UTF-8 text; for .jsonl every line a JSON object with a string `text`."""
+    """UTF-8 text; for .jsonl every line a record in one of the formats of service/records.py."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -126,7 +127,9 @@ def _check_content(path: Path, suffix: str) -> None:
             raise ApiError(422, f"line {n}: {exc}", "file") from None
         except json.JSONDecodeError:
             raise ApiError(
-                422, f'line {n} is not JSON; each line needs {{"text": ...}}', "file"
+                422, f"line {n} is not JSON; each line is one of {FORMATS}", "file"
             ) from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise ApiError(422, f"line {n} has no string field 'text'", "file")
+        try:
+            parse_record(row, f"line {n}")
+        except RecordError as exc:
+            raise ApiError(422, str(exc), "file") from None

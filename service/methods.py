@@ -21,6 +21,10 @@ class Options(BaseModel):
     SCHEDULE_NOTE: ClassVar[str] = ""  # when it prunes on the schedule, for error messages
     TRAINED: ClassVar[tuple[str, ...]] = ()  # what its training updates: weights, scores
     STATISTICS: ClassVar[str] = "norms"  # what the walk accumulates: none, norms or hessians
+    RECOVERS: ClassVar[bool] = False  # the method is a mask for `recovery` (which it needs)
+    # the model before pruning is the input itself, so it cannot teach: without a `teacher`
+    # the training stages use the LM loss
+    SELF_TEACHER: ClassVar[bool] = False
 
     def calibrates(self) -> bool:
         """Whether the method reads calibration data (known without the engine or torch)."""
@@ -243,6 +247,20 @@ class GMPOptions(Options):
 
     def prunes_on_schedule(self) -> bool:
         return True
+
+
+@method_options("pattern_lock")
+class PatternLockOptions(Options):
+    """Pattern lock (Prune Once for All's transfer step): the mask is the input checkpoint's
+    own zeros in every Linear that would be pruned, then `recovery` fine-tunes the kept
+    weights on the user's data with that mask fixed; `sparsity` is the pattern the zeros
+    are checked against (N:M: the report's nm_ok). Teacher: `teacher`, else the LM loss."""
+
+    RECOVERS: ClassVar[bool] = True
+    SELF_TEACHER: ClassVar[bool] = True
+
+    def calibrates(self) -> bool:
+        return False
 
 
 def _legacy_defaults() -> dict[str, Any]:

@@ -153,8 +153,18 @@ class CalibrationSpec(_Strict):
     seed: int = 0
 
 
+TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+MAX_TASKS = 16
+TASKS_ALLOWED = (
+    "a task name (letters, digits, _ . -; <= 100 chars): a local task directory of that name "
+    "(shipped, such as pruneserve_facts, or under the server's tasks directory) or an "
+    "lm-evaluation-harness task such as arc_easy; local runs may also give a directory path"
+)
+
+
 class EvalSpec(_Strict):
-    """Perplexity evaluation, standard protocol (non-overlapping windows)."""
+    """Perplexity evaluation, standard protocol (non-overlapping windows); task accuracy with
+    lm-evaluation-harness (zero-shot), on the dense and the pruned model alike."""
 
     dataset: str = Field("wikitext2", min_length=1, max_length=MAX_PATH)
     seqlen: int = Field(2048, ge=8, le=32768)
@@ -169,6 +179,26 @@ class EvalSpec(_Strict):
     sample_tokens: int = Field(
         24, ge=1, le=MAX_SAMPLE_TOKENS, description="tokens generated per prompt and stage"
     )
+    tasks: list[Annotated[str, Field(min_length=1, max_length=MAX_PATH)]] = Field(
+        default_factory=list, max_length=MAX_TASKS, description=TASKS_ALLOWED
+    )
+    task_limit: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="at most this many examples of each task (default: the whole test split, "
+        "as the papers)",
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not (TASK_NAME.match(name) or "/" in name):
+                raise ValueError(f"task {name[:80]!r} is not valid; allowed: {TASKS_ALLOWED}")
+        if len(set(v)) != len(v):
+            raise ValueError("tasks: a task is named twice")
+        return v
 
 
 class TrainingSpec(_Strict):
@@ -302,6 +332,26 @@ class DSnoTSpec(_Strict):
     )
 
 
+class TeacherSpec(_Strict):
+    """The teacher the training stages distil from (default: the model before pruning)."""
+
+    model: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_PATH,
+        description="as `model`: a hub id org/name, or a "
+        "local model name; it needs the model's vocabulary",
+    )
+    revision: str | None = Field(
+        None, min_length=1, max_length=MAX_NAME, description=REVISION_ALLOWED
+    )
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: str | None) -> str | None:
+        return None if v is None else check_revision(v)
+
+
 SPARSITY_PROFILES = ("uniform", "owl")
 REFINERS = ("none", "dsnot")
 ONE_SHOT_FOR_PROFILES = ("magnitude", "wanda", "sparsegpt")  # what OWL and DSnoT work with
@@ -340,6 +390,11 @@ class PruneSpec(_Strict):
     )
     recovery: TrainingSpec | None = Field(
         None, description="after pruning: masks fixed, kept weights trained with distillation"
+    )
+    teacher: TeacherSpec | None = Field(
+        None,
+        description="the teacher of every training stage that distils (default: the "
+        "model before pruning)",
     )
     sparsity_profile: str = Field(
         "uniform", description="uniform: every layer at `sparsity`; owl: per layer (OWL)"
@@ -414,6 +469,37 @@ class PruneSpec(_Strict):
                 "(for fine-tuning after pruning use recovery)"
             )
         self._check_schedule()
+        return self
+
+    @model_validator(mode="after")
+    def _recovery_and_teacher(self) -> PruneSpec:
+        options = METHODS[self.method]
+        if options.RECOVERS and self.recovery is None:
+            raise ValueError(
+                f"recovery: method {self.method!r} fine-tunes with the input's own zeros fixed; "
+                "give recovery (CLI: --recover-steps N --train-data FILE)"
+            )
+        stages = [
+            (f, ts)
+            for f, ts in (("training", self.training), ("recovery", self.recovery))
+            if ts is not None
+        ]
+        if self.teacher is not None:
+            if not any(ts.distill for _, ts in stages):
+                raise ValueError(
+                    "teacher: no training stage distils (there is none, or its "
+                    "distill is off); drop teacher or set distill"
+                )
+            return self
+        for field, ts in stages if options.SELF_TEACHER else ():
+            if "distill" not in ts.model_fields_set:  # a copy: the caller's may be shared
+                setattr(self, field, ts.model_copy(update={"distill": False}))
+            elif ts.distill:
+                raise ValueError(
+                    f"{field}.distill: with method {self.method!r} the model before pruning is "
+                    "the input itself (KL = 0, nothing learned); name a teacher (teacher.model) "
+                    "or leave distill off for the LM loss"
+                )
         return self
 
     def _check_schedule(self) -> None:
@@ -506,6 +592,15 @@ class PruneSpec(_Strict):
                 f"survey reads the first owl.samples calibration windows, so allowed: 1 to "
                 f"{nsamples} (or raise calibration.nsamples)"
             )
+
+    @model_validator(mode="after")
+    def _lazy_has_no_tasks(self) -> PruneSpec:
+        if self.load == "lazy" and self.evaluation is not None and self.evaluation.tasks:
+            raise ValueError(
+                "load: 'lazy' holds one decoder layer at a time, but evaluation.tasks runs the "
+                "whole model; use load 'eager' or 'auto' (auto loads eagerly for tasks)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lazy_has_no_training(self) -> PruneSpec:
@@ -630,6 +725,17 @@ class Samples(BaseModel):
     after: dict[str, list[str]] = Field(default_factory=dict, description="one per prompt")
 
 
+class TaskResult(BaseModel):
+    """One task's accuracy (lm-evaluation-harness, zero-shot), dense and pruned: its metrics
+    (e.g. acc, acc_norm) with their standard errors (acc_stderr, ...)."""
+
+    task: str
+    source: str  # "local task directory <name>" or "lm-evaluation-harness"
+    samples: int = 0  # examples scored (task_limit bounds it)
+    dense: dict[str, float] = Field(default_factory=dict)
+    pruned: dict[str, float] = Field(default_factory=dict)
+
+
 class TrainingReport(BaseModel):
     """What one run of the training engine did."""
 
@@ -683,6 +789,9 @@ class PruneReport(BaseModel):
         default_factory=list, description="block-wise reconstruction, per decoder layer"
     )
     samples: Samples | None = None
+    tasks: list[TaskResult] = Field(
+        default_factory=list, description="task accuracy (evaluation.tasks), dense and pruned"
+    )
     warnings: list[str] = Field(default_factory=list)
 
     def summary(self) -> ReportSummary:
@@ -698,6 +807,10 @@ class PruneReport(BaseModel):
             peak_cuda_mb=self.peak_cuda_mb,
             load=self.load,
             resumed_at_layer=self.resumed_at_layer,
+            tasks={
+                t.task: {"dense": t.dense.get("acc"), "pruned": t.pruned.get("acc")}
+                for t in self.tasks
+            },
             warnings=self.warnings,
         )
 
@@ -715,6 +828,9 @@ class ReportSummary(BaseModel):
     peak_cuda_mb: float | None = None
     load: str = ""
     resumed_at_layer: int | None = None
+    tasks: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict, description="accuracy (acc) per task: dense and pruned"
+    )
     warnings: list[str] = Field(default_factory=list)
 
 

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     PRESIGN_TTL_S: int = Field(300, gt=0, le=7 * 24 * 3600)
     MODELS_DIR: Path = Path("models")
     DATA_DIR: Path = Path("data")  # the one default: the worker and `pruneserve prune` read it
+    # local lm-eval task directories (<name>/ with a task YAML and its data) that jobs may name
+    # in evaluation.tasks, beside the shipped ones; nothing outside it is ever read
+    TASKS_DIR: Path = Path("tasks")
     UPLOADS_DIR: Path | None = None
     API_KEYS: str = ""
     MAX_UPLOAD_BYTES: int = 100 * 1024 * 1024

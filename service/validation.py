@@ -5,7 +5,7 @@ from __future__ import annotations
 from service.datasets import DatasetStore
 from service.errors import ApiError
 from service.model_names import local_models, resolve_model
-from service.schemas import NAMED_DATASETS, PruneSpec
+from service.schemas import NAMED_DATASETS, TASK_NAME, TASKS_ALLOWED, PruneSpec
 from service.settings import Settings
 
 
@@ -17,6 +17,11 @@ def check_spec(spec: PruneSpec, tenant: str, settings: Settings, datasets: Datas
         names = local_models(settings.MODELS_DIR)
         hint = f" (local models: {', '.join(names)})" if names else ""
         raise ApiError(422, f"model: {exc}{hint}", "model") from None
+    if spec.teacher is not None:  # a name, as the model: never a server path
+        try:
+            resolve_model(spec.teacher.model, settings.MODELS_DIR)
+        except ValueError as exc:
+            raise ApiError(422, f"teacher.model: {exc}", "teacher.model") from None
     cal = spec.calibration
     tokens, limit = cal.nsamples * cal.seqlen, settings.MAX_CALIBRATION_TOKENS
     if tokens > limit:
@@ -32,6 +37,14 @@ def check_spec(spec: PruneSpec, tenant: str, settings: Settings, datasets: Datas
             _check_dataset(ts.dataset, f"{field}.dataset", tenant, datasets)
     if spec.evaluation is not None:
         _check_dataset(spec.evaluation.dataset, "evaluation.dataset", tenant, datasets)
+        for task in spec.evaluation.tasks:  # never a server path: a name the worker resolves
+            if not TASK_NAME.match(task):
+                raise ApiError(
+                    422,
+                    f"evaluation.tasks: {task[:80]!r} is a path; a service job names its tasks: "
+                    f"{TASKS_ALLOWED.split('; local runs')[0]}",
+                    "evaluation.tasks",
+                )
 
 
 def _check_dataset(name: str, field: str, tenant: str, datasets: DatasetStore) -> None:

@@ -175,6 +175,7 @@ class JobRunner:
             upload_dir=self.settings.UPLOADS_DIR,
             models_dir=self.settings.MODELS_DIR,
             allow_local=False,  # a hub id is never read as a path relative to the worker
+            tasks_dir=self.settings.TASKS_DIR,
         )
 
     def _reporter(self) -> JobReporter:

@@ -90,6 +90,19 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
         help="tokens generated per prompt and stage (default: %(default)s)",
     )
     p.add_argument(
+        "--eval-tasks",
+        default=None,
+        help="task accuracy, dense and pruned, with lm-evaluation-harness: a comma list of "
+        "tasks, e.g. pruneserve_facts (shipped, offline), arc_easy,hellaswag, or a directory "
+        "with a task YAML and its JSON-lines data (default: none)",
+    )
+    p.add_argument(
+        "--eval-task-limit",
+        type=int,
+        default=None,
+        help="at most this many examples of each task (default: all)",
+    )
+    p.add_argument(
         "--skip",
         action="append",
         default=[],
@@ -300,6 +313,15 @@ def add_training_args(group) -> None:
         "distilling, 1 otherwise)",
     )
     group.add_argument(
+        "--teacher",
+        default=None,
+        help="distil from this model instead of the model before pruning: a hub id or a "
+        "local model with the same vocabulary (pattern_lock: without it, the LM loss)",
+    )
+    group.add_argument(
+        "--teacher-revision", default=None, help="the teacher's hub revision (default: main)"
+    )
+    group.add_argument(
         "--train-seed",
         type=int,
         default=_default(ts, "seed"),
@@ -378,9 +400,9 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
     """Build the spec in one validation, so every bad flag is named with its full field path
     (e.g. calibration.nsamples)."""
     evaluation = None
-    if args.eval:
+    if args.eval or args.eval_tasks:
         evaluation = {
-            "dataset": args.eval,
+            "dataset": args.eval or _default(EvalSpec, "dataset"),
             "seqlen": args.eval_seqlen or args.seqlen,
             "max_windows": args.eval_windows,
             "sample_tokens": args.eval_sample_tokens,
@@ -389,6 +411,9 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
             evaluation["prompts"] = args.eval_prompt
     elif args.eval_prompt:
         raise SystemExit("error: --eval-prompt needs --eval DATASET (samples are part of it)")
+    if args.eval_tasks:
+        evaluation["tasks"] = [t.strip() for t in args.eval_tasks.split(",") if t.strip()]
+        evaluation["task_limit"] = args.eval_task_limit
     options = {
         key.removeprefix(OPTION_DEST): value
         for key, value in vars(args).items()
@@ -421,4 +446,6 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
         data["training"] = training_from_args(args, steps, schedule=True)
     if args.recover_steps:
         data["recovery"] = training_from_args(args, args.recover_steps)
+    if args.teacher:
+        data["teacher"] = {"model": args.teacher, "revision": args.teacher_revision}
     return PruneSpec.model_validate(data)  # a ValidationError names every bad field

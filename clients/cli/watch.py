@@ -92,6 +92,8 @@ def summary_table(summary: ReportSummary, title: str | None = None) -> Table:
             f"{_num(summary.perplexity_dense)} (dense) -> {_num(summary.perplexity_pruned)} "
             "(pruned)",
         )
+    for task, acc in summary.tasks.items():
+        table.add_row(task, f"{_num(acc['dense'])} (dense) -> {_num(acc['pruned'])} (pruned) acc")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.stages_s.items())
     table.add_row("time", f"{summary.total_s:.1f}s" + (f" ({stages})" if stages else ""))
     table.add_row("peak RSS", f"{summary.peak_rss_mb:.0f} MB")

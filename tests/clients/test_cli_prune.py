@@ -92,6 +92,8 @@ def imported(stderr: str) -> set[str]:
             {"reconstruct_epochs": "1", "reconstruct_lr": "0"},
             "reconstruction.lr: Input should be greater than 0",
         ),
+        ({"method": "pattern_lock"}, "recovery: method 'pattern_lock' fine-tunes"),
+        ({"recover_steps": "2", "teacher": "o/t", "teacher_revision": "a..b"}, "'a..b' is not"),
     ],
 )
 def test_bad_spec_exits_2_with_one_typed_line(tmp_path, capsys, flags, message):
@@ -307,3 +309,15 @@ def test_a_missing_corpus_from_a_default_names_the_flag_it_came_from(tiny_model,
     assert error_lines(given.stderr) == [
         f"error: CalibrationError: --eval: data file {tmp_path}/gone.txt not found"
     ]
+
+
+def test_eval_tasks_give_task_accuracy_dense_and_pruned_without_bars(tiny_model, calib, tmp_path):
+    out = tmp_path / "out"
+    flags = {"eval": str(calib), "eval_windows": "1"}
+    flags.update(eval_tasks="pruneserve_facts", eval_task_limit="4")
+    proc = run_cli(argv(tiny_model, calib, out, **flags))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "it/s]" not in proc.stderr and "Tokenizing" not in proc.stderr, proc.stderr
+    assert re.search(r"pruneserve_facts\s+[\d.]+ \(dense\) -> [\d.]+ \(pruned\) acc", proc.stdout)
+    (task,) = json.loads((out / "pruning_report.json").read_text())["tasks"]
+    assert task["samples"] == 4 and set(task["dense"]) >= {"acc", "acc_stderr", "acc_norm"}

@@ -4,6 +4,7 @@ compare token for token (datasets.py finds and reads the text).
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from worker.engine.data.packing import record_windows, stream
+from worker.engine.data.records import read_records
 from worker.engine.datasets import calibration_text, read_rows
 from worker.engine.datasets import resolve_dataset as resolve_dataset  # run.py's entry point
 from worker.engine.errors import CalibrationError
@@ -115,15 +118,18 @@ def eval_ids(tokenizer, source: Path | list[str]) -> torch.Tensor:
     return tokenize(tokenizer, "\n\n".join(read_rows(source)))
 
 
-def _blocks(source: Path | list[str]) -> tuple[list[str], bool]:
-    """The units a user's corpus is split in, and whether they are documents (JSON lines) or
-    parts of one text (paragraphs of a .txt, or its lines when it has few paragraphs)."""
+def _blocks(source: Path | list[str]) -> tuple[list, bool]:
+    """The units a user's corpus is split in, and whether they are records (JSON lines: text,
+    chats, prompts and completions) or parts of one text (paragraphs of a .txt, or its lines
+    when it has few paragraphs)."""
     if isinstance(source, Path) and source.name.endswith(".txt"):
         text = calibration_text(source)
         paras = [p for p in text.split("\n\n") if p.strip()]
         return (
             paras if len(paras) >= 10 else [ln for ln in text.splitlines() if ln.strip()]
         ), False
+    if isinstance(source, Path):
+        return [r for r in read_records(source) if r.is_chat or r.text.strip()], True
     return [r for r in read_rows(source) if r.strip()], True
 
 
@@ -143,21 +149,48 @@ def training_ids(
     tokenizer, name: str, source, n: int, seqlen: int, seed: int, holdout: float,
     field: str = "training", check: Callable[[], None] = _no_check,
 ) -> torch.Tensor:  # fmt: skip
-    """Training windows of the `field` stage ("training" or "recovery"): from the training part
-    of a user's corpus split by `holdout`, or, for named datasets (never split: they have
-    their own evaluation split), as calibration. `check()` runs once per window drawn."""
+    """The windows of `training_windows`, without their labels."""
+    return training_windows(tokenizer, name, source, n, seqlen, seed, holdout, field, check)[0]
+
+
+def training_windows(
+    tokenizer,
+    name: str,
+    source,
+    n: int,
+    seqlen: int,
+    seed: int,
+    holdout: float,
+    field: str = "training",
+    check: Callable[[], None] = _no_check,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Training windows (n, seqlen) of the `field` stage ("training" or "recovery") and their
+    labels (None: every token trains): from the training part of a user's corpus split by
+    `holdout` (JSON-lines records packed, see data/packing.py), or, for named datasets (never
+    split: they have their own evaluation split), as calibration. `check()` runs as windows
+    are drawn."""
     names = training_names(field)
-    if name in NAMED or holdout == 0:
-        return calibration_ids(tokenizer, name, source, n, seqlen, seed, names, check)
+    user_records = isinstance(source, Path) and not source.name.endswith(".txt")
+    if name in NAMED or (holdout == 0 and not user_records):
+        return calibration_ids(tokenizer, name, source, n, seqlen, seed, names, check), None
     train, _, documents = split_holdout(source, holdout, seed)
     if documents:
-        return document_windows(tokenizer, train, n, seqlen, seed, names, check)
+        tok = functools.partial(tokenize, tokenizer)
+        return record_windows(tokenizer, train, n, seqlen, seed, tok, names.text, check)
     ids = tokenize(tokenizer, "\n\n".join(train))
-    return calibration_windows(ids, n, seqlen, seed, names)
+    return calibration_windows(ids, n, seqlen, seed, names), None
 
 
-def heldout_ids(tokenizer, source, holdout: float, seed: int) -> torch.Tensor | None:
-    """Token ids (1, N) of the held-out part, joined as evaluation text is; None when the
-    corpus is one block (one line, or one document), so nothing can be held out."""
-    _, held, _ = split_holdout(source, holdout, seed)
-    return tokenize(tokenizer, "\n\n".join(held)) if held else None
+def heldout_ids(tokenizer, source, holdout: float, seed: int):
+    """(token ids (1, N), labels (1, N) or None) of the held-out part: text joined as
+    evaluation text is; records joined as training packs them, labels marking the tokens
+    that train (a chat's answers). None when the corpus is one block (one line, or one
+    document), so nothing can be held out."""
+    _, held, documents = split_holdout(source, holdout, seed)
+    if not held:
+        return None
+    if documents:
+        tok = functools.partial(tokenize, tokenizer)
+        ids, labels = stream(tokenizer, held, tok, "held-out records", _no_check)
+        return ids[None], labels[None]
+    return tokenize(tokenizer, "\n\n".join(held)), None

@@ -18,13 +18,19 @@ class _HeadReached(Exception):
     pass
 
 
-def mean_nll(logits_of, hidden: torch.Tensor, labels: torch.Tensor) -> float:
-    """Mean fp32 cross-entropy, computing `logits_of(hidden[a:b])` a chunk of rows at a time."""
+def sum_nll(logits_of, hidden: torch.Tensor, labels: torch.Tensor) -> float:
+    """Summed fp32 cross-entropy over the labels that are not -100, computing
+    `logits_of(hidden[a:b])` a chunk of rows at a time."""
     total = 0.0
     for a in range(0, labels.shape[0], CHUNK):
         part = logits_of(hidden[a : a + CHUNK]).float()
         total += nn.functional.cross_entropy(part, labels[a : a + CHUNK], reduction="sum").item()
-    return total / labels.shape[0]
+    return total
+
+
+def mean_nll(logits_of, hidden: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean fp32 cross-entropy, computing `logits_of(hidden[a:b])` a chunk of rows at a time."""
+    return sum_nll(logits_of, hidden, labels) / labels.shape[0]
 
 
 def head_input(model: nn.Module, head: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -59,6 +65,10 @@ def plain_head(model: nn.Module, head: nn.Module | None, ids: torch.Tensor) -> b
     return mine.shape == full.shape and torch.allclose(mine, full, rtol=1e-5, atol=1e-5)
 
 
+def _as_is(rows: torch.Tensor) -> torch.Tensor:
+    return rows
+
+
 @torch.no_grad()
 def perplexity(
     streamer: LayerStreamer,
@@ -66,10 +76,12 @@ def perplexity(
     seqlen: int,
     max_windows: int | None,
     reporter: Reporter | None = None,
+    labels: torch.Tensor | None = None,
 ) -> tuple[float, int]:
     """exp(mean NLL) over non-overlapping windows of `seqlen` tokens; returns (ppl, windows).
 
-    As the reference: each window's mean loss is weighted by seqlen.
+    As the reference: each window's mean loss is weighted by seqlen. With `labels` (1, N;
+    -100 where a token is not scored, e.g. a chat's prompt): the mean over the scored tokens.
     """
     windows = ids.shape[1] // seqlen
     if max_windows:
@@ -78,7 +90,7 @@ def perplexity(
         raise CalibrationError(
             f"evaluation text has {ids.shape[1]} tokens, fewer than seqlen {seqlen}"
         )
-    nll = 0.0
+    nll, scored = 0.0, 0
     model, device = streamer.model, streamer.device
     head = model.get_output_embeddings()
     with streamer.forward():
@@ -87,12 +99,21 @@ def perplexity(
             if reporter:
                 reporter.check_cancel()
             x = ids[:, j * seqlen : (j + 1) * seqlen].to(device)  # (1, T)
+            y = x if labels is None else labels[:, j * seqlen : (j + 1) * seqlen].to(device)
             if chunked:
-                hidden = head_input(model, head, x)[0, :-1]  # (T-1, H)
-                nll += mean_nll(head, hidden, x[0, 1:]) * seqlen
+                hidden, logits_of = head_input(model, head, x)[0, :-1], head  # (T-1, H)
             else:
-                logits = model(input_ids=x, use_cache=False).logits[0, :-1]  # (T-1, V)
-                nll += mean_nll(lambda rows: rows, logits, x[0, 1:]) * seqlen
+                hidden = model(input_ids=x, use_cache=False).logits[0, :-1]  # (T-1, V)
+                logits_of = _as_is
+            if labels is None:
+                nll += mean_nll(logits_of, hidden, y[0, 1:]) * seqlen
+            else:
+                nll += sum_nll(logits_of, hidden, y[0, 1:])
+                scored += int((y[0, 1:] != -100).sum())
             if reporter:
                 reporter.step(j + 1, windows, f"window {j + 1}/{windows}")
+    if labels is not None:
+        if scored == 0:
+            raise CalibrationError("the evaluated windows hold no scored token (no answers)")
+        return math.exp(nll / scored), windows
     return math.exp(nll / (windows * seqlen)), windows

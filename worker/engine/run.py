@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from service.schemas import (
     PruneReport,
     PruneSpec,
     Samples,
+    TaskResult,
     TrainingReport,
     TrainingSpec,
     partial_dir,
@@ -52,6 +54,8 @@ from worker.engine.progress import Reporter
 from worker.engine.pruner import DSnoTRefiner, Pruner
 from worker.engine.reconstruct import Reconstructor
 from worker.engine.streaming import LayerStreamer
+from worker.engine.tasks_eval import eval_tasks, resolve_tasks
+from worker.engine.teacher import load_teacher
 from worker.engine.train import memory as train_memory
 from worker.engine.train.checkpoint import Checkpoints
 from worker.engine.train.distributed import train_processes, train_sharded
@@ -77,6 +81,7 @@ class Where:
     models_dir: Path | None = None  # the service's MODELS_DIR; None for local runs
     cache_dir: Path | None = None
     allow_local: bool = True  # a model name may be any local directory (never in the service)
+    tasks_dir: Path | None = None  # the service's TASKS_DIR: local lm-eval task directories
 
 
 @dataclass
@@ -98,7 +103,9 @@ class Run:
     ids: torch.Tensor | None = None
     eval_ids: torch.Tensor | None = None
     heldout_ids: torch.Tensor | None = None  # the held-out part of a user's training corpus
+    heldout_labels: torch.Tensor | None = None  # its scored tokens (records: the answers)
     dense: object = None  # a copy of the model before pruning (teacher, SMP's frozen weights)
+    teacher: object = None  # `spec.teacher`, when one is named
     scores: dict = field(default_factory=dict)  # learned-mask methods: initial scores by name
     results: list = field(default_factory=list)  # what pruning measured per module
     layer_sparsity: list = field(default_factory=list)  # OWL: what each layer was given
@@ -168,6 +175,8 @@ def load(run: Run) -> None:
     check_training_fits(run, shapes)
     if needs_dense_copy(spec):
         run.dense = copy.deepcopy(run.model)
+    if spec.teacher is not None:
+        run.teacher = load_teacher(spec, run.where, run.model)
     run.report.architecture = type(run.model).__name__
     run.report.dtype = str(next(run.model.parameters()).dtype).removeprefix("torch.")
     run.report.n_layers = len(layers)
@@ -220,6 +229,7 @@ def resume_layers(run: Run) -> None:
     for key, kind in (("perplexity", Perplexity), ("heldout", Perplexity), ("samples", Samples)):
         if saved.get(key) is not None:
             setattr(run.report, key, kind.model_validate(saved[key]))
+    run.report.tasks = [TaskResult.model_validate(t) for t in saved.get("tasks", [])]
     run.report.warnings[:0] = [w for w in saved["warnings"] if w not in run.report.warnings]
     run.report.resumed_at_layer = state.next_layer
     run.reporter.warn(f"resuming the walk at layer {state.next_layer} of the previous attempt")
@@ -232,6 +242,8 @@ def choose_load(spec: PruneSpec, path: Path) -> tuple[str, str]:
         return spec.load, "asked for"
     if spec.training is not None or spec.recovery is not None:
         return "eager", "training needs the whole model"
+    if spec.evaluation is not None and spec.evaluation.tasks:
+        return "eager", "task evaluation needs the whole model"
     try:
         need = checkpoint_bytes(path, DTYPES.get(spec.dtype))
         have = train_memory.available_bytes(torch.device("cpu"))  # cgroup-bounded
@@ -275,8 +287,8 @@ def eval_dense(run: Run) -> None:
     held = heldout_spec(run.spec)
     if held is not None:
         stage, ts = held
-        run.heldout_ids = calibration.heldout_ids(run.tokenizer, run.sources[stage], ts.holdout,
-                                                  ts.seed)  # fmt: skip
+        held_out = calibration.heldout_ids(run.tokenizer, run.sources[stage], ts.holdout, ts.seed)
+        run.heldout_ids, run.heldout_labels = held_out or (None, None)
     if run.resume is not None and run.report.perplexity is not None:
         return  # measured before the restart
     ppl, windows = perplexity(run.streamer, run.eval_ids, ev.seqlen, ev.max_windows, run.reporter)
@@ -299,9 +311,11 @@ def eval_dense(run: Run) -> None:
                  "too few for a held-out perplexity")  # fmt: skip
         run.heldout_ids = None
         return
-    ppl, windows = perplexity(run.streamer, ids, seqlen, ev.max_windows, run.reporter)
+    labels = run.heldout_labels
+    ppl, windows = perplexity(run.streamer, ids, seqlen, ev.max_windows, run.reporter, labels)
+    scored = ", the answers' tokens" if labels is not None and (labels == -100).any() else ""
     run.report.heldout = Perplexity(
-        dataset=f"{ts.dataset} (held-out {ts.holdout:.0%}, seed {ts.seed})", seqlen=seqlen,
+        dataset=f"{ts.dataset} (held-out {ts.holdout:.0%}, seed {ts.seed}{scored})", seqlen=seqlen,
         windows=windows, dense=round(ppl, 4),
     )  # fmt: skip
 
@@ -397,13 +411,13 @@ def owl_profile(run: Run, saved: list[float] | None = None) -> OWLAllocator:
 
 def eval_pruned(run: Run) -> None:
     ev = run.spec.evaluation
-    for ids, result in (
-        (run.eval_ids, run.report.perplexity),
-        (run.heldout_ids, run.report.heldout),
+    for ids, labels, result in (
+        (run.eval_ids, None, run.report.perplexity),
+        (run.heldout_ids, run.heldout_labels, run.report.heldout),
     ):
         if ids is None or result is None:
             continue
-        ppl, _ = perplexity(run.streamer, ids, result.seqlen, ev.max_windows, run.reporter)
+        ppl, _ = perplexity(run.streamer, ids, result.seqlen, ev.max_windows, run.reporter, labels)
         result.pruned = round(ppl, 4)
         result.after[run.last_changed] = round(ppl, 4)
     sample(run, run.last_changed)
@@ -455,7 +469,7 @@ def trainable(modules: dict) -> dict:
 def run_training(run: Run, ts: TrainingSpec, task) -> None:
     """One use of the training engine; its masks replace the mask state's."""
     source = run.sources[task.stage]
-    ids = calibration.training_ids(
+    ids, labels = calibration.training_windows(
         run.tokenizer, ts.dataset, source, ts.steps * ts.batch_size, ts.seqlen, ts.seed,
         ts.holdout, "training" if task.stage == "train" else "recovery", run.reporter.check_cancel,
     )  # fmt: skip
@@ -467,7 +481,7 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
         warmup_steps=ts.lr_warmup_steps if ts.lr_warmup_steps is not None else ts.steps // 10,
         weight_decay=ts.weight_decay, checkpoint_every=ts.checkpoint_every,
     )  # fmt: skip
-    teacher = run.dense if ts.distill else None
+    teacher = (run.teacher or run.dense) if ts.distill else None
     processes = train_processes(ts, run.device) if task.stage == "recover" else 1
     on_device = run.device.type != "cpu" and processes == 1  # ranks place their own shards
     if on_device:
@@ -477,10 +491,17 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
     checkpoints = Checkpoints(resume_dir(run.where.output), task.stage, run_key(run.spec))
     try:
         if processes > 1:
+            if labels is not None:
+                raise SpecError(
+                    "recovery.processes: training records with answer-only loss (chat, "
+                    "prompt/completion) train in one process; set recovery.processes to 1"
+                )
             how = (objective, cfg, run.reporter, checkpoints, processes, run.device)
             result = train_sharded(run.model, teacher, ids, task, *how)
         else:
-            result = train(run.model, teacher, ids, task, objective, cfg, run.reporter, checkpoints)
+            result = train(
+                run.model, teacher, ids, task, objective, cfg, run.reporter, checkpoints, labels
+            )
     finally:
         if on_device:
             run.model.to("cpu")
@@ -501,7 +522,7 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
             tokens=(ts.steps - result.resumed_from_step) * ts.batch_size * ts.seqlen,
             trainable=task.trainable,
             trainable_params=result.trainable_params,
-            objective=objective.describe(),
+            objective=objective.describe() + lm_note(run.spec, ts),
             teacher=teacher_note(run, teacher),
             lr=cfg.lr,
             loss=result.loss,
@@ -522,7 +543,17 @@ def teacher_note(run: Run, teacher) -> str | None:
     if teacher is None:
         return None
     dtype = "bfloat16" if run.device.type != "cpu" else run.report.dtype
-    return f"the dense model before pruning, {dtype}, {run.device.type}"
+    t = run.spec.teacher
+    who = "the dense model before pruning" if t is None else f"teacher {t.model}"
+    return f"{who}{'@' + t.revision if t and t.revision else ''}, {dtype}, {run.device.type}"
+
+
+def lm_note(spec: PruneSpec, ts: TrainingSpec) -> str:
+    """Why a method whose input teaches nothing trains on the LM loss (no teacher named)."""
+    if spec.method_options.SELF_TEACHER and spec.teacher is None and not ts.distill:
+        why = f"{spec.method}'s model before pruning is the input itself, so the LM loss"
+        return f" (no teacher: {why}; name teacher.model to distil)"
+    return ""
 
 
 def run_key(spec: PruneSpec) -> str:
@@ -533,11 +564,12 @@ def run_key(spec: PruneSpec) -> str:
 
 
 def needs_dense_copy(spec: PruneSpec) -> bool:
-    """A teacher for distillation, or the dense weights a learned mask keeps (SMP: the walk
-    zeroed them)."""
+    """A teacher for distillation (unless `spec.teacher` names one), or the dense weights a
+    learned mask keeps (SMP: the walk zeroed them)."""
     walks = spec.method_options.walks()
-    learns = spec.training is not None and (spec.training.distill or walks)
-    return learns or (spec.recovery is not None and spec.recovery.distill)
+    own = spec.teacher is None
+    learns = spec.training is not None and ((spec.training.distill and own) or walks)
+    return learns or (spec.recovery is not None and spec.recovery.distill and own)
 
 
 def check_training_fits(run: Run, shapes: dict) -> None:
@@ -547,8 +579,9 @@ def check_training_fits(run: Run, shapes: dict) -> None:
     for stage, ts in (("train", run.spec.training), ("recover", run.spec.recovery)):
         if ts is None:
             continue
+        teacher = needs_dense_copy(run.spec) or run.spec.teacher is not None
         need = train_memory.training_bytes(
-            run.model, trainable, needs_dense_copy(run.spec), ts.micro_batch * ts.seqlen, vocab
+            run.model, trainable, teacher, ts.micro_batch * ts.seqlen, vocab
         )
         train_memory.check_fits(need, run.device, f"training stage {stage!r}")
 
@@ -588,8 +621,11 @@ def plan(spec: PruneSpec) -> list[Stage]:
     stages = [Stage("load", load, 5)]
     if stats_needed(spec) is not None:
         stages.append(Stage("calibrate", calibrate, 5))
+    tasks = evaluate and bool(spec.evaluation.tasks)
     if evaluate:
         stages.append(Stage("eval_dense", eval_dense, 15))
+    if tasks:
+        stages.append(Stage("eval_tasks_dense", partial(eval_tasks, which="dense"), 15))
     if spec.method_options.walks():  # some prune only while training
         stages.append(Stage("prune", prune, 60, steps=lambda r: r.n_layers))
     for name, fn, ts in (("train", learn, spec.training), ("recover", recover, spec.recovery)):
@@ -600,6 +636,8 @@ def plan(spec: PruneSpec) -> list[Stage]:
         stages.append(Stage(name, fn, 0.6 * ts.steps, steps=lambda r, n=ts.steps: n))
     if evaluate:
         stages.append(Stage("eval_pruned", eval_pruned, 10))
+    if tasks:
+        stages.append(Stage("eval_tasks", partial(eval_tasks, which="pruned"), 15))
     stages.append(Stage("save", save, 5))
     return stages
 
@@ -625,13 +663,14 @@ def run(
     models_dir: Path | None = None,
     cache_dir: Path | None = None,
     allow_local: bool = True,
+    tasks_dir: Path | None = None,
 ) -> PruneReport:
     """Prune `spec.model` and write the checkpoint plus pruning_report.json to `output`.
 
     `spec.model` is a model under `models_dir` (the service), a local directory (local runs,
     if `allow_local`) or a hub id.
     """
-    where = Where(Path(output), data_dir, upload_dir, models_dir, cache_dir, allow_local)
+    where = Where(Path(output), data_dir, upload_dir, models_dir, cache_dir, allow_local, tasks_dir)
     if where.output.exists():
         raise SpecError(f"output {output} already exists; choose a new directory or remove it")
     get_method(spec.method)
@@ -641,6 +680,8 @@ def run(
     locate_model(spec.model, spec.revision, models_dir=models_dir, allow_local=allow_local,
                  fetch=False)  # fmt: skip
     state.sources = datasets(spec, where)  # missing files are reported before the slow load
+    if spec.evaluation is not None:  # and local task directories
+        resolve_tasks(spec.evaluation.tasks, tasks_dir, allow_local)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     stages = plan(spec)

@@ -117,8 +117,9 @@ def snapshot(run, pruner, next_layer: int, inps: torch.Tensor | None) -> WalkSta
             "committed": sorted(weights.committed)},
         "checks": [asdict(c) for c in run.checks.values()],
         "counts": list(run.counts),
-        "report": run.report.model_dump(mode="json", include={"perplexity", "heldout", "samples",
-                                                              "warnings"}),
+        "report": run.report.model_dump(
+            mode="json", include={"perplexity", "heldout", "samples", "tasks", "warnings"}
+        ),
     }  # fmt: skip
     return WalkState(next_layer, inps, tensors, meta)
 

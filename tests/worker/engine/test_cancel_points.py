@@ -72,13 +72,17 @@ def test_a_cancel_while_training_windows_are_built_stops_before_training(
     assert not (resume_dir(out) / "recover.json").exists()  # the loop never began
 
 
-def test_training_windows_from_documents_check_for_cancel_per_window(tiny_model_dir, tmp_path):
+def test_training_windows_from_records_check_for_cancel_as_records_are_tokenized(
+    tiny_model_dir, tmp_path
+):
     from transformers import AutoTokenizer
 
+    from worker.engine.data.packing import CHECK_EVERY
+
     docs = tmp_path / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"text": "word " * 40}) + "\n" for _ in range(20)))
+    docs.write_text("".join(json.dumps({"text": "word " * 4}) + "\n" for _ in range(600)))
     tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
     checks = []
     ids = calibration.training_ids(tok, str(docs), docs, 6, 16, 0, 0.1, "recovery",
                                    lambda: checks.append(1))  # fmt: skip
-    assert ids.shape == (6, 16) and len(checks) == 6
+    assert ids.shape == (6, 16) and len(checks) == -(-540 // CHECK_EVERY)

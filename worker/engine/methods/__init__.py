@@ -7,6 +7,7 @@ from worker.engine.errors import SpecError
 from worker.engine.methods import smp as smp_method
 from worker.engine.methods.base import Method, MethodResult
 from worker.engine.methods.magnitude import magnitude
+from worker.engine.methods.pattern_lock import pattern_lock
 from worker.engine.methods.sparsegpt import sparsegpt
 from worker.engine.methods.wanda import wanda
 from worker.engine.train.gradual import GradualMagnitude
@@ -20,6 +21,7 @@ REGISTRY: dict[str, Method] = {
     "smp": Method(smp_method.smp, needs=smp_method.needs, task=LearnedMask.smp),
     "movement": Method(None, needs=None, task=build_movement),
     "gmp": Method(None, needs=None, task=GradualMagnitude.build),
+    "pattern_lock": Method(pattern_lock, needs=None),
 }
 
 

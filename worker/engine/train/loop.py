@@ -103,9 +103,11 @@ def train(
     reporter: Reporter,
     checkpoints: Checkpoints,
     shard: OneProcess | None = None,
+    labels: torch.Tensor | None = None,
 ) -> LoopResult:
     """Train `task` on windows `ids` (steps * batch_size, seqlen); step t uses rows
-    [t * batch_size, (t + 1) * batch_size), so a resumed run sees the same data."""
+    [t * batch_size, (t + 1) * batch_size), so a resumed run sees the same data. `labels`
+    (as `ids`; -100: no loss there, e.g. a chat's prompt) when not every token trains."""
     device = next(model.parameters()).device
     for p in model.parameters():
         p.requires_grad_(False)
@@ -140,7 +142,8 @@ def train(
             with torch.no_grad():
                 t = teacher(input_ids=x, use_cache=False).logits if teacher is not None else None
             s = model(input_ids=x, use_cache=False).logits
-            loss = objective(s, t, x) * (x.shape[0] / cfg.batch_size)
+            y = labels[row : row + cfg.micro_batch].to(device) if labels is not None else None
+            loss = objective(s, t, x, y) * (x.shape[0] / cfg.batch_size)
             loss.backward()
             total += loss.item()
             del s, t, loss

@@ -26,13 +26,25 @@ class Objective:
         return " + ".join(parts)
 
     def __call__(
-        self, student: torch.Tensor, teacher: torch.Tensor | None, ids: torch.Tensor
+        self,
+        student: torch.Tensor,
+        teacher: torch.Tensor | None,
+        ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """student/teacher logits (B, T, V), ids (B, T): mean loss per predicted token."""
+        """student/teacher logits (B, T, V), ids (B, T): mean loss per predicted token; with
+        `labels` (B, T), only where a label is not -100 (a chat's answers), KL included."""
         s = student[:, :-1].float().flatten(0, 1)  # (B*(T-1), V)
+        targets = (ids if labels is None else labels)[:, 1:].flatten()
+        keep = targets != -100 if labels is not None else None
+        if keep is not None:
+            if not keep.any():  # a window of prompt only: nothing to learn, a zero with grad
+                return student.sum() * 0.0
+            s, targets = s[keep], targets[keep]
         loss = s.new_zeros(())
         if self.distill:
             t = teacher[:, :-1].float().flatten(0, 1)
+            t = t[keep] if keep is not None else t
             T = self.temperature
             kl = F.kl_div(
                 F.log_softmax(s / T, dim=-1), F.log_softmax(t / T, dim=-1),
@@ -40,5 +52,5 @@ class Objective:
             )  # fmt: skip
             loss = loss + kl * T * T
         if self.lm_weight:
-            loss = loss + self.lm_weight * F.cross_entropy(s, ids[:, 1:].flatten())
+            loss = loss + self.lm_weight * F.cross_entropy(s, targets)
         return loss

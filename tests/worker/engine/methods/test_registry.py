@@ -18,7 +18,7 @@ from worker.engine.run import run
 
 
 def test_engine_registry_and_contract_name_the_same_methods():
-    names = ["magnitude", "wanda", "sparsegpt", "smp", "movement", "gmp"]
+    names = ["magnitude", "wanda", "sparsegpt", "smp", "movement", "gmp", "pattern_lock"]
     assert list(REGISTRY) == list(METHODS) == names
 
 
@@ -49,7 +49,10 @@ def test_a_new_method_appears_everywhere(toy_method, tmp_path, capsys):
         r = client.post("/v1/jobs", json={"model": "org/m", "method": "nope", "sparsity": 0.5},
                         headers={"Authorization": "Bearer dev-key"})  # fmt: skip
     assert r.status_code == 422
-    assert "allowed: magnitude, wanda, sparsegpt, smp, movement, gmp, toy" in r.json()["detail"]
+    assert (
+        "allowed: magnitude, wanda, sparsegpt, smp, movement, gmp, pattern_lock, toy"
+        in r.json()["detail"]
+    )
 
     from clients.cli.main import build_parser
 
@@ -57,7 +60,7 @@ def test_a_new_method_appears_everywhere(toy_method, tmp_path, capsys):
         build_parser().parse_args(["prune", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--centre CENTRE prune the weights nearest this value (toy, default 0.25)" in text
-    assert "one of: magnitude, wanda, sparsegpt, smp, movement, gmp, toy" in text
+    assert "one of: magnitude, wanda, sparsegpt, smp, movement, gmp, pattern_lock, toy" in text
 
 
 def test_a_new_method_runs_through_the_engine(toy_method, tiny_model_dir, tmp_path):

@@ -1,0 +1,1 @@
+"""Training data as language-model trainers take it: records read, rendered and packed."""
