@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     BODY_TIMEOUT_S: float = Field(30.0, gt=0)
     METRICS_TOKEN: str = ""  # /metrics needs `Authorization: Bearer <it>`; unset: /metrics is 404
     MAX_CALIBRATION_TOKENS: int = 128 * 2048
+    MAX_TRAIN_TOKENS: int = 2**28  # steps x batch_size x seqlen of one training stage
     JOB_TIME_LIMIT_S: int = 6 * 3600
     VISIBILITY_TIMEOUT_S: int | None = None
     MAX_ATTEMPTS: int = 3

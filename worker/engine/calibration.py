@@ -55,30 +55,57 @@ def tokenize(tokenizer, text: str) -> torch.Tensor:
         tokenizer.model_max_length = old
 
 
-def calibration_windows(
-    ids: torch.Tensor, nsamples: int, seqlen: int, seed: int, names: Names = Names()
-) -> torch.Tensor:
-    """(nsamples, seqlen) windows: rng = Random(seed); i = randint(0, N - seqlen - 1)."""
+Draw = Callable[[random.Random], torch.Tensor]  # one window (seqlen,) from the rng's next draws
+
+
+class Windows:
+    """The (n, seqlen) windows of one seed, drawn as they are asked for (`rows`), equal row
+    for row to drawing all n at once: training holds a step's rows, not steps x batch of them.
+    `check()` runs once per window drawn (also those skipped to reach a resumed step)."""
+
+    def __init__(self, draw: Draw, seed: int, n: int, check: Callable[[], None] = _no_check):
+        self._draw, self._seed, self._n, self._check = draw, seed, n, check
+        self._rng, self._next = random.Random(seed), 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def rows(self, start: int, count: int) -> torch.Tensor:
+        """Windows [start, start + count), (count, seqlen)."""
+        if start < self._next:  # asked again from an earlier row: draw from the seed anew
+            self._rng, self._next = random.Random(self._seed), 0
+        while self._next < start:
+            self._check()
+            self._draw(self._rng)
+            self._next += 1
+        out = []
+        for _ in range(min(count, self._n - start)):
+            self._check()
+            out.append(self._draw(self._rng))
+            self._next += 1
+        return torch.stack(out)
+
+
+def stream_draw(ids: torch.Tensor, seqlen: int, names: Names = Names()) -> Draw:
+    """Windows of one token stream ids (1, N): i = randint(0, N - seqlen - 1)."""
     total = ids.shape[1]
     if total - seqlen - 1 < 0:
         raise CalibrationError(
             f"{names.text} has {total} tokens; {names.seqlen} {seqlen} needs at least {seqlen + 1}"
         )
-    rng = random.Random(seed)
-    starts = [rng.randint(0, total - seqlen - 1) for _ in range(nsamples)]
-    return torch.stack([ids[0, i : i + seqlen] for i in starts])
+
+    def draw(rng: random.Random) -> torch.Tensor:
+        i = rng.randint(0, total - seqlen - 1)
+        return ids[0, i : i + seqlen]
+
+    return draw
 
 
-def document_windows(
-    tokenizer, rows: list[str], nsamples: int, seqlen: int, seed: int, names: Names = Names(),
-    check: Callable[[], None] = _no_check,
-) -> torch.Tensor:  # fmt: skip
-    """(nsamples, seqlen) windows as the reference C4 loader: per sample, draw documents until
-    one is longer than seqlen tokens, then a random window inside it."""
-    rng = random.Random(seed)
-    windows = []
-    for _ in range(nsamples):
-        check()
+def document_draw(tokenizer, rows: list[str], seqlen: int, names: Names = Names()) -> Draw:
+    """Windows as the reference C4 loader draws them: documents until one is longer than
+    seqlen tokens, then a random window inside it."""
+
+    def draw(rng: random.Random) -> torch.Tensor:
         for _ in range(MAX_DRAWS_PER_SAMPLE):
             ids = tokenize(tokenizer, rows[rng.randint(0, len(rows) - 1)])
             if ids.shape[1] > seqlen:
@@ -89,25 +116,47 @@ def document_windows(
                 f"in {MAX_DRAWS_PER_SAMPLE} draws; use a smaller seqlen or longer documents"
             )
         i = rng.randint(0, ids.shape[1] - seqlen - 1)
-        windows.append(ids[0, i : i + seqlen])
-    return torch.stack(windows)
+        return ids[0, i : i + seqlen]
+
+    return draw
+
+
+def calibration_windows(
+    ids: torch.Tensor, nsamples: int, seqlen: int, seed: int, names: Names = Names()
+) -> torch.Tensor:
+    """(nsamples, seqlen) windows: rng = Random(seed); i = randint(0, N - seqlen - 1)."""
+    return Windows(stream_draw(ids, seqlen, names), seed, nsamples).rows(0, nsamples)
+
+
+def document_windows(
+    tokenizer, rows: list[str], nsamples: int, seqlen: int, seed: int, names: Names = Names(),
+    check: Callable[[], None] = _no_check,
+) -> torch.Tensor:  # fmt: skip
+    """(nsamples, seqlen) windows of documents (document_draw)."""
+    draw = document_draw(tokenizer, rows, seqlen, names)
+    return Windows(draw, seed, nsamples, check).rows(0, nsamples)
+
+
+def source_draw(tokenizer, name: str, source: Path | list[str], seqlen: int, names: Names) -> Draw:
+    """How calibration draws from `source`: documents for C4 and JSON lines; otherwise one long
+    text (a .txt read whole, or the hub's WikiText rows joined back into that same text, so
+    both give one token stream)."""
+    by_document = name == "c4" or (isinstance(source, Path) and not source.name.endswith(".txt"))
+    if by_document:
+        rows = [r for r in read_rows(source) if r.strip()]
+        if not rows:
+            raise CalibrationError(f"{names.text} {name!r} has no text")
+        return document_draw(tokenizer, rows, seqlen, names)
+    return stream_draw(tokenize(tokenizer, calibration_text(source)), seqlen, names)
 
 
 def calibration_ids(
     tokenizer, name: str, source: Path | list[str], nsamples: int, seqlen: int, seed: int,
     names: Names = Names(), check: Callable[[], None] = _no_check,
 ) -> torch.Tensor:  # fmt: skip
-    """Calibration windows (nsamples, seqlen) as the reference loaders draw them: documents
-    for C4 and JSON lines; otherwise one long text (a .txt read whole, or the hub's WikiText
-    rows joined back into that same text, so both give one token stream)."""
-    by_document = name == "c4" or (isinstance(source, Path) and not source.name.endswith(".txt"))
-    if by_document:
-        rows = [r for r in read_rows(source) if r.strip()]
-        if not rows:
-            raise CalibrationError(f"{names.text} {name!r} has no text")
-        return document_windows(tokenizer, rows, nsamples, seqlen, seed, names, check)
-    ids = tokenize(tokenizer, calibration_text(source))
-    return calibration_windows(ids, nsamples, seqlen, seed, names)
+    """Calibration windows (nsamples, seqlen) as the reference loaders draw them."""
+    draw = source_draw(tokenizer, name, source, seqlen, names)
+    return Windows(draw, seed, nsamples, check).rows(0, nsamples)
 
 
 def eval_ids(tokenizer, source: Path | list[str]) -> torch.Tensor:
@@ -139,21 +188,35 @@ def split_holdout(source: Path | list[str], share: float, seed: int):
     return train, [b for i, b in enumerate(blocks) if i in held], documents
 
 
+def training_windows(
+    tokenizer, name: str, source, n: int, seqlen: int, seed: int, holdout: float,
+    field: str = "training", check: Callable[[], None] = _no_check,
+) -> Windows:  # fmt: skip
+    """The n training windows of the `field` stage ("training" or "recovery"), drawn as
+    needed: from the training part of a user's corpus split by `holdout`, or, for named
+    datasets (never split: they have their own evaluation split), as calibration. The first
+    window is drawn here, so a text too short fails before any work."""
+    names = training_names(field)
+    if name in NAMED or holdout == 0:
+        draw = source_draw(tokenizer, name, source, seqlen, names)
+    else:
+        train, _, documents = split_holdout(source, holdout, seed)
+        if documents:
+            draw = document_draw(tokenizer, train, seqlen, names)
+        else:
+            draw = stream_draw(tokenize(tokenizer, "\n\n".join(train)), seqlen, names)
+    draw(random.Random(seed))  # the first window: a text too short fails here
+    return Windows(draw, seed, n, check)
+
+
 def training_ids(
     tokenizer, name: str, source, n: int, seqlen: int, seed: int, holdout: float,
     field: str = "training", check: Callable[[], None] = _no_check,
 ) -> torch.Tensor:  # fmt: skip
-    """Training windows of the `field` stage ("training" or "recovery"): from the training part
-    of a user's corpus split by `holdout`, or, for named datasets (never split: they have
-    their own evaluation split), as calibration. `check()` runs once per window drawn."""
-    names = training_names(field)
-    if name in NAMED or holdout == 0:
-        return calibration_ids(tokenizer, name, source, n, seqlen, seed, names, check)
-    train, _, documents = split_holdout(source, holdout, seed)
-    if documents:
-        return document_windows(tokenizer, train, n, seqlen, seed, names, check)
-    ids = tokenize(tokenizer, "\n\n".join(train))
-    return calibration_windows(ids, n, seqlen, seed, names)
+    """All n training windows at once, (n, seqlen) (training_windows, drawn whole)."""
+    return training_windows(tokenizer, name, source, n, seqlen, seed, holdout, field, check).rows(
+        0, n
+    )
 
 
 def heldout_ids(tokenizer, source, holdout: float, seed: int) -> torch.Tensor | None:

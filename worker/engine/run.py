@@ -55,6 +55,7 @@ from worker.engine.train import memory as train_memory
 from worker.engine.train.checkpoint import Checkpoints
 from worker.engine.train.loop import LoopConfig, train
 from worker.engine.train.objective import Objective
+from worker.engine.train.precision import compute_dtype, name_of
 from worker.engine.train.schedule import Schedule
 from worker.engine.train.tasks import Recovery, TaskInputs
 from worker.engine.walk_resume import WalkCheckpoints, WalkState
@@ -433,32 +434,29 @@ def trainable(modules: dict) -> dict:
 def run_training(run: Run, ts: TrainingSpec, task) -> None:
     """One use of the training engine; its masks replace the mask state's."""
     source = run.sources[task.stage]
-    ids = calibration.training_ids(
+    ids = calibration.training_windows(
         run.tokenizer, ts.dataset, source, ts.steps * ts.batch_size, ts.seqlen, ts.seed,
         ts.holdout, "training" if task.stage == "train" else "recovery", run.reporter.check_cancel,
     )  # fmt: skip
-    run.reporter.check_cancel()  # the windows may have taken a while: before the teacher moves
+    run.reporter.check_cancel()  # the text may have taken a while to read and tokenize
     objective = Objective(ts.distill, ts.temperature, ts.lm_weight)
     cfg = LoopConfig(
         steps=ts.steps, batch_size=ts.batch_size, micro_batch=ts.micro_batch,
         lr=ts.lr or task.default_lr,
         warmup_steps=ts.lr_warmup_steps if ts.lr_warmup_steps is not None else ts.steps // 10,
         weight_decay=ts.weight_decay, checkpoint_every=ts.checkpoint_every,
+        precision=ts.precision, checkpointing=ts.gradient_checkpointing,
     )  # fmt: skip
-    teacher = run.dense if ts.distill else None
+    teacher = run.dense if ts.distill else None  # train() holds it on the device for the stage
     on_device = run.device.type != "cpu"
     if on_device:
         run.model.to(run.device)
-        if teacher is not None:
-            teacher.to(run.device, torch.bfloat16)
     checkpoints = Checkpoints(resume_dir(run.where.output), task.stage, run_key(run.spec))
     try:
         result = train(run.model, teacher, ids, task, objective, cfg, run.reporter, checkpoints)
     finally:
         if on_device:
             run.model.to("cpu")
-            if teacher is not None:
-                teacher.to("cpu", next(run.model.parameters()).dtype)
     pattern = pattern_of(run.spec)
     for name, mask in result.masks.items():
         run.masks.record(name, mask, pattern)
@@ -475,11 +473,13 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
             trainable=task.trainable,
             trainable_params=result.trainable_params,
             objective=objective.describe(),
-            teacher=teacher_note(run, teacher),
+            teacher=teacher_note(run, teacher, result.precision),
             lr=cfg.lr,
             loss=result.loss,
             time_per_step_s=result.time_per_step_s,
             resumed_from_step=result.resumed_from_step,
+            precision=result.precision,
+            gradient_checkpointing=result.checkpointing,
         )  # fmt: skip
     )
 
@@ -491,10 +491,10 @@ def split_note(ts: TrainingSpec, source) -> str:
     return f"{name}, {1 - ts.holdout:.0%} of its blocks (the rest held out, seed {ts.seed})"
 
 
-def teacher_note(run: Run, teacher) -> str | None:
+def teacher_note(run: Run, teacher, precision: str) -> str | None:
     if teacher is None:
         return None
-    dtype = "bfloat16" if run.device.type != "cpu" else run.report.dtype
+    dtype = "bfloat16" if precision == "bf16" else run.report.dtype
     return f"the dense model before pruning, {dtype}, {run.device.type}"
 
 
@@ -516,14 +516,17 @@ def needs_dense_copy(spec: PruneSpec) -> bool:
 def check_training_fits(run: Run, shapes: dict) -> None:
     """Before any work: the teacher copy, optimizer state and activations fit the device."""
     trainable = sum(a * b for a, b in shapes.values())
-    vocab = run.model.get_output_embeddings().weight.shape[0]
+    shape = train_memory.ModelShape.of(run.model)
     for stage, ts in (("train", run.spec.training), ("recover", run.spec.recovery)):
         if ts is None:
             continue
-        need = train_memory.training_bytes(
-            run.model, trainable, needs_dense_copy(run.spec), ts.micro_batch * ts.seqlen, vocab
-        )
-        train_memory.check_fits(need, run.device, f"training stage {stage!r}")
+        need = train_memory.training_memory(
+            shape, trainable, teacher=needs_dense_copy(run.spec),
+            precision=name_of(compute_dtype(ts.precision, run.device)),
+            checkpointing=ts.gradient_checkpointing, micro_batch=ts.micro_batch,
+            seqlen=ts.seqlen, dense_copy_here=run.device.type == "cpu",
+        )  # fmt: skip
+        train_memory.check_fits(need.extra, run.device, f"training stage {stage!r}")
 
 
 def save(run: Run) -> None:

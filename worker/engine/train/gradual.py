@@ -55,8 +55,7 @@ class Movement:
         for name, module in self.modules.items():
             scores = torch.zeros(get_weight(module).shape)
             mask = ScoreMask(scores, self._select, transposed(module))
-            mask.to(module.weight.device)
-            attach(module, mask)
+            attach(module, mask, master=True)
             mask.scores.requires_grad_(True)
             self.masks[name] = mask
             params[name] = original(module)
@@ -111,8 +110,7 @@ class GradualMagnitude:
         for name, module in self.modules.items():
             shape = get_weight(module).shape
             mask = FixedMask(torch.zeros(shape, dtype=torch.bool), transposed(module))
-            mask.to(module.weight.device)
-            attach(module, mask)
+            attach(module, mask, master=True)
             self.masks[name] = mask
             params[name] = original(module)
         return params

@@ -47,7 +47,8 @@ class Recovery:
     def attach(self) -> dict[str, nn.Parameter]:
         params = {}
         for name, module in self.modules.items():
-            attach(module, FixedMask(self.masks.modules[name].mask(), transposed(module)))
+            mask = FixedMask(self.masks.modules[name].mask(), transposed(module))
+            attach(module, mask, master=True)  # on the weight's device
             params[name] = original(module)
         return params
 
@@ -91,8 +92,7 @@ class LearnedMask:
         for name, module in self.modules.items():
             set_weight(module, self.dense_weight(name))  # the walk zeroed the init mask
             mask = ScoreMask(self.scores[name], self.select, transposed(module))
-            mask.to(module.weight.device)
-            attach(module, mask)
+            attach(module, mask)  # on the weight's device; the weights stay as they are
             original(module).requires_grad_(False)
             self.masks[name] = mask
             params[name] = mask.scores
