@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from service.schemas import EvalSpec, PruneSpec
@@ -82,3 +83,20 @@ def test_a_one_block_corpus_is_a_warning_that_names_the_field(tiny_model_dir, tm
     [warning] = [w for w in report.warnings if "held" in w]
     assert warning.startswith("training.holdout 0.1: ") and "one block" in warning, warning
     assert "set training.holdout 0" in warning
+
+
+@pytest.mark.parametrize("holdout", [0.0, 0.1])
+def test_training_windows_drawn_as_needed_equal_those_drawn_at_once(corpus, tiny_model_dir,
+                                                                   holdout):  # fmt: skip
+    from worker.engine.calibration import training_windows
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
+    whole = training_ids(tok, str(corpus), corpus, 12, 24, 5, holdout)
+    checks = []
+    windows = training_windows(tok, str(corpus), corpus, 12, 24, 5, holdout,
+                               check=lambda: checks.append(1))  # fmt: skip
+    assert len(windows) == 12 and not checks  # nothing drawn ahead of need
+    assert torch.equal(windows.rows(6, 3), whole[6:9])  # a resumed run skips to its step
+    assert len(checks) == 9  # cancel is checked for every window drawn or skipped
+    assert torch.equal(windows.rows(9, 3), whole[9:])
+    assert torch.equal(windows.rows(0, 2), whole[:2])  # asked again: drawn anew from the seed

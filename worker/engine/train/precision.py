@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 import torch
+from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16")
 FAST_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of bf16 matmul units
@@ -68,22 +69,29 @@ def autocast(device: torch.device | str, dtype: torch.dtype):
 @contextlib.contextmanager
 def held_as(module: torch.nn.Module | None, device: torch.device, dtype: torch.dtype):
     """`module`'s floating parameters held on `device` in `dtype` (its buffers on `device`, in
-    their own dtype: rotary frequencies stay fp32) for the block, restored to the very tensors
-    they were afterwards (no lossy round trip: the dense copy a later stage reads is
-    unchanged). A new copy only where device or dtype differ."""
+    their own dtype: rotary frequencies stay fp32) for the block, then the very tensors it had
+    put back (no lossy round trip: the dense copy a later stage reads is unchanged). A new
+    copy only where device or dtype differ; a tied weight is one copy."""
     if module is None:
         yield None
         return
-    saved = []
-    params = list(module.parameters())
-    ids = {id(p) for p in params}
-    for t in [*params, *module.buffers()]:
-        want = dtype if id(t) in ids and t.is_floating_point() else t.dtype
-        if t.device != device or t.dtype != want:
-            saved.append((t, t.data))
-            t.data = t.data.to(device, want)
+    swapped: list[tuple[dict, str, torch.Tensor]] = []
+    copies: dict[int, torch.Tensor] = {}
+    for sub in module.modules():
+        for table, is_param in ((sub._parameters, True), (sub._buffers, False)):
+            for name, t in list(table.items()):
+                if t is None:
+                    continue
+                want = dtype if is_param and t.is_floating_point() else t.dtype
+                if t.device == device and t.dtype == want:
+                    continue
+                if id(t) not in copies:
+                    new = t.detach().to(device, want)
+                    copies[id(t)] = nn.Parameter(new, requires_grad=False) if is_param else new
+                swapped.append((table, name, t))
+                table[name] = copies[id(t)]
     try:
         yield module
     finally:
-        for t, data in saved:
-            t.data = data
+        for table, name, t in reversed(swapped):
+            table[name] = t
