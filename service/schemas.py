@@ -191,14 +191,16 @@ class TrainingSpec(_Strict):
         "datasets are never split (they train on their calibration split)"
     )  # fmt: skip
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="bf16: bf16 autocast for forward and backward, fp32 master weights "
+        "auto",
+        description="bf16: bf16 autocast for forward and backward, fp32 master weights "
         "and optimizer state, the teacher held in bf16; auto: bf16 on a CUDA GPU with bf16 or "
-        "a CPU with AMX/AVX512-BF16, fp32 elsewhere (the report says which ran)"
-    )  # fmt: skip
+        "a CPU with AMX/AVX512-BF16, fp32 elsewhere (the report says which ran)",
+    )
     gradient_checkpointing: bool = Field(
-        True, description="recompute each decoder layer's activations in the backward instead "
-        "of holding them (less memory, about a third more compute)"
-    )  # fmt: skip
+        True,
+        description="recompute each decoder layer's activations in the backward instead "
+        "of holding them (less memory, about a third more compute)",
+    )
     # the pruning schedule of movement and gmp (cubic, Zhu & Gupta 2017)
     initial_sparsity: float = Field(
         0.0, ge=0, lt=1, description="movement/gmp: sparsity v_0 the schedule starts from"

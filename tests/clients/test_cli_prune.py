@@ -246,9 +246,15 @@ def test_gmp_and_movement_schedule_flags_reach_the_spec(tiny_model, calib, tmp_p
 def test_precision_flags_reach_the_spec_and_the_report_says_what_ran(
     tiny_model, calib, tmp_path, capsys, precision
 ):
-    flags = {"method": "magnitude", "sparsity": "0.5", "recover_steps": "2",
-             "train_data": str(calib), "train_seqlen": "32", "train_batch": "2",
-             "precision": precision}  # fmt: skip
+    flags = {
+        "method": "magnitude",
+        "sparsity": "0.5",
+        "recover_steps": "2",
+        "train_data": str(calib),
+        "train_seqlen": "32",
+        "train_batch": "2",
+        "precision": precision,
+    }
     args = argv(tiny_model, calib, tmp_path / "a", **flags) + ["--no-gradient-checkpointing"]
     assert main(args + ["--json"]) == 0
     report = json.loads(capsys.readouterr().out)

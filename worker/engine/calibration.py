@@ -151,9 +151,15 @@ def source_draw(tokenizer, name: str, source: Path | list[str], seqlen: int, nam
 
 
 def calibration_ids(
-    tokenizer, name: str, source: Path | list[str], nsamples: int, seqlen: int, seed: int,
-    names: Names = Names(), check: Callable[[], None] = _no_check,
-) -> torch.Tensor:  # fmt: skip
+    tokenizer,
+    name: str,
+    source: Path | list[str],
+    nsamples: int,
+    seqlen: int,
+    seed: int,
+    names: Names = Names(),
+    check: Callable[[], None] = _no_check,
+) -> torch.Tensor:
     """Calibration windows (nsamples, seqlen) as the reference loaders draw them."""
     draw = source_draw(tokenizer, name, source, seqlen, names)
     return Windows(draw, seed, nsamples, check).rows(0, nsamples)
@@ -189,9 +195,16 @@ def split_holdout(source: Path | list[str], share: float, seed: int):
 
 
 def training_windows(
-    tokenizer, name: str, source, n: int, seqlen: int, seed: int, holdout: float,
-    field: str = "training", check: Callable[[], None] = _no_check,
-) -> Windows:  # fmt: skip
+    tokenizer,
+    name: str,
+    source,
+    n: int,
+    seqlen: int,
+    seed: int,
+    holdout: float,
+    field: str = "training",
+    check: Callable[[], None] = _no_check,
+) -> Windows:
     """The n training windows of the `field` stage ("training" or "recovery"), drawn as
     needed: from the training part of a user's corpus split by `holdout`, or, for named
     datasets (never split: they have their own evaluation split), as calibration. The first
@@ -210,9 +223,16 @@ def training_windows(
 
 
 def training_ids(
-    tokenizer, name: str, source, n: int, seqlen: int, seed: int, holdout: float,
-    field: str = "training", check: Callable[[], None] = _no_check,
-) -> torch.Tensor:  # fmt: skip
+    tokenizer,
+    name: str,
+    source,
+    n: int,
+    seqlen: int,
+    seed: int,
+    holdout: float,
+    field: str = "training",
+    check: Callable[[], None] = _no_check,
+) -> torch.Tensor:
     """All n training windows at once, (n, seqlen) (training_windows, drawn whole)."""
     return training_windows(tokenizer, name, source, n, seqlen, seed, holdout, field, check).rows(
         0, n

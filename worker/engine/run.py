@@ -521,11 +521,15 @@ def check_training_fits(run: Run, shapes: dict) -> None:
         if ts is None:
             continue
         need = train_memory.training_memory(
-            shape, trainable, teacher=needs_dense_copy(run.spec),
+            shape,
+            trainable,
+            teacher=needs_dense_copy(run.spec),
             precision=name_of(compute_dtype(ts.precision, run.device)),
-            checkpointing=ts.gradient_checkpointing, micro_batch=ts.micro_batch,
-            seqlen=ts.seqlen, dense_copy_here=run.device.type == "cpu",
-        )  # fmt: skip
+            checkpointing=ts.gradient_checkpointing,
+            micro_batch=ts.micro_batch,
+            seqlen=ts.seqlen,
+            dense_copy_here=run.device.type == "cpu",
+        )
         train_memory.check_fits(need.extra, run.device, f"training stage {stage!r}")
 
 

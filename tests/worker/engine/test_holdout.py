@@ -86,15 +86,17 @@ def test_a_one_block_corpus_is_a_warning_that_names_the_field(tiny_model_dir, tm
 
 
 @pytest.mark.parametrize("holdout", [0.0, 0.1])
-def test_training_windows_drawn_as_needed_equal_those_drawn_at_once(corpus, tiny_model_dir,
-                                                                   holdout):  # fmt: skip
+def test_training_windows_drawn_as_needed_equal_those_drawn_at_once(
+    corpus, tiny_model_dir, holdout
+):
     from worker.engine.calibration import training_windows
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
     whole = training_ids(tok, str(corpus), corpus, 12, 24, 5, holdout)
     checks = []
-    windows = training_windows(tok, str(corpus), corpus, 12, 24, 5, holdout,
-                               check=lambda: checks.append(1))  # fmt: skip
+    windows = training_windows(
+        tok, str(corpus), corpus, 12, 24, 5, holdout, check=lambda: checks.append(1)
+    )
     assert len(windows) == 12 and not checks  # nothing drawn ahead of need
     assert torch.equal(windows.rows(6, 3), whole[6:9])  # a resumed run skips to its step
     assert len(checks) == 9  # cancel is checked for every window drawn or skipped

@@ -154,8 +154,10 @@ def train(
     saved = checkpoints.load(kept, opt) or Saved(0, [], [])
     start = saved.step
     if start:
-        reporter.warn(f"resuming {task.stage} at step {start} of {cfg.steps} from the previous "
-                      "attempt's checkpoint")  # fmt: skip
+        reporter.warn(
+            f"resuming {task.stage} at step {start} of {cfg.steps} from the previous "
+            "attempt's checkpoint"
+        )
     losses, times = list(saved.loss), list(saved.times)
     teacher_dtype = dtype if dtype != torch.float32 else next(model.parameters()).dtype
     vocab = vocab_of(model)
@@ -174,7 +176,11 @@ def train(
             total = 0.0
             seqlen = 0
             for a in range(0, cfg.batch_size, cfg.micro_batch):
-                x = windows.rows(step * cfg.batch_size + a, cfg.micro_batch).to(device)
+                try:  # drawing windows checks for cancel: keep the state before this step
+                    x = windows.rows(step * cfg.batch_size + a, cfg.micro_batch).to(device)
+                except (Cancelled, Interrupted):
+                    checkpoints.save(kept, opt, Saved(step, losses, times))
+                    raise
                 seqlen = x.shape[1]
                 with autocast(device, dtype):
                     with torch.no_grad():

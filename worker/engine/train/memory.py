@@ -98,10 +98,18 @@ LOGIT_TENSORS = 6  # student, teacher, two log-softmaxes, their gradients (fp32)
 
 
 def training_memory(
-    shape: ModelShape, trainable: int, *, teacher: bool, precision: str, checkpointing: bool,
-    micro_batch: int, seqlen: int, chunked: bool = True, processes: int = 1,
+    shape: ModelShape,
+    trainable: int,
+    *,
+    teacher: bool,
+    precision: str,
+    checkpointing: bool,
+    micro_batch: int,
+    seqlen: int,
+    chunked: bool = True,
+    processes: int = 1,
     dense_copy_here: bool = False,
-) -> TrainingMemory:  # fmt: skip
+) -> TrainingMemory:
     """Peak training memory per device, from numbers alone (no model, no torch work).
 
     precision "bf16" or "fp32" (resolved, not "auto"): bf16 halves the activations and holds

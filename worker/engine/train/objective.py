@@ -48,9 +48,11 @@ class Objective:
         if self.distill:
             T = self.temperature
             kl = F.kl_div(
-                F.log_softmax(s / T, dim=-1), F.log_softmax(t.float() / T, dim=-1),
-                reduction="sum", log_target=True,
-            )  # fmt: skip
+                F.log_softmax(s / T, dim=-1),
+                F.log_softmax(t.float() / T, dim=-1),
+                reduction="sum",
+                log_target=True,
+            )
             loss = loss + kl * T * T
         if self.lm_weight:
             loss = loss + self.lm_weight * F.cross_entropy(s, labels, reduction="sum")
@@ -65,9 +67,14 @@ class Objective:
         return self.summed(s, t, ids[:, 1:].flatten()) / s.shape[0]
 
     def backward(
-        self, hs: torch.Tensor, ht: torch.Tensor | None, ids: torch.Tensor,
-        heads: tuple[Head, Head | None], vocab: int, scale: float = 1.0,
-    ) -> float:  # fmt: skip
+        self,
+        hs: torch.Tensor,
+        ht: torch.Tensor | None,
+        ids: torch.Tensor,
+        heads: tuple[Head, Head | None],
+        vocab: int,
+        scale: float = 1.0,
+    ) -> float:
         """`scale` x the mean loss per predicted token of the student's last hidden states hs
         (B, T, H) (with their graph) against the teacher's ht (or None), back-propagated
         chunk by chunk; returns that loss. Equal to `__call__` on the full logits."""

@@ -47,27 +47,53 @@ def build(kind: str, model, dense) -> object:
         return LearnedMask(mods, scores, select(p), lambda n: get_weight(dense_mods[n]))
     schedule = Schedule(0.0, 0.5, 1, 1, 2)
     if kind == "movement":
-        opts = SimpleNamespace(movement_soft=False, movement_tau=0.5, movement_lambda=0.0,
-                               score_lr=1e-2)  # fmt: skip
+        opts = SimpleNamespace(
+            movement_soft=False, movement_tau=0.5, movement_lambda=0.0, score_lr=1e-2
+        )
         return Movement(mods, p, schedule, opts)
     return GradualMagnitude(mods, p, schedule)
 
 
 def run_stage(
-    kind: str, model_dir, tmp_path, *, device="cpu", precision="fp32", steps=3,
-    checkpointing=True, dtype=torch.float32, to_device=None,
-) -> tuple[LoopResult, torch.nn.Module, torch.nn.Module, dict]:  # fmt: skip
+    kind: str,
+    model_dir,
+    tmp_path,
+    *,
+    device="cpu",
+    precision="fp32",
+    steps=3,
+    checkpointing=True,
+    dtype=torch.float32,
+    ids=None,
+) -> tuple[LoopResult, torch.nn.Module, torch.nn.Module, dict]:
     """Train task `kind` for `steps` steps; (result, trained model, dense copy, the dense
     state before training)."""
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
     dense = copy.deepcopy(model)  # stays on the CPU, as run.dense does
     before = {k: v.clone() for k, v in dense.state_dict().items()}
-    (to_device or (lambda m: m.to(device)))(model)
+    model.to(device)
     task = build(kind, model, dense)
-    cfg = LoopConfig(steps=steps, batch_size=2, micro_batch=1, lr=1e-3, warmup_steps=0,
-                     weight_decay=0.0, checkpoint_every=100, precision=precision,
-                     checkpointing=checkpointing)  # fmt: skip
-    ids = torch.randint(0, 500, (steps * 2, 16), generator=torch.Generator().manual_seed(0))
-    result = train(model, dense, ids, task, Objective(True, 2.0, 0.0), cfg, Reporter(),
-                   Checkpoints(tmp_path / "ckpt", kind, "k"))  # fmt: skip
+    cfg = LoopConfig(
+        steps=steps,
+        batch_size=2,
+        micro_batch=1,
+        lr=1e-3,
+        warmup_steps=0,
+        weight_decay=0.0,
+        checkpoint_every=100,
+        precision=precision,
+        checkpointing=checkpointing,
+    )
+    if ids is None:
+        ids = torch.randint(0, 500, (steps * 2, 16), generator=torch.Generator().manual_seed(0))
+    result = train(
+        model,
+        dense,
+        ids,
+        task,
+        Objective(True, 2.0, 0.0),
+        cfg,
+        Reporter(),
+        Checkpoints(tmp_path / "ckpt", kind, "k"),
+    )
     return result, model, dense, before

@@ -10,8 +10,14 @@ LLAMA_8B = ModelShape(params=8_030_261_248, layers=32, hidden=4096, vocab=128256
 
 
 def est(shape, **kw):
-    base = dict(teacher=True, precision="fp32", checkpointing=False, micro_batch=4, seqlen=512,
-                chunked=False)  # fmt: skip
+    base = dict(
+        teacher=True,
+        precision="fp32",
+        checkpointing=False,
+        micro_batch=4,
+        seqlen=512,
+        chunked=False,
+    )
     return training_memory(shape, shape.params // 2, **{**base, **kw})
 
 
@@ -41,7 +47,8 @@ def test_an_8b_recovery_needs_its_adamw_state_sharded():
     """7.0e9 trainable decoder weights x 20 bytes of fp32 state is 140 GB: no single 80 GB
     device holds it whatever the activations; eight shards of it do."""
     gib80, trainable = 80 * 2**30, 6_979_321_856
-    lean = dict(teacher=True, precision="bf16", checkpointing=True, chunked=True,
-                micro_batch=1, seqlen=2048)  # fmt: skip
+    lean = dict(
+        teacher=True, precision="bf16", checkpointing=True, chunked=True, micro_batch=1, seqlen=2048
+    )
     assert training_memory(LLAMA_8B, trainable, **lean).total > gib80
     assert training_memory(LLAMA_8B, trainable, **lean, processes=8).total < gib80 / 2

@@ -17,8 +17,11 @@ def test_auto_is_bf16_where_the_device_computes_it_fast(monkeypatch):
     cpu = torch.device("cpu")
     assert compute_dtype("fp32", cpu) == torch.float32
     assert compute_dtype("bf16", cpu) == torch.bfloat16
-    for flags, want in (({"amx_bf16"}, torch.bfloat16), ({"avx512_bf16"}, torch.bfloat16),
-                        ({"avx2", "fma"}, torch.float32)):  # fmt: skip
+    for flags, want in (
+        ({"amx_bf16"}, torch.bfloat16),
+        ({"avx512_bf16"}, torch.bfloat16),
+        ({"avx2", "fma"}, torch.float32),
+    ):
         monkeypatch.setattr(precision, "cpu_flags", lambda flags=flags: frozenset(flags))
         assert compute_dtype("auto", cpu) == want, flags
     assert compute_dtype("auto", "meta") == torch.float32
@@ -51,8 +54,9 @@ def test_held_as_gives_back_the_very_tensors_and_copies_a_tied_weight_once():
 def test_smp_keeps_the_dense_weights_bit_identical_and_the_dense_copy_untouched(
     prec, tiny_model_dir, tmp_path
 ):
-    result, model, dense, before = run_stage("smp", tiny_model_dir("llama"), tmp_path,
-                                             precision=prec)  # fmt: skip
+    result, model, dense, before = run_stage(
+        "smp", tiny_model_dir("llama"), tmp_path, precision=prec
+    )
     assert result.precision == prec
     assert all(torch.equal(v, before[k]) for k, v in dense.state_dict().items())
     assert all(p.dtype == torch.float32 for p in dense.parameters())
@@ -67,8 +71,9 @@ def test_smp_keeps_the_dense_weights_bit_identical_and_the_dense_copy_untouched(
 def test_recovery_in_bf16_trains_an_fp32_master_and_saves_exact_zeros(
     stored, tiny_model_dir, tmp_path
 ):
-    result, model, _, before = run_stage("recovery", tiny_model_dir("llama"), tmp_path,
-                                         precision="bf16", dtype=stored)  # fmt: skip
+    result, model, _, before = run_stage(
+        "recovery", tiny_model_dir("llama"), tmp_path, precision="bf16", dtype=stored
+    )
     assert result.precision == "bf16" and result.checkpointing
     moved = 0
     for name, mod in linears(model).items():
@@ -95,3 +100,25 @@ def test_a_bf16_weight_trains_as_an_fp32_master_and_bakes_back_to_bf16():
     assert lin.weight.dtype == torch.bfloat16 and (lin.weight[pruned] == 0).all()
     want = (w0.float() + 0.1).to(torch.bfloat16)
     assert torch.allclose(lin.weight[~pruned].float(), want[~pruned].float(), atol=1e-2)
+
+
+def test_cancel_while_a_step_draws_its_windows_keeps_the_state_before_that_step(
+    tiny_model_dir, tmp_path
+):
+    import json
+
+    from worker.engine.calibration import Windows, stream_draw
+    from worker.engine.errors import Cancelled
+
+    stream = torch.randint(0, 500, (1, 400), generator=torch.Generator().manual_seed(1))
+    drawn = []
+
+    def check():  # cancel asked while step 1 draws its second window
+        drawn.append(1)
+        if len(drawn) == 4:
+            raise Cancelled("cancelled on request")
+
+    windows = Windows(stream_draw(stream, 16), 0, 6, check)
+    with pytest.raises(Cancelled):
+        run_stage("recovery", tiny_model_dir("llama"), tmp_path, ids=windows)
+    assert json.loads((tmp_path / "ckpt" / "recovery.json").read_text())["step"] == 1
