@@ -222,23 +222,6 @@ def training_windows(
     return Windows(draw, seed, n, check)
 
 
-def training_ids(
-    tokenizer,
-    name: str,
-    source,
-    n: int,
-    seqlen: int,
-    seed: int,
-    holdout: float,
-    field: str = "training",
-    check: Callable[[], None] = _no_check,
-) -> torch.Tensor:
-    """All n training windows at once, (n, seqlen) (training_windows, drawn whole)."""
-    return training_windows(tokenizer, name, source, n, seqlen, seed, holdout, field, check).rows(
-        0, n
-    )
-
-
 def heldout_ids(tokenizer, source, holdout: float, seed: int) -> torch.Tensor | None:
     """Token ids (1, N) of the held-out part, joined as evaluation text is; None when the
     corpus is one block (one line, or one document), so nothing can be held out."""

@@ -115,7 +115,7 @@ def test_a_killed_cuda_training_resumes_and_ends_as_an_uninterrupted_one(
         run(s, out, reporter=KillAt(5))
     assert (resume_dir(out) / "recover.json").is_file()
     resumed, whole = run(s, out), run(s, tmp_path / "whole")
-    assert resumed.training[0].resumed_from_step == 4
+    assert resumed.training[0].resumed_from_step == 4 and whole.training[0].resumed_from_step == 0
     a, b = weights(out)[0], weights(tmp_path / "whole")[0]
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-3, atol=1e-5)

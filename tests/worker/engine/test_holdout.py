@@ -11,7 +11,7 @@ import torch
 from transformers import AutoTokenizer
 
 from service.schemas import EvalSpec, PruneSpec
-from worker.engine.calibration import split_holdout, tokenize, training_ids
+from worker.engine.calibration import split_holdout, tokenize, training_windows
 from worker.engine.run import run
 
 
@@ -44,11 +44,11 @@ def test_training_windows_never_contain_held_out_text(corpus, tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
     _, held, _ = split_holdout(corpus, 0.1, seed=0)
     held_letters = {p[0] for p in held}
-    ids = training_ids(tok, str(corpus), corpus, 64, 24, 0, 0.1)
+    ids = training_windows(tok, str(corpus), corpus, 64, 24, 0, 0.1).rows(0, 64)
     assert ids.shape == (64, 24)
     seen = set(tok.decode(ids.reshape(-1)).replace(" ", "").replace("\n", ""))
     assert seen and not seen & held_letters
-    named = training_ids(tok, "wikitext2", corpus, 4, 24, 0, 0.1)  # named: never split
+    named = training_windows(tok, "wikitext2", corpus, 4, 24, 0, 0.1).rows(0, 4)  # never split
     whole = tokenize(tok, corpus.read_text())
     assert named.shape == (4, 24) and whole.shape[1] > 24
 
@@ -89,10 +89,8 @@ def test_a_one_block_corpus_is_a_warning_that_names_the_field(tiny_model_dir, tm
 def test_training_windows_drawn_as_needed_equal_those_drawn_at_once(
     corpus, tiny_model_dir, holdout
 ):
-    from worker.engine.calibration import training_windows
-
     tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
-    whole = training_ids(tok, str(corpus), corpus, 12, 24, 5, holdout)
+    whole = training_windows(tok, str(corpus), corpus, 12, 24, 5, holdout).rows(0, 12)
     checks = []
     windows = training_windows(
         tok, str(corpus), corpus, 12, 24, 5, holdout, check=lambda: checks.append(1)

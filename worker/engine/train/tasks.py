@@ -37,7 +37,29 @@ class TaskInputs:
     schedule: Schedule | None = None  # movement, gmp
 
 
-class Recovery:
+class _MaskAtEnd:
+    """A task whose steps need nothing besides the optimizer's; `finish` bakes `_final()`."""
+
+    modules: Modules
+
+    def before_step(self, step: int) -> None:
+        pass
+
+    def after_step(self, step: int) -> None:
+        pass
+
+    def _final(self, name: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, module in self.modules.items():
+            out[name] = self._final(name)
+            bake(module, out[name])
+        return out
+
+
+class Recovery(_MaskAtEnd):
     stage, trainable = "recover", "kept weights of the pruned Linears (masks fixed)"
     default_lr = 1e-4
 
@@ -52,21 +74,11 @@ class Recovery:
             params[name] = original(module)
         return params
 
-    def before_step(self, step: int) -> None:
-        pass
-
-    def after_step(self, step: int) -> None:
-        pass
-
-    def finish(self) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, module in self.modules.items():
-            out[name] = self.masks.modules[name].mask()
-            bake(module, out[name])
-        return out
+    def _final(self, name: str) -> torch.Tensor:
+        return self.masks.modules[name].mask()
 
 
-class LearnedMask:
+class LearnedMask(_MaskAtEnd):
     stage, trainable = "train", "mask scores (weights frozen at their dense values)"
     default_lr = 1e-2  # scores live in [0, 1)
 
@@ -98,15 +110,5 @@ class LearnedMask:
             params[name] = mask.scores
         return params
 
-    def before_step(self, step: int) -> None:
-        pass
-
-    def after_step(self, step: int) -> None:
-        pass
-
-    def finish(self) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, module in self.modules.items():
-            out[name] = self.masks[name].pruned().cpu()
-            bake(module, out[name])
-        return out
+    def _final(self, name: str) -> torch.Tensor:
+        return self.masks[name].pruned().cpu()
