@@ -132,7 +132,13 @@ def main() -> None:
         kind, variant = args.one.split(":")
         print(json.dumps(one(kind, variant, args.model, args.data_dir, args.steps)))
         return
-    rows = []
+    machine = {
+        "cpus": os.cpu_count(),
+        "amx_bf16": "amx_bf16" in Path("/proc/cpuinfo").read_text(),
+        "note": "machine shared with other jobs",
+    }
+    rows: list[dict] = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for row in args.only.split(","):
         if row.endswith(":before") and args.baseline_root is None:
             continue
@@ -160,15 +166,8 @@ def main() -> None:
             f"MiB ({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {
-        "cpus": os.cpu_count(),
-        "amx_bf16": "amx_bf16" in Path("/proc/cpuinfo").read_text(),
-        "note": "machine shared with other jobs",
-    }
-    args.out.write_text(
-        json.dumps({"model": str(args.model), "machine": machine, "rows": rows}, indent=1)
-    )
+        result = {"model": str(args.model), "machine": machine, "rows": rows}
+        args.out.write_text(json.dumps(result, indent=1))  # after each row: a partial run counts
 
 
 def argparse_hidden() -> str:
