@@ -247,6 +247,18 @@ class TrainingSpec(_Strict):
         "sharded; default: the visible GPUs (at most batch_size / micro_batch, a divisor of "
         "it), 1 on CPU (more on CPU: gloo ranks)",
     )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="bf16: bf16 autocast for forward and backward, fp32 master weights "
+        "and optimizer state, the teacher held in bf16; auto: bf16 on a CUDA GPU with bf16 or "
+        "a CPU with AMX/AVX512-BF16, fp32 elsewhere (the report says which ran)",
+    )
+    gradient_checkpointing: bool | None = Field(
+        None,
+        description="recompute each decoder layer's activations in the backward instead "
+        "of holding them (less memory, about a third more compute); default: on only when "
+        "the stage would not fit the device without it (the report says which ran)",
+    )
     # the pruning schedule of movement and gmp (cubic, Zhu & Gupta 2017)
     initial_sparsity: float = Field(
         0.0, ge=0, lt=1, description="movement/gmp: sparsity v_0 the schedule starts from"
@@ -754,6 +766,8 @@ class TrainingReport(BaseModel):
     loss: list[float] = Field(default_factory=list, description="per step")
     time_per_step_s: float = 0.0  # median
     resumed_from_step: int = 0
+    precision: str = "fp32"  # what ran: "bf16" (autocast, fp32 master weights) or "fp32"
+    gradient_checkpointing: bool = False  # whether it ran
 
 
 class PruneReport(BaseModel):

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     METRICS_TOKEN: str = ""  # /metrics needs `Authorization: Bearer <it>`; unset: /metrics is 404
     MAX_CALIBRATION_TOKENS: int = 128 * 2048
     PLAN_DEVICES: str = "1x80GiB"  # the workers' devices a dry run plans for (COUNTxSIZE)
+    MAX_TRAIN_TOKENS: int = 2**28  # steps x batch_size x seqlen of one training stage
     JOB_TIME_LIMIT_S: int = 6 * 3600
     VISIBILITY_TIMEOUT_S: int | None = None
     MAX_ATTEMPTS: int = 3

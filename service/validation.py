@@ -34,6 +34,7 @@ def check_spec(spec: PruneSpec, tenant: str, settings: Settings, datasets: Datas
     _check_dataset(cal.dataset, "calibration.dataset", tenant, datasets)
     for field, ts in (("training", spec.training), ("recovery", spec.recovery)):
         if ts is not None:  # never a server path: a named corpus or the tenant's upload
+            _check_train_tokens(field, ts, settings.MAX_TRAIN_TOKENS)
             _check_dataset(ts.dataset, f"{field}.dataset", tenant, datasets)
     if spec.evaluation is not None:
         _check_dataset(spec.evaluation.dataset, "evaluation.dataset", tenant, datasets)
@@ -45,6 +46,18 @@ def check_spec(spec: PruneSpec, tenant: str, settings: Settings, datasets: Datas
                     f"{TASKS_ALLOWED.split('; local runs')[0]}",
                     "evaluation.tasks",
                 )
+
+
+def _check_train_tokens(field: str, ts, limit: int) -> None:
+    tokens = ts.steps * ts.batch_size * ts.seqlen
+    if tokens > limit:
+        raise ApiError(
+            422,
+            f"{field}.steps: steps x batch_size x seqlen = {ts.steps} x {ts.batch_size} x "
+            f"{ts.seqlen} = {tokens} training tokens is over the limit of {limit} "
+            "(PRUNESERVE_MAX_TRAIN_TOKENS); lower steps, batch_size or seqlen",
+            f"{field}.steps",
+        )
 
 
 def _check_dataset(name: str, field: str, tenant: str, datasets: DatasetStore) -> None:

@@ -322,6 +322,20 @@ def add_training_args(group) -> None:
         "--teacher-revision", default=None, help="the teacher's hub revision (default: main)"
     )
     group.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default=_default(ts, "precision"),
+        help="training precision: bf16 autocast with fp32 master weights, or fp32; auto: bf16 "
+        "on a GPU with bf16 or a CPU with AMX/AVX512-BF16 (default: %(default)s)",
+    )
+    group.add_argument(
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=_default(ts, "gradient_checkpointing"),
+        help="recompute layer activations in the backward: less memory, about a third more "
+        "compute (default: auto, on only when the stage would not fit without it)",
+    )
+    group.add_argument(
         "--train-seed",
         type=int,
         default=_default(ts, "seed"),
@@ -355,6 +369,8 @@ def training_from_args(args: argparse.Namespace, steps: int, schedule: bool = Fa
         "micro_batch": args.micro_batch,
         "lr": args.lr,
         "seed": args.train_seed,
+        "precision": args.precision,
+        "gradient_checkpointing": args.gradient_checkpointing,
     }
     if args.distill is not None:
         out["distill"] = args.distill

@@ -267,6 +267,30 @@ def test_gmp_and_movement_schedule_flags_reach_the_spec(tiny_model, calib, tmp_p
     assert "training.prune_every: 9 is longer than the 2 steps" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_flags_reach_the_spec_and_the_report_says_what_ran(
+    tiny_model, calib, tmp_path, capsys, precision
+):
+    flags = {
+        "method": "magnitude",
+        "sparsity": "0.5",
+        "recover_steps": "2",
+        "train_data": str(calib),
+        "train_seqlen": "32",
+        "train_batch": "2",
+        "precision": precision,
+    }
+    args = argv(tiny_model, calib, tmp_path / "a", **flags) + ["--no-gradient-checkpointing"]
+    assert main(args + ["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["spec"]["recovery"]["precision"] == precision
+    (stage,) = report["training"]
+    assert stage["precision"] == precision and stage["gradient_checkpointing"] is False
+    with pytest.raises(SystemExit) as exc:
+        main(argv(tiny_model, calib, tmp_path / "b", **{**flags, "precision": "fp16"}))
+    assert exc.value.code == 2 and "--precision" in capsys.readouterr().err
+
+
 def test_an_interrupted_prune_says_where_its_progress_is_and_how_to_resume(
     tiny_model, calib, tmp_path
 ):

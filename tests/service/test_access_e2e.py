@@ -58,6 +58,12 @@ def test_other_tenant_gets_404_for_job_and_files(live_service, done_job):
         ),  # fmt: skip
         ({"sparsity": 1.5}, "sparsity", "out of range"),
         ({"calibration": {"nsamples": 4096, "seqlen": 2048}}, "calibration.nsamples", "limit"),
+        (
+            {"recovery": {"steps": 100_000, "batch_size": 64, "micro_batch": 64, "seqlen": 256}},
+            "recovery.steps",
+            "PRUNESERVE_MAX_TRAIN_TOKENS",
+        ),
+        ({"recovery": {"steps": 1, "precision": "fp16"}}, "recovery.precision", "'bf16'"),
         ({"calibration": {"dataset": "imagenet"}}, "calibration.dataset", "allowed: wikitext2"),
         ({"calibration": {"dataset": "upload:nope"}}, "calibration.dataset", "upload:<id>"),
         ({"evaluation": {"dataset": "/etc/passwd"}}, "evaluation.dataset", "allowed"),

@@ -58,30 +58,78 @@ def tokenize(tokenizer, text: str) -> torch.Tensor:
         tokenizer.model_max_length = old
 
 
-def calibration_windows(
-    ids: torch.Tensor, nsamples: int, seqlen: int, seed: int, names: Names = Names()
-) -> torch.Tensor:
-    """(nsamples, seqlen) windows: rng = Random(seed); i = randint(0, N - seqlen - 1)."""
+Draw = Callable[[random.Random], torch.Tensor]  # one window (seqlen,) from the rng's next draws
+
+
+class Windows:
+    """The (n, seqlen) windows of one seed, drawn as they are asked for (`rows`), equal row
+    for row to drawing all n at once: training holds a step's rows, not steps x batch of them.
+    `check()` runs once per window drawn (also those skipped to reach a resumed step)."""
+
+    def __init__(self, draw: Draw, seed: int, n: int, check: Callable[[], None] = _no_check):
+        self._draw, self._seed, self._n, self._check = draw, seed, n, check
+        self._rng, self._next = random.Random(seed), 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def rows(self, start: int, count: int) -> torch.Tensor:
+        """Windows [start, start + count), (count, seqlen)."""
+        if start < self._next:  # asked again from an earlier row: draw from the seed anew
+            self._rng, self._next = random.Random(self._seed), 0
+        while self._next < start:
+            self._check()
+            self._draw(self._rng)
+            self._next += 1
+        out = []
+        for _ in range(min(count, self._n - start)):
+            self._check()
+            out.append(self._draw(self._rng))
+            self._next += 1
+        return torch.stack(out)
+
+    def labels(self, start: int, count: int) -> None:
+        """Every token of a text window trains."""
+        return None
+
+
+class Packed:
+    """Windows packed from JSON-lines records, with their labels (-100: no loss there, e.g. a
+    chat's prompt), built at once: a user's file is bounded by the upload limit."""
+
+    def __init__(self, ids: torch.Tensor, labels: torch.Tensor | None):
+        self._ids, self._labels = ids, labels
+
+    def __len__(self) -> int:
+        return self._ids.shape[0]
+
+    def rows(self, start: int, count: int) -> torch.Tensor:
+        return self._ids[start : start + count]
+
+    def labels(self, start: int, count: int) -> torch.Tensor | None:
+        return None if self._labels is None else self._labels[start : start + count]
+
+
+def stream_draw(ids: torch.Tensor, seqlen: int, names: Names = Names()) -> Draw:
+    """Windows of one token stream ids (1, N): i = randint(0, N - seqlen - 1)."""
     total = ids.shape[1]
     if total - seqlen - 1 < 0:
         raise CalibrationError(
             f"{names.text} has {total} tokens; {names.seqlen} {seqlen} needs at least {seqlen + 1}"
         )
-    rng = random.Random(seed)
-    starts = [rng.randint(0, total - seqlen - 1) for _ in range(nsamples)]
-    return torch.stack([ids[0, i : i + seqlen] for i in starts])
+
+    def draw(rng: random.Random) -> torch.Tensor:
+        i = rng.randint(0, total - seqlen - 1)
+        return ids[0, i : i + seqlen]
+
+    return draw
 
 
-def document_windows(
-    tokenizer, rows: list[str], nsamples: int, seqlen: int, seed: int, names: Names = Names(),
-    check: Callable[[], None] = _no_check,
-) -> torch.Tensor:  # fmt: skip
-    """(nsamples, seqlen) windows as the reference C4 loader: per sample, draw documents until
-    one is longer than seqlen tokens, then a random window inside it."""
-    rng = random.Random(seed)
-    windows = []
-    for _ in range(nsamples):
-        check()
+def document_draw(tokenizer, rows: list[str], seqlen: int, names: Names = Names()) -> Draw:
+    """Windows as the reference C4 loader draws them: documents until one is longer than
+    seqlen tokens, then a random window inside it."""
+
+    def draw(rng: random.Random) -> torch.Tensor:
         for _ in range(MAX_DRAWS_PER_SAMPLE):
             ids = tokenize(tokenizer, rows[rng.randint(0, len(rows) - 1)])
             if ids.shape[1] > seqlen:
@@ -92,25 +140,53 @@ def document_windows(
                 f"in {MAX_DRAWS_PER_SAMPLE} draws; use a smaller seqlen or longer documents"
             )
         i = rng.randint(0, ids.shape[1] - seqlen - 1)
-        windows.append(ids[0, i : i + seqlen])
-    return torch.stack(windows)
+        return ids[0, i : i + seqlen]
+
+    return draw
 
 
-def calibration_ids(
-    tokenizer, name: str, source: Path | list[str], nsamples: int, seqlen: int, seed: int,
-    names: Names = Names(), check: Callable[[], None] = _no_check,
+def calibration_windows(
+    ids: torch.Tensor, nsamples: int, seqlen: int, seed: int, names: Names = Names()
+) -> torch.Tensor:
+    """(nsamples, seqlen) windows: rng = Random(seed); i = randint(0, N - seqlen - 1)."""
+    return Windows(stream_draw(ids, seqlen, names), seed, nsamples).rows(0, nsamples)
+
+
+def document_windows(
+    tokenizer, rows: list[str], nsamples: int, seqlen: int, seed: int, names: Names = Names(),
+    check: Callable[[], None] = _no_check,
 ) -> torch.Tensor:  # fmt: skip
-    """Calibration windows (nsamples, seqlen) as the reference loaders draw them: documents
-    for C4 and JSON lines; otherwise one long text (a .txt read whole, or the hub's WikiText
-    rows joined back into that same text, so both give one token stream)."""
+    """(nsamples, seqlen) windows of documents (document_draw)."""
+    draw = document_draw(tokenizer, rows, seqlen, names)
+    return Windows(draw, seed, nsamples, check).rows(0, nsamples)
+
+
+def source_draw(tokenizer, name: str, source: Path | list[str], seqlen: int, names: Names) -> Draw:
+    """How calibration draws from `source`: documents for C4 and JSON lines; otherwise one long
+    text (a .txt read whole, or the hub's WikiText rows joined back into that same text, so
+    both give one token stream)."""
     by_document = name == "c4" or (isinstance(source, Path) and not source.name.endswith(".txt"))
     if by_document:
         rows = [r for r in read_rows(source) if r.strip()]
         if not rows:
             raise CalibrationError(f"{names.text} {name!r} has no text")
-        return document_windows(tokenizer, rows, nsamples, seqlen, seed, names, check)
-    ids = tokenize(tokenizer, calibration_text(source))
-    return calibration_windows(ids, nsamples, seqlen, seed, names)
+        return document_draw(tokenizer, rows, seqlen, names)
+    return stream_draw(tokenize(tokenizer, calibration_text(source)), seqlen, names)
+
+
+def calibration_ids(
+    tokenizer,
+    name: str,
+    source: Path | list[str],
+    nsamples: int,
+    seqlen: int,
+    seed: int,
+    names: Names = Names(),
+    check: Callable[[], None] = _no_check,
+) -> torch.Tensor:
+    """Calibration windows (nsamples, seqlen) as the reference loaders draw them."""
+    draw = source_draw(tokenizer, name, source, seqlen, names)
+    return Windows(draw, seed, nsamples, check).rows(0, nsamples)
 
 
 def eval_ids(tokenizer, source: Path | list[str]) -> torch.Tensor:
@@ -146,11 +222,20 @@ def split_holdout(source: Path | list[str], share: float, seed: int):
 
 
 def training_ids(
-    tokenizer, name: str, source, n: int, seqlen: int, seed: int, holdout: float,
-    field: str = "training", check: Callable[[], None] = _no_check,
-) -> torch.Tensor:  # fmt: skip
-    """The windows of `training_windows`, without their labels."""
-    return training_windows(tokenizer, name, source, n, seqlen, seed, holdout, field, check)[0]
+    tokenizer,
+    name: str,
+    source,
+    n: int,
+    seqlen: int,
+    seed: int,
+    holdout: float,
+    field: str = "training",
+    check: Callable[[], None] = _no_check,
+) -> torch.Tensor:
+    """All n windows of `training_windows` at once, without their labels."""
+    return training_windows(tokenizer, name, source, n, seqlen, seed, holdout, field, check).rows(
+        0, n
+    )
 
 
 def training_windows(
@@ -163,22 +248,25 @@ def training_windows(
     holdout: float,
     field: str = "training",
     check: Callable[[], None] = _no_check,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Training windows (n, seqlen) of the `field` stage ("training" or "recovery") and their
-    labels (None: every token trains): from the training part of a user's corpus split by
-    `holdout` (JSON-lines records packed, see data/packing.py), or, for named datasets (never
-    split: they have their own evaluation split), as calibration. `check()` runs as windows
-    are drawn."""
+) -> Windows | Packed:
+    """The n training windows of the `field` stage ("training" or "recovery"): from the
+    training part of a user's corpus split by `holdout` (text drawn as needed; JSON-lines
+    records packed, with labels, see data/packing.py), or, for named datasets (never split:
+    they have their own evaluation split), as calibration. The first window is drawn here, so
+    a text too short fails before any work."""
     names = training_names(field)
     user_records = isinstance(source, Path) and not source.name.endswith(".txt")
     if name in NAMED or (holdout == 0 and not user_records):
-        return calibration_ids(tokenizer, name, source, n, seqlen, seed, names, check), None
-    train, _, documents = split_holdout(source, holdout, seed)
-    if documents:
-        tok = functools.partial(tokenize, tokenizer)
-        return record_windows(tokenizer, train, n, seqlen, seed, tok, names.text, check)
-    ids = tokenize(tokenizer, "\n\n".join(train))
-    return calibration_windows(ids, n, seqlen, seed, names), None
+        draw = source_draw(tokenizer, name, source, seqlen, names)
+    else:
+        train, _, documents = split_holdout(source, holdout, seed)
+        if documents:
+            tok = functools.partial(tokenize, tokenizer)
+            ids, labels = record_windows(tokenizer, train, n, seqlen, seed, tok, names.text, check)
+            return Packed(ids, labels)
+        draw = stream_draw(tokenize(tokenizer, "\n\n".join(train)), seqlen, names)
+    draw(random.Random(seed))  # the first window: a text too short fails here
+    return Windows(draw, seed, n, check)
 
 
 def heldout_ids(tokenizer, source, holdout: float, seed: int):

@@ -61,6 +61,7 @@ from worker.engine.train.checkpoint import Checkpoints
 from worker.engine.train.distributed import train_processes, train_sharded
 from worker.engine.train.loop import LoopConfig, train
 from worker.engine.train.objective import Objective
+from worker.engine.train.precision import compute_dtype, name_of
 from worker.engine.train.schedule import Schedule
 from worker.engine.train.soft_movement import soft_summary
 from worker.engine.train.tasks import Recovery, TaskInputs
@@ -103,6 +104,7 @@ class Run:
     ids: torch.Tensor | None = None
     eval_ids: torch.Tensor | None = None
     heldout_ids: torch.Tensor | None = None  # the held-out part of a user's training corpus
+    checkpointing: dict[str, bool] = field(default_factory=dict)  # per training stage
     heldout_labels: torch.Tensor | None = None  # its scored tokens (records: the answers)
     dense: object = None  # a copy of the model before pruning (teacher, SMP's frozen weights)
     teacher: object = None  # `spec.teacher`, when one is named
@@ -469,44 +471,42 @@ def trainable(modules: dict) -> dict:
 def run_training(run: Run, ts: TrainingSpec, task) -> None:
     """One use of the training engine; its masks replace the mask state's."""
     source = run.sources[task.stage]
-    ids, labels = calibration.training_windows(
+    windows = calibration.training_windows(
         run.tokenizer, ts.dataset, source, ts.steps * ts.batch_size, ts.seqlen, ts.seed,
         ts.holdout, "training" if task.stage == "train" else "recovery", run.reporter.check_cancel,
     )  # fmt: skip
-    run.reporter.check_cancel()  # the windows may have taken a while: before the teacher moves
+    run.reporter.check_cancel()  # the text may have taken a while to read and tokenize
     objective = Objective(ts.distill, ts.temperature, ts.lm_weight)
     cfg = LoopConfig(
         steps=ts.steps, batch_size=ts.batch_size, micro_batch=ts.micro_batch,
         lr=ts.lr or task.default_lr,
         warmup_steps=ts.lr_warmup_steps if ts.lr_warmup_steps is not None else ts.steps // 10,
         weight_decay=ts.weight_decay, checkpoint_every=ts.checkpoint_every,
+        precision=ts.precision, checkpointing=run.checkpointing.get(task.stage, False),
     )  # fmt: skip
-    teacher = (run.teacher or run.dense) if ts.distill else None
+    teacher = (run.teacher or run.dense) if ts.distill else None  # train() holds it on the device
     processes = train_processes(ts, run.device) if task.stage == "recover" else 1
     on_device = run.device.type != "cpu" and processes == 1  # ranks place their own shards
     if on_device:
         run.model.to(run.device)
-        if teacher is not None:
-            teacher.to(run.device, torch.bfloat16)
     checkpoints = Checkpoints(resume_dir(run.where.output), task.stage, run_key(run.spec))
     try:
         if processes > 1:
-            if labels is not None:
+            if windows.labels(0, 1) is not None:
                 raise SpecError(
                     "recovery.processes: training records with answer-only loss (chat, "
                     "prompt/completion) train in one process; set recovery.processes to 1"
                 )
             how = (objective, cfg, run.reporter, checkpoints, processes, run.device)
+            ids = windows.rows(0, len(windows))  # the ranks take every window at once
             result = train_sharded(run.model, teacher, ids, task, *how)
         else:
             result = train(
-                run.model, teacher, ids, task, objective, cfg, run.reporter, checkpoints, labels
+                run.model, teacher, windows, task, objective, cfg, run.reporter, checkpoints
             )
     finally:
         if on_device:
             run.model.to("cpu")
-            if teacher is not None:
-                teacher.to("cpu", next(run.model.parameters()).dtype)
     pattern = pattern_of(run.spec)
     for name, mask in result.masks.items():
         run.masks.record(name, mask, pattern)
@@ -523,11 +523,13 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
             trainable=task.trainable,
             trainable_params=result.trainable_params,
             objective=objective.describe() + lm_note(run.spec, ts),
-            teacher=teacher_note(run, teacher),
+            teacher=teacher_note(run, teacher, result.precision),
             lr=cfg.lr,
             loss=result.loss,
             time_per_step_s=result.time_per_step_s,
             resumed_from_step=result.resumed_from_step,
+            precision=result.precision,
+            gradient_checkpointing=result.checkpointing,
         )  # fmt: skip
     )
 
@@ -539,10 +541,10 @@ def split_note(ts: TrainingSpec, source) -> str:
     return f"{name}, {1 - ts.holdout:.0%} of its blocks (the rest held out, seed {ts.seed})"
 
 
-def teacher_note(run: Run, teacher) -> str | None:
+def teacher_note(run: Run, teacher, precision: str) -> str | None:
     if teacher is None:
         return None
-    dtype = "bfloat16" if run.device.type != "cpu" else run.report.dtype
+    dtype = "bfloat16" if precision == "bf16" else run.report.dtype
     t = run.spec.teacher
     who = "the dense model before pruning" if t is None else f"teacher {t.model}"
     return f"{who}{'@' + t.revision if t and t.revision else ''}, {dtype}, {run.device.type}"
@@ -573,17 +575,32 @@ def needs_dense_copy(spec: PruneSpec) -> bool:
 
 
 def check_training_fits(run: Run, shapes: dict) -> None:
-    """Before any work: the teacher copy, optimizer state and activations fit the device."""
+    """Before any work: the teacher copy, optimizer state and activations fit the device.
+    Gradient checkpointing left to the default is turned on only for a stage that would not
+    fit without it (it costs about a third more compute)."""
     trainable = sum(a * b for a, b in shapes.values())
-    vocab = run.model.get_output_embeddings().weight.shape[0]
+    shape = train_memory.ModelShape.of(run.model)
     for stage, ts in (("train", run.spec.training), ("recover", run.spec.recovery)):
         if ts is None:
             continue
-        teacher = needs_dense_copy(run.spec) or run.spec.teacher is not None
-        need = train_memory.training_bytes(
-            run.model, trainable, teacher, ts.micro_batch * ts.seqlen, vocab
-        )
-        train_memory.check_fits(need, run.device, f"training stage {stage!r}")
+
+        def need(checkpointing: bool, ts=ts):
+            return train_memory.training_memory(
+                shape,
+                trainable,
+                teacher=needs_dense_copy(run.spec) or run.spec.teacher is not None,
+                precision=name_of(compute_dtype(ts.precision, run.device)),
+                checkpointing=checkpointing,
+                micro_batch=ts.micro_batch,
+                seqlen=ts.seqlen,
+                dense_copy_here=run.device.type == "cpu",
+            ).extra
+
+        on = ts.gradient_checkpointing
+        if on is None:
+            on = need(False) > train_memory.available_bytes(run.device)
+        run.checkpointing[stage] = on
+        train_memory.check_fits(need(on), run.device, f"training stage {stage!r}")
 
 
 def save(run: Run) -> None:

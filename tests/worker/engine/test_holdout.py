@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from service.schemas import EvalSpec, PruneSpec
-from worker.engine.calibration import split_holdout, tokenize, training_ids
+from worker.engine.calibration import split_holdout, tokenize, training_windows
 from worker.engine.run import run
 
 
@@ -43,11 +44,11 @@ def test_training_windows_never_contain_held_out_text(corpus, tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
     _, held, _ = split_holdout(corpus, 0.1, seed=0)
     held_letters = {p[0] for p in held}
-    ids = training_ids(tok, str(corpus), corpus, 64, 24, 0, 0.1)
+    ids = training_windows(tok, str(corpus), corpus, 64, 24, 0, 0.1).rows(0, 64)
     assert ids.shape == (64, 24)
     seen = set(tok.decode(ids.reshape(-1)).replace(" ", "").replace("\n", ""))
     assert seen and not seen & held_letters
-    named = training_ids(tok, "wikitext2", corpus, 4, 24, 0, 0.1)  # named: never split
+    named = training_windows(tok, "wikitext2", corpus, 4, 24, 0, 0.1).rows(0, 4)  # never split
     whole = tokenize(tok, corpus.read_text())
     assert named.shape == (4, 24) and whole.shape[1] > 24
 
@@ -82,3 +83,20 @@ def test_a_one_block_corpus_is_a_warning_that_names_the_field(tiny_model_dir, tm
     [warning] = [w for w in report.warnings if "held" in w]
     assert warning.startswith("training.holdout 0.1: ") and "one block" in warning, warning
     assert "set training.holdout 0" in warning
+
+
+@pytest.mark.parametrize("holdout", [0.0, 0.1])
+def test_training_windows_drawn_as_needed_equal_those_drawn_at_once(
+    corpus, tiny_model_dir, holdout
+):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
+    whole = training_windows(tok, str(corpus), corpus, 12, 24, 5, holdout).rows(0, 12)
+    checks = []
+    windows = training_windows(
+        tok, str(corpus), corpus, 12, 24, 5, holdout, check=lambda: checks.append(1)
+    )
+    assert len(windows) == 12 and not checks  # nothing drawn ahead of need
+    assert torch.equal(windows.rows(6, 3), whole[6:9])  # a resumed run skips to its step
+    assert len(checks) == 9  # cancel is checked for every window drawn or skipped
+    assert torch.equal(windows.rows(9, 3), whole[9:])
+    assert torch.equal(windows.rows(0, 2), whole[:2])  # asked again: drawn anew from the seed

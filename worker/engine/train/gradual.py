@@ -67,8 +67,7 @@ class Movement:
             scores = torch.zeros(get_weight(module).shape)
             select = functools.partial(self._select, module=module)
             mask = ScoreMask(scores, select, transposed(module))
-            mask.to(module.weight.device)
-            attach(module, mask)
+            attach(module, mask, master=True)
             mask.scores.requires_grad_(True)
             self.masks[name] = mask
             params[name] = original(module)
@@ -120,8 +119,7 @@ class GradualMagnitude:
         for name, module in self.modules.items():
             shape = get_weight(module).shape
             mask = FixedMask(torch.zeros(shape, dtype=torch.bool), transposed(module))
-            mask.to(module.weight.device)
-            attach(module, mask)
+            attach(module, mask, master=True)
             self.masks[name] = mask
             params[name] = original(module)
         return params

@@ -1,10 +1,18 @@
 """THE training loop: AdamW, linear warm-up then linear decay, gradient accumulation to the
-batch size, a step budget, progress and cancel every step, checkpoints every K steps."""
+batch size, a step budget, progress and cancel every step, checkpoints every K steps.
+
+Where it runs: on the device of the model's parameters; every tensor the tasks create follows
+the module it serves (masked.py). In `precision` (precision.py): bf16 autocast around forward
+and backward with fp32 master weights, the teacher held in the compute dtype only while the
+stage runs. Memory: gradient checkpointing (transformers' own) when asked, the loss from the
+last hidden states chunk by chunk (objective.py), windows drawn a micro-batch at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,7 +22,9 @@ from torch import nn
 from worker.engine.errors import Cancelled, Interrupted
 from worker.engine.progress import Reporter
 from worker.engine.train.checkpoint import Checkpoints, Saved
+from worker.engine.train.heads import head_of, last_hidden, vocab_of
 from worker.engine.train.objective import Objective
+from worker.engine.train.precision import autocast, compute_dtype, held_as, name_of
 
 GRAD_CLIP = 1.0
 
@@ -70,6 +80,8 @@ class LoopConfig:
     warmup_steps: int
     weight_decay: float
     checkpoint_every: int
+    precision: str = "fp32"  # auto | fp32 | bf16 (precision.py)
+    checkpointing: bool = False  # gradient checkpointing of the student's layers
 
 
 @dataclass
@@ -79,6 +91,8 @@ class LoopResult:
     resumed_from_step: int
     trainable_params: int
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    precision: str = "fp32"  # what ran: "bf16" or "fp32"
+    checkpointing: bool = False  # whether it ran
 
     @property
     def time_per_step_s(self) -> float:
@@ -93,10 +107,50 @@ def lr_at(step: int, cfg: LoopConfig) -> float:
     return cfg.lr * max(0.0, 1 - (step - cfg.warmup_steps) / rest)
 
 
+class Rows(Protocol):
+    def rows(self, start: int, count: int) -> torch.Tensor: ...
+
+
+class _TensorRows:
+    def __init__(self, ids: torch.Tensor):
+        self.ids = ids
+
+    def rows(self, start: int, count: int) -> torch.Tensor:
+        return self.ids[start : start + count]
+
+    def labels(self, start: int, count: int) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def checkpointed(model: nn.Module, on: bool) -> Iterator[bool]:
+    """transformers' gradient checkpointing of the decoder layers for the block (non-reentrant,
+    so frozen inputs still pass gradients); yields whether it is on. Only the checkpointed
+    layers are flagged as training (what transformers asks for it), so dropout stays off."""
+    if not (on and getattr(model, "supports_gradient_checkpointing", False)):
+        yield False
+        return
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # its name from transformers 5.x on
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False)]
+    for m in layers:
+        m.training = True
+    try:
+        yield True
+    finally:
+        for m in layers:
+            m.training = False
+        off = getattr(model, "activation_checkpointing_disable", None)
+        (off or model.gradient_checkpointing_disable)()
+
+
 def train(
     model: nn.Module,
     teacher: nn.Module | None,
-    ids: torch.Tensor,
+    ids: torch.Tensor | Rows,
     task: Task,
     objective: Objective,
     cfg: LoopConfig,
@@ -105,10 +159,15 @@ def train(
     shard: OneProcess | None = None,
     labels: torch.Tensor | None = None,
 ) -> LoopResult:
-    """Train `task` on windows `ids` (steps * batch_size, seqlen); step t uses rows
-    [t * batch_size, (t + 1) * batch_size), so a resumed run sees the same data. `labels`
-    (as `ids`; -100: no loss there, e.g. a chat's prompt) when not every token trains."""
+    """Train `task` on windows `ids` ((steps * batch_size, seqlen), or drawn as needed by
+    `ids.rows`); step t uses rows [t * batch_size, (t + 1) * batch_size), so a resumed run
+    sees the same data. `labels` (as `ids`; -100: no loss there, e.g. a chat's prompt) when
+    not every token trains, else the windows' own (`ids.labels`). The teacher is read where it
+    is and held on the model's device in the compute dtype for the stage, after the task
+    attached (SMP reads dense weights)."""
     device = next(model.parameters()).device
+    windows = ids if hasattr(ids, "rows") else _TensorRows(ids)
+    dtype = compute_dtype(cfg.precision, device)
     for p in model.parameters():
         p.requires_grad_(False)
     params = task.attach()
@@ -121,51 +180,68 @@ def train(
     saved = checkpoints.load(kept, opt) or Saved(0, [], [])
     start = saved.step
     if start:
-        reporter.warn(f"resuming {task.stage} at step {start} of {cfg.steps} from the previous "
-                      "attempt's checkpoint")  # fmt: skip
+        reporter.warn(
+            f"resuming {task.stage} at step {start} of {cfg.steps} from the previous "
+            "attempt's checkpoint"
+        )
     losses, times = list(saved.loss), list(saved.times)
-    seqlen = ids.shape[1]
-    for step in range(start, cfg.steps):
-        try:
-            reporter.check_cancel()
-        except (Cancelled, Interrupted):
-            checkpoints.save(kept, opt, Saved(step, losses, times))
-            raise
-        t0 = time.perf_counter()
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        task.before_step(step)
-        total = 0.0
-        for a in shard.rows(cfg.batch_size, cfg.micro_batch):
-            row = step * cfg.batch_size + a
-            x = ids[row : row + cfg.micro_batch].to(device)  # (micro, T)
-            with torch.no_grad():
-                t = teacher(input_ids=x, use_cache=False).logits if teacher is not None else None
-            s = model(input_ids=x, use_cache=False).logits
-            y = labels[row : row + cfg.micro_batch].to(device) if labels is not None else None
-            loss = objective(s, t, x, y) * (x.shape[0] / cfg.batch_size)
-            loss.backward()
-            total += loss.item()
-            del s, t, loss
-        total = shard.total(total)
-        nn.utils.clip_grad_norm_(list(params.values()), GRAD_CLIP)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        task.after_step(step)
-        dt = time.perf_counter() - t0
-        losses.append(round(total, 6))
-        times.append(round(dt, 4))
-        speed = cfg.batch_size * seqlen / dt
-        message = f"step {step + 1}/{cfg.steps} loss {total:.4f}, {speed:.0f} tok/s"
-        done = step + 1
-        try:
-            reporter.step(done, cfg.steps, message, loss=round(total, 6))
-        except Interrupted:  # the job store is gone for now: keep this step for the restart
-            checkpoints.save(kept, opt, Saved(done, losses, times))
-            raise
-        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            checkpoints.save(kept, opt, Saved(done, losses, times))
+    teacher_dtype = dtype if dtype != torch.float32 else next(model.parameters()).dtype
+    vocab = vocab_of(model)
+    with held_as(teacher, device, teacher_dtype), checkpointed(model, cfg.checkpointing) as ckpt:
+        heads = (head_of(model), head_of(teacher) if teacher is not None else None)
+        for step in range(start, cfg.steps):
+            try:
+                reporter.check_cancel()
+            except (Cancelled, Interrupted):
+                checkpoints.save(kept, opt, Saved(step, losses, times))
+                raise
+            t0 = time.perf_counter()
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            task.before_step(step)
+            total = 0.0
+            seqlen = 0
+            for a in shard.rows(cfg.batch_size, cfg.micro_batch):
+                row = step * cfg.batch_size + a
+                try:  # drawing windows checks for cancel: keep the state before this step
+                    x = windows.rows(row, cfg.micro_batch).to(device)
+                except (Cancelled, Interrupted):
+                    checkpoints.save(kept, opt, Saved(step, losses, times))
+                    raise
+                seqlen = x.shape[1]
+                y = (
+                    labels[row : row + cfg.micro_batch]
+                    if labels is not None
+                    else windows.labels(row, cfg.micro_batch)
+                )
+                y = y.to(device) if y is not None else None
+                with autocast(device, dtype):
+                    with torch.no_grad():
+                        ht = last_hidden(teacher, x) if teacher is not None else None
+                    hs = last_hidden(model, x)
+                    total += objective.backward(
+                        hs, ht, x, heads, vocab, x.shape[0] / cfg.batch_size, y
+                    )
+                del hs, ht
+            total = shard.total(total)
+            nn.utils.clip_grad_norm_(list(params.values()), GRAD_CLIP)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            task.after_step(step)
+            dt = time.perf_counter() - t0
+            losses.append(round(total, 6))
+            times.append(round(dt, 4))
+            speed = cfg.batch_size * seqlen / dt
+            message = f"step {step + 1}/{cfg.steps} loss {total:.4f}, {speed:.0f} tok/s"
+            done = step + 1
+            try:
+                reporter.step(done, cfg.steps, message, loss=round(total, 6))
+            except Interrupted:  # the job store is gone for now: keep this step for the restart
+                checkpoints.save(kept, opt, Saved(done, losses, times))
+                raise
+            if done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                checkpoints.save(kept, opt, Saved(done, losses, times))
     n_params = sum(p.numel() for p in kept.values() if p.requires_grad)
     masks = shard.finish(task)
     checkpoints.clear()
-    return LoopResult(losses, times, start, n_params, masks)
+    return LoopResult(losses, times, start, n_params, masks, name_of(dtype), ckpt)

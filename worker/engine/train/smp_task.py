@@ -99,8 +99,7 @@ class LearnedMask:
             set_weight(module, self.dense_weight(name))  # the walk zeroed the init mask
             select = functools.partial(self._select, name=name)
             mask = ScoreMask(self.scores[name], select, transposed(module))
-            mask.to(module.weight.device)
-            attach(module, mask)
+            attach(module, mask)  # on the weight's device; the weights stay as they are
             original(module).requires_grad_(False)
             mask.scores.register_hook(functools.partial(self._penalty, name=name))
             self.masks[name] = mask

@@ -35,7 +35,29 @@ class TaskInputs:
     schedule: Schedule | None = None  # movement, gmp
 
 
-class Recovery:
+class _MaskAtEnd:
+    """A task whose steps need nothing besides the optimizer's; `finish` bakes `_final()`."""
+
+    modules: Modules
+
+    def before_step(self, step: int) -> None:
+        pass
+
+    def after_step(self, step: int) -> None:
+        pass
+
+    def _final(self, name: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, module in self.modules.items():
+            out[name] = self._final(name)
+            bake(module, out[name])
+        return out
+
+
+class Recovery(_MaskAtEnd):
     stage, trainable = "recover", "kept weights of the pruned Linears (masks fixed)"
     default_lr = 1e-4
 
@@ -45,19 +67,10 @@ class Recovery:
     def attach(self) -> dict[str, nn.Parameter]:
         params = {}
         for name, module in self.modules.items():
-            attach(module, FixedMask(self.masks.modules[name].mask(), transposed(module)))
+            mask = FixedMask(self.masks.modules[name].mask(), transposed(module))
+            attach(module, mask, master=True)  # on the weight's device
             params[name] = original(module)
         return params
 
-    def before_step(self, step: int) -> None:
-        pass
-
-    def after_step(self, step: int) -> None:
-        pass
-
-    def finish(self) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, module in self.modules.items():
-            out[name] = self.masks.modules[name].mask()
-            bake(module, out[name])
-        return out
+    def _final(self, name: str) -> torch.Tensor:
+        return self.masks.modules[name].mask()

@@ -41,3 +41,21 @@ def test_without_distillation_the_objective_is_the_lm_loss():
     )
     assert lm(logits, None, ids).item() == pytest.approx(expected.item())
     assert "LM" in lm.describe() and "KL" not in lm.describe()
+
+
+@pytest.mark.parametrize(("distill", "lm_weight"), [(True, 0.0), (True, 0.5), (False, 0.0)])
+def test_the_chunked_loss_equals_the_loss_of_the_whole_logits(monkeypatch, distill, lm_weight):
+    from worker.engine.train import objective
+
+    monkeypatch.setattr(objective, "CHUNK_ELEMENTS", 5 * 11)  # chunks of 5 tokens of 11 logits
+    torch.manual_seed(0)
+    head, teacher_head = torch.nn.Linear(6, 11), torch.nn.Linear(6, 11)
+    hs = torch.randn(2, 9, 6, requires_grad=True)
+    ht, ids = torch.randn(2, 9, 6), torch.randint(0, 11, (2, 9))
+    obj = Objective(distill=distill, temperature=2.0, lm_weight=lm_weight)
+    whole = obj(head(hs), teacher_head(ht), ids) * 0.5
+    (want,) = torch.autograd.grad(whole, hs)
+    got = obj.backward(hs, ht, ids, (head, teacher_head), vocab=11, scale=0.5)
+    assert got == pytest.approx(whole.item(), rel=1e-6)
+    torch.testing.assert_close(hs.grad, want)
+    assert objective.chunk_tokens(11) == 5
