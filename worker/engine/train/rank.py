@@ -47,8 +47,11 @@ class FSDPShard(OneProcess):
 
     def _shard(self, model) -> None:
         _, layers = decoder_layers(model)
-        for layer in [*layers, model]:  # each its own all-gather; the root holds the rest
+        for layer in layers:  # each its own all-gather
             fully_shard(layer, mesh=self.mesh)
+        # the rest (embeddings, final norm, head) stays whole on every rank: the loop runs the
+        # base model and the head apart (a chunked loss), so a root unit's forward hook, which
+        # would gather them, never runs; recovery never trains them
 
     def wrap(self, model, teacher, params: dict) -> dict:
         names = {id(p): n for n, p in model.named_parameters()}

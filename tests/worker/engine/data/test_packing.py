@@ -18,6 +18,12 @@ from worker.engine.errors import CalibrationError
 from worker.engine.run import run
 from worker.engine.train.objective import Objective
 
+
+def windows_and_labels(*args):
+    w = training_windows(*args)
+    return w.rows(0, len(w)), w.labels(0, len(w))
+
+
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -44,7 +50,7 @@ def test_short_records_are_packed_and_every_token_is_in_a_window(tmp_path, tok):
     eos = torch.tensor([tok.eos_token_id])
     expected = torch.cat([torch.cat([tokenize(tok, t)[0], eos]) for t in texts])
     k, n = -(-expected.numel() // 32), expected.numel()
-    ids, labels = training_windows(tok, str(path), path, k, 32, 0, 0.0)
+    ids, labels = windows_and_labels(tok, str(path), path, k, 32, 0, 0.0)
     assert ids.shape == (k, 32)
     # the packed windows hold the records joined by EOS in order, then padding that does not
     # train; drawing k windows gives each of them once
@@ -59,7 +65,7 @@ def test_short_records_are_packed_and_every_token_is_in_a_window(tmp_path, tok):
 
 def test_a_long_record_is_split_across_windows(tmp_path, tok):
     path = write_jsonl(tmp_path / "long.jsonl", [{"text": "x" * 100}, {"text": "y" * 10}])
-    ids, labels = training_windows(tok, str(path), path, 4, 32, 0, 0.0)
+    ids, labels = windows_and_labels(tok, str(path), path, 4, 32, 0, 0.0)
     text = tok.decode(ids.flatten()).replace(" ", "")
     assert text.count("x") == 100 and text.count("y") == 10
 
@@ -82,7 +88,7 @@ def chat_rows():
 def test_chat_and_completion_records_train_on_the_answers_only(tmp_path, tok, template):
     tok.chat_template = template
     path = write_jsonl(tmp_path / "chat.jsonl", chat_rows())
-    ids, labels = training_windows(tok, str(path), path, 1, 256, 0, 0.0)
+    ids, labels = windows_and_labels(tok, str(path), path, 1, 256, 0, 0.0)
     trained = tok.decode(ids[labels != IGNORE]).replace(" ", "")  # the tiny tokenizer: chars
     prompt = tok.decode(ids[(labels == IGNORE) & (ids != tok.eos_token_id)]).replace(" ", "")
     for answer in ("777", "88", "999"):

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import torch
 from transformers import AutoModelForCausalLM
 
+from service.methods import SMPOptions
 from tests.worker.engine.support import pattern
 from worker.engine.mask_state import MaskState
 from worker.engine.masks import n_of_m
-from worker.engine.methods.smp import select
 from worker.engine.model_io import get_weight
 from worker.engine.progress import Reporter
 from worker.engine.train.checkpoint import Checkpoints
@@ -20,7 +20,8 @@ from worker.engine.train.gradual import GradualMagnitude, Movement
 from worker.engine.train.loop import LoopConfig, LoopResult, train
 from worker.engine.train.objective import Objective
 from worker.engine.train.schedule import Schedule
-from worker.engine.train.tasks import LearnedMask, Recovery
+from worker.engine.train.smp_task import LearnedMask
+from worker.engine.train.tasks import Recovery, TaskInputs
 
 TASKS = ("recovery", "smp", "movement", "gmp")
 
@@ -44,11 +45,23 @@ def build(kind: str, model, dense) -> object:
     if kind == "smp":
         scores = {n: w.abs() / w.abs().max() for n, w in weights.items()}
         dense_mods = linears(dense)
-        return LearnedMask(mods, scores, select(p), lambda n: get_weight(dense_mods[n]))
+        inputs = TaskInputs(
+            modules=mods,
+            masks=MaskState(),
+            scores=scores,
+            pattern=p,
+            dense_weight=lambda n: get_weight(dense_mods[n]),
+            options=SMPOptions(),
+        )
+        return LearnedMask(inputs)
     schedule = Schedule(0.0, 0.5, 1, 1, 2)
     if kind == "movement":
         opts = SimpleNamespace(
-            movement_soft=False, movement_tau=0.5, movement_lambda=0.0, score_lr=1e-2
+            movement_soft=False,
+            movement_tau=0.5,
+            movement_lambda=0.0,
+            score_lr=1e-2,
+            scope="matrix",
         )
         return Movement(mods, p, schedule, opts)
     return GradualMagnitude(mods, p, schedule)
