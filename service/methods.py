@@ -154,15 +154,30 @@ class SMPOptions(Options):
         return METHODS[self.init_method]().statistics() if self.walks() else "none"
 
 
+class PrunesWhileTraining(Options):
+    """Options of a method with no one-shot walk: it prunes on the cubic schedule of
+    `training`, reading no calibration data."""
+
+    TRAINS: ClassVar[bool] = True
+    STATISTICS: ClassVar[str] = "none"
+
+    def calibrates(self) -> bool:
+        return False
+
+    def walks(self) -> bool:
+        return False
+
+    def prunes_on_schedule(self) -> bool:
+        return True
+
+
 @method_options("movement")
-class MovementOptions(Options):
+class MovementOptions(PrunesWhileTraining):
     """Movement pruning (Sanh et al., 2020): weights and scores train together; the scores
     accumulate S = -score_lr * sum_t W * dL/dW through a straight-through top-v mask whose v
     follows the cubic schedule of `training` (hard), or keep sigmoid(S) >= tau (soft)."""
 
-    TRAINS: ClassVar[bool] = True
     TRAINED: ClassVar[tuple[str, ...]] = ("weights", "scores")
-    STATISTICS: ClassVar[str] = "none"
 
     movement_soft: bool = Field(
         False,
@@ -199,15 +214,6 @@ class MovementOptions(Options):
 
     SCHEDULE_NOTE: ClassVar[str] = "movement"
 
-    def calibrates(self) -> bool:
-        return False
-
-    def walks(self) -> bool:
-        return False
-
-    def prunes_on_schedule(self) -> bool:
-        return True
-
     def prune_every(self) -> int | None:
         return 1  # the paper updates the top-v mask at every step
 
@@ -223,12 +229,11 @@ class MovementOptions(Options):
 
 
 @method_options("gmp")
-class GMPOptions(Options):
+class GMPOptions(PrunesWhileTraining):
     """Gradual magnitude pruning (Zhu & Gupta, 2017) as Prune Once for All uses it: weights
     train with distillation; every `training.prune_every` steps the lowest |W| are pruned,
     up to `sparsity` on the cubic schedule of `training`."""
 
-    TRAINS: ClassVar[bool] = True
     scope: Literal["matrix", "row"] = Field(
         "matrix",
         description="unstructured sparsity: select the lowest scores over the whole matrix "
@@ -237,16 +242,6 @@ class GMPOptions(Options):
 
     SCHEDULE_NOTE: ClassVar[str] = "gmp"
     TRAINED: ClassVar[tuple[str, ...]] = ("weights",)
-    STATISTICS: ClassVar[str] = "none"
-
-    def calibrates(self) -> bool:
-        return False
-
-    def walks(self) -> bool:
-        return False
-
-    def prunes_on_schedule(self) -> bool:
-        return True
 
 
 @method_options("pattern_lock")
@@ -258,6 +253,7 @@ class PatternLockOptions(Options):
 
     RECOVERS: ClassVar[bool] = True
     SELF_TEACHER: ClassVar[bool] = True
+    STATISTICS: ClassVar[str] = "none"
 
     def calibrates(self) -> bool:
         return False

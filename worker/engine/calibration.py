@@ -221,21 +221,10 @@ def split_holdout(source: Path | list[str], share: float, seed: int):
     return train, [b for i, b in enumerate(blocks) if i in held], documents
 
 
-def training_ids(
-    tokenizer,
-    name: str,
-    source,
-    n: int,
-    seqlen: int,
-    seed: int,
-    holdout: float,
-    field: str = "training",
-    check: Callable[[], None] = _no_check,
-) -> torch.Tensor:
-    """All n windows of `training_windows` at once, without their labels."""
-    return training_windows(tokenizer, name, source, n, seqlen, seed, holdout, field, check).rows(
-        0, n
-    )
+def training_ids(*args, **kwargs) -> torch.Tensor:
+    """All the windows of `training_windows(*args, **kwargs)` at once, without their labels."""
+    windows = training_windows(*args, **kwargs)
+    return windows.rows(0, len(windows))
 
 
 def training_windows(
