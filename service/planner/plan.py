@@ -164,15 +164,16 @@ def _teacher(spec: PruneSpec, stage: str, ts: TrainingSpec) -> bool:
 
 
 def asked_settings(ts: TrainingSpec, devices: Devices) -> TrainSettings:
-    """The settings a training spec asks for (fields the contract may not have yet read as
-    their defaults: fp32, no checkpointing, whole logits, one process)."""
+    """The settings a training spec asks for: precision auto is bf16 on an accelerator;
+    gradient checkpointing left to the engine (None) starts off; the engine always computes
+    the loss in chunks of tokens."""
     precision = str(getattr(ts, "precision", "fp32"))
     if precision == "auto":
         precision = "bf16" if devices.accelerator else "fp32"
     return TrainSettings(
         precision=precision,
         checkpointing=bool(getattr(ts, "gradient_checkpointing", False)),
-        chunked_loss=bool(getattr(ts, "chunked_loss", False)),
+        chunked_loss=True,
         micro_batch=ts.micro_batch,
         processes=int(getattr(ts, "processes", None) or 1),
     )

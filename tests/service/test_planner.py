@@ -100,7 +100,8 @@ def test_recovery_8b_one_gpu_is_refused_naming_what_would_fit():
 
 
 def test_recovery_8b_fits_8_gpus_with_the_fewest_changes():
-    p = plan(spec(recovery=RECOVER), llama("8b"), parse_devices("8x80GiB"))
+    fp32 = {**RECOVER, "precision": "fp32"}
+    p = plan(spec(recovery=fp32), llama("8b"), parse_devices("8x80GiB"))
     recover = next(s for s in p.stages if s.name == "recover")
     assert p.fits and recover.peak_bytes_per_device <= p.usable_bytes_per_device
     procs = recover.settings["processes"]
