@@ -334,7 +334,8 @@ def stats_needed(spec: PruneSpec) -> str | None:
     """The statistics the walk collects: the method's, at least column norms and means when
     OWL or DSnoT read them or reconstruction needs the calibration activations."""
     needs = get_method(spec.method).stats_for(spec.method_options)
-    if needs is None and spec.calibrates:  # OWL, DSnoT or reconstruction
+    reads = spec.sparsity_profile != "uniform" or spec.refine != "none"
+    if needs is None and (reads or spec.reconstruction is not None):
         return "norms"
     return needs
 
