@@ -20,7 +20,7 @@ class ReconstructionSpec(BaseModel):
 
     epochs: int = Field(2, ge=1, le=1000, description="passes over the calibration windows")
     lr: float = Field(
-        2e-4, gt=0, le=1, description="peak learning rate (AdamW, linear decay to 0 per layer)"
+        1e-3, gt=0, le=1, description="peak learning rate (AdamW, linear decay to 0 per layer)"
     )
     batch_size: int = Field(2, ge=1, le=4096, description=BATCH_ABOUT)
     target: str = Field(
