@@ -115,6 +115,14 @@ class InputStats:
         return (self.sumsq / max(self.tokens, 1) - mean.square()).clamp_min(0)
 
     @property
+    def hessian_upper(self) -> torch.Tensor:
+        """SparseGPT's H where only the upper triangle (diagonal included) is meaningful: what a
+        Cholesky of the flipped H reads, without building the symmetric matrix. A new tensor."""
+        if self._xtx_upper is None:
+            raise ValueError("no Hessian was accumulated")
+        return self._xtx_upper.mul(2.0 / max(self.nsamples, 1))
+
+    @property
     def hessian(self) -> torch.Tensor:
         """SparseGPT's H = 2/n * sum X X^T, n = number of sequences."""
         return self.xtx.mul_(2.0 / max(self.nsamples, 1))  # xtx is a new tensor each time

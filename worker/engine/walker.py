@@ -161,7 +161,8 @@ def walk(
 
     `needs` is the statistics to collect: None (no calibration), "norms" or "hessian".
     A resumed walk begins at layer `start` with `start_inps` (that layer's saved input);
-    `after_layer(i, input of layer i + 1, layer i)` runs once layer i is final and unloaded.
+    `after_layer(i, input of layer i + 1, layer i)` runs once layer i is final and unloaded
+    (None after the last layer: no layer reads its output, so it is not computed).
     `recon` (a reconstruct.Reconstructor, needs statistics) gives each layer its dense output
     before pruning, trains the pruned layer towards it and runs it to feed the next.
     """
@@ -192,11 +193,11 @@ def walk(
             if recon is not None:
                 batches = spans(inps.shape[0], cap.batch)
                 recon.fit(i, n_layers, layer, targets[i], inps, target, cap.calls[i], batches)
-            elif cap is not None:  # in place: inps becomes the next layer's input
-                run_layer(layer, inps, inps, cap.calls[i], cap.batch)
+            elif cap is not None and i + 1 < n_layers:  # in place: the next layer's input
+                run_layer(layer, inps, inps, cap.calls[i], cap.batch)  # (none after the last)
             streamer.commit(i)
         if after_layer is not None:  # a checkpoint's own failure is not the layer's
-            after_layer(i, inps if cap is not None else None, layer)
+            after_layer(i, inps if cap is not None and i + 1 < n_layers else None, layer)
         reporter.step(i + 1, n_layers, f"layer {i + 1}/{n_layers}")
 
 
