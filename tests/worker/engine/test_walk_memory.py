@@ -55,18 +55,3 @@ def test_more_batches_fault_in_no_more_pages(tiny_model_dir, calib_file, tmp_pat
     extra_passes = 3 * 2 * 2  # 3 more batches, 2 layers, a statistics pass and an output pass
     activations = 12 * 256 * 64 * 4 // 4096  # pages of the 12 windows' larger buffers
     assert (four - one - activations) / extra_passes < 400, (one, four)
-
-
-def test_a_one_process_job_does_not_load_torch_distributed():
-    """torch.distributed with FSDP adds tens of MB to every worker's resident memory; only the
-    sharded training stage (its own processes) needs it."""
-    code = (
-        "import sys; import worker.engine.run; "
-        "print('torch.distributed.fsdp' in sys.modules, 'torch.distributed.tensor' in sys.modules)"
-    )
-    root = Path(__file__).resolve().parents[3]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env, check=True
-    )
-    assert out.stdout.split() == ["False", "False"]

@@ -26,7 +26,7 @@ from worker.engine.progress import Reporter
 from worker.engine.train.checkpoint import Checkpoints
 from worker.engine.train.loop import LoopConfig, LoopResult
 from worker.engine.train.objective import Objective
-from worker.engine.train.rank_files import CANCEL_FILE, RESULT_FILE, TRAINED_FILE
+from worker.engine.train.rank import CANCEL_FILE, RESULT_FILE, TRAINED_FILE
 
 REPO = Path(__file__).resolve().parents[3]
 POLL_S = 0.2

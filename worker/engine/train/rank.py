@@ -23,8 +23,11 @@ from worker.engine.progress import Reporter
 from worker.engine.train.checkpoint import Checkpoints, Saved
 from worker.engine.train.loop import LoopConfig, OneProcess, train
 from worker.engine.train.objective import Objective
-from worker.engine.train.rank_files import CANCEL_FILE, RESULT_FILE, TRAINED_FILE
 from worker.engine.train.tasks import Recovery
+
+CANCEL_FILE = "cancel"  # the worker creates it to stop the ranks at their next step
+RESULT_FILE = "result.json"
+TRAINED_FILE = "trained.safetensors"
 
 
 def full(t: torch.Tensor) -> torch.Tensor:
