@@ -13,6 +13,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from worker.engine.memory import release
+
 
 class LayerStreamer:
     """Moves `model`'s shell and its decoder `layers` to `device` and back to the CPU."""
@@ -43,6 +45,12 @@ class LayerStreamer:
         """Layer i (loaded) is final: the lazy output writes it now."""
         if self.lazy:
             self.weights.commit(i)
+
+    def trim(self) -> None:
+        """Lazy mode: give the freed heap back to the OS now (e.g. a statistics pass's
+        temporaries, before the pass after pruning allocates its own); eager mode keeps it."""
+        if self.lazy:
+            release()
 
     @contextmanager
     def layer(self, i: int) -> Iterator[nn.Module]:

@@ -186,6 +186,7 @@ def walk(
             else:
                 groups = layer_stats(layer, targets[i], needs, ids, cap.calls[i], cap.batch,
                                      inps, warn, scratch)  # fmt: skip
+                streamer.trim()
             begin = None if begin_layer is None else (lambda g, i=i: begin_layer(i, g))
             if recon is not None:
                 target = recon.target(layer, inps, cap.calls[i], cap.batch)
