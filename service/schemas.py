@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from service.fields import choices, one_of
 from service.methods import METHODS, Options, options_schema, validate_options
 from service.reconstruction import BlockReport, ReconstructionSpec
 
@@ -148,9 +149,9 @@ class CalibrationSpec(_Strict):
         max_length=MAX_PATH,
         description='"wikitext2", "c4", a local .txt/.jsonl file (local runs) or "upload:<id>"',
     )
-    nsamples: int = Field(128, ge=1, le=4096)
-    seqlen: int = Field(2048, ge=8, le=32768)
-    seed: int = 0
+    nsamples: int = Field(128, ge=1, le=4096, description="calibration sequences")
+    seqlen: int = Field(2048, ge=8, le=32768, description="calibration tokens per sequence")
+    seed: int = Field(0, description="calibration window seed")
 
 
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -166,9 +167,16 @@ class EvalSpec(_Strict):
     """Perplexity evaluation, standard protocol (non-overlapping windows); task accuracy with
     lm-evaluation-harness (zero-shot), on the dense and the pruned model alike."""
 
-    dataset: str = Field("wikitext2", min_length=1, max_length=MAX_PATH)
-    seqlen: int = Field(2048, ge=8, le=32768)
-    max_windows: int | None = Field(None, ge=1)
+    dataset: str = Field(
+        "wikitext2",
+        min_length=1,
+        max_length=MAX_PATH,
+        description="evaluate perplexity on this dataset, e.g. wikitext2",
+    )
+    seqlen: int = Field(2048, ge=8, le=32768, description="tokens per evaluation window")
+    max_windows: int | None = Field(
+        None, ge=1, description="at most this many windows (default: all)"
+    )
     prompts: list[Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]] = Field(
         default_factory=lambda: list(DEFAULT_PROMPTS),
         max_length=MAX_PROMPTS,
@@ -201,6 +209,10 @@ class EvalSpec(_Strict):
         return v
 
 
+# the pruning schedule's fields of TrainingSpec: training only (recovery keeps the mask fixed)
+SCHEDULE_FIELDS = ("initial_sparsity", "warmup_steps", "prune_every", "cooldown_steps")
+
+
 class TrainingSpec(_Strict):
     """One run of the training engine: data, step budget, optimizer, objective.
 
@@ -224,13 +236,17 @@ class TrainingSpec(_Strict):
         "1e-2 for mask scores)"
     )  # fmt: skip
     lr_warmup_steps: int | None = Field(None, ge=0, description="default: 10% of steps")
-    weight_decay: float = Field(0.0, ge=0, le=1)
-    distill: bool = Field(True, description="KL(teacher || student) on the logits")
-    temperature: float = Field(2.0, gt=0, le=100)
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
+    distill: bool = Field(
+        True,
+        description="KL(teacher || student) on the logits (default: on; off for a method "
+        "whose objective is the language-model loss, such as movement)",
+    )
+    temperature: float = Field(2.0, gt=0, le=100, description="distillation temperature T")
     lm_weight: float = Field(
         0.0, ge=0, le=100, description="weight of the language-model loss (1.0 when not distilling)"
     )
-    seed: int = 0
+    seed: int = Field(0, description="training window seed")
     checkpoint_every: int = Field(
         25, ge=1, description="steps between checkpoints of the trainable state (for resume)"
     )
@@ -293,7 +309,7 @@ class TrainingSpec(_Strict):
     def schedules(self) -> bool:
         """Whether any pruning-schedule field was set."""
         return bool(self.initial_sparsity) or any(
-            getattr(self, f) is not None for f in ("warmup_steps", "prune_every", "cooldown_steps")
+            getattr(self, f) is not None for f in SCHEDULE_FIELDS[1:]
         )
 
     def schedule_steps(self, default_every: int | None = None) -> tuple[int, int, int, int]:
@@ -385,8 +401,12 @@ class PruneSpec(_Strict):
         description='fraction in (0, 1), or "N:M" such as "2:4" (M one of 2, 4, 8, 16, 32)',
         json_schema_extra=SPARSITY_SCHEMA,
     )
-    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
-    evaluation: EvalSpec | None = None
+    calibration: CalibrationSpec = Field(
+        default_factory=CalibrationSpec, description="the calibration windows"
+    )
+    evaluation: EvalSpec | None = Field(
+        None, description="perplexity, sample generations and task accuracy, dense and pruned"
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, validate_default=True, json_schema_extra=options_schema
     )
@@ -395,10 +415,16 @@ class PruneSpec(_Strict):
         max_length=MAX_SKIP,
         description="extra module name patterns (fnmatch) to keep dense, e.g. '*.mlp.down_proj'",
     )
-    device: str = "auto"
-    dtype: str = "auto"
+    device: str = Field(
+        "auto", description="where the engine runs", json_schema_extra=one_of(DEVICES)
+    )
+    dtype: str = Field(
+        "auto", description="weights' dtype while pruning", json_schema_extra=one_of(DTYPES)
+    )
     training: TrainingSpec | None = Field(
-        None, description="the method's own training (methods that learn, e.g. smp)"
+        None,
+        description="the method's own training (a method that learns, e.g. smp, always "
+        f"trains: {TrainingSpec.model_fields['steps'].default} steps unless told)",
     )
     recovery: TrainingSpec | None = Field(
         None, description="after pruning: masks fixed, kept weights trained with distillation"
@@ -409,10 +435,18 @@ class PruneSpec(_Strict):
         "model before pruning)",
     )
     sparsity_profile: str = Field(
-        "uniform", description="uniform: every layer at `sparsity`; owl: per layer (OWL)"
+        "uniform",
+        description="uniform: every layer at `sparsity`; owl: each layer its own, from its "
+        "outlier ratio, with the mean at `sparsity` (unstructured only)",
+        json_schema_extra=one_of(SPARSITY_PROFILES),
     )
     owl: OWLSpec | None = Field(None, description="OWL's knobs (sparsity_profile 'owl')")
-    refine: str = Field("none", description="none, or dsnot: mask refinement after pruning")
+    refine: str = Field(
+        "none",
+        description="dsnot: after pruning, swap pruned and kept weights per row (per group for "
+        "N:M) where that lowers the expected output error; no training",
+        json_schema_extra=one_of(REFINERS),
+    )
     dsnot: DSnoTSpec | None = Field(None, description="DSnoT's knobs (refine 'dsnot')")
     reconstruction: ReconstructionSpec | None = Field(
         None, description="block-wise reconstruction inside the walk (EBFT); null: off"
@@ -429,14 +463,14 @@ class PruneSpec(_Strict):
         description="eager: the whole model in memory; lazy: one decoder layer at a time from "
         "the checkpoint, each pruned layer written at once (no training stages); auto: lazy "
         "when the weights exceed half the available memory",
+        json_schema_extra=one_of(LOADS),
     )
 
     @field_validator("method", "device", "dtype", "sparsity_profile", "refine", "load")
     @classmethod
     def _one_of(cls, v: str, info: ValidationInfo) -> str:
-        allowed = {"method": tuple(METHODS), "device": DEVICES, "dtype": DTYPES,
-                   "sparsity_profile": SPARSITY_PROFILES,
-                   "refine": REFINERS, "load": LOADS}[info.field_name]  # fmt: skip
+        name = info.field_name or ""
+        allowed = tuple(METHODS) if name == "method" else choices(cls.model_fields[name])
         if v not in allowed:
             raise ValueError(f"unknown {info.field_name} {v!r}; allowed: {', '.join(allowed)}")
         return v
