@@ -15,16 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from service.fields import choices, one_of
 from service.methods import METHODS, Options, options_schema, validate_options
 from service.reconstruction import BlockReport, ReconstructionSpec
+from service.sparsity import Pattern, parse_sparsity
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 NAMED_DATASETS = ("wikitext2", "c4")
 REPORT_FILE = "pruning_report.json"  # written next to every pruned checkpoint
-_NM = re.compile(r"^\s*([0-9]+)\s*:\s*([0-9]+)\s*$")
-# N:M group sizes: powers of two up to 32. Sparse kernels use 2:4 (and 4:8); models' widths
-# are multiples of 32, so these divide them, while an M such as 5 or 1000 fits no real model.
-NM_GROUPS = (2, 4, 8, 16, 32)
-_DECIMAL = re.compile(r"^\s*[0-9]*\.?[0-9]+\s*$")  # no exponent, sign or non-ASCII digits
 # What the schema says sparsity may be; the server accepts a subset (0 < N < M, 0 < x < 1).
 SPARSITY_SCHEMA = {
     "anyOf": [
@@ -93,51 +89,6 @@ def describe_errors(errors: list[dict]) -> list[tuple[str | None, str]]:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Sparsity(_Strict):
-    """A parsed sparsity: a fraction (unstructured) or N zeros in every M weights."""
-
-    ratio: float
-    n: int = 0
-    m: int = 0
-
-    @property
-    def is_nm(self) -> bool:
-        return self.m > 0
-
-    def __str__(self) -> str:
-        return f"{self.n}:{self.m}" if self.is_nm else f"{self.ratio:g}"
-
-
-def parse_sparsity(value: float | str) -> Sparsity:
-    """'2:4' -> N:M; 0.5 or '0.5' -> unstructured. Raises ValueError with what is allowed."""
-    groups = ", ".join(map(str, NM_GROUPS))
-    allowed = (
-        f'allowed: a fraction in (0, 1) such as 0.5, or "N:M" with M one of {groups} and '
-        '0 < N < M, such as "2:4"'
-    )
-    if isinstance(value, bool):
-        raise ValueError(f"sparsity {value!r} is not valid; {allowed}")
-    if isinstance(value, str):
-        m = _NM.match(value)
-        if m:
-            n, mm = int(m.group(1)), int(m.group(2))
-            if mm not in NM_GROUPS:
-                raise ValueError(
-                    f"sparsity {value!r} is not valid: M must be a power of two from 2 to 32; "
-                    f"{allowed}"
-                )
-            if not 0 < n < mm:
-                raise ValueError(f"sparsity {value!r} is not valid: need 0 < N < M; {allowed}")
-            return Sparsity(ratio=n / mm, n=n, m=mm)
-        if not _DECIMAL.match(value):
-            raise ValueError(f"sparsity {value!r} is not valid; {allowed}")
-        value = float(value)
-    ratio = float(value)
-    if not 0.0 < ratio < 1.0:
-        raise ValueError(f"sparsity {value!r} is out of range; {allowed}")
-    return Sparsity(ratio=ratio)
 
 
 class CalibrationSpec(_Strict):
@@ -666,7 +617,7 @@ class PruneSpec(_Strict):
                 or self.refine != "none" or self.reconstruction is not None)  # fmt: skip
 
     @property
-    def parsed_sparsity(self) -> Sparsity:
+    def parsed_sparsity(self) -> Pattern:
         return parse_sparsity(self.sparsity)
 
     @property

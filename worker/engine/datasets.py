@@ -9,9 +9,10 @@ import json
 import re
 from pathlib import Path
 
+from service.schemas import NAMED_DATASETS
 from worker.engine.errors import CalibrationError
 
-NAMED = {
+_FILES = {
     # name: {split: path under the data directory}
     "wikitext2": {
         "calibration": "wikitext-2-raw/valid.txt",
@@ -22,6 +23,8 @@ NAMED = {
         "evaluation": "c4/c4-validation.00000-of-00008.json.gz",
     },
 }
+# the contract's named corpora (each has its own evaluation split: never held out)
+NAMED = {name: _FILES[name] for name in NAMED_DATASETS}
 HUB_SOURCES = {  # used only when the file is absent and the hub is reachable: load_dataset kwargs
     "wikitext2": {
         "calibration": dict(path="wikitext", name="wikitext-2-raw-v1", split="validation"),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from service.schemas import NM_GROUPS
+from service.sparsity import NM_GROUPS
 from worker.engine.errors import PruningError, SpecError
 from worker.engine.masks import Pattern, check_n_of_m
 

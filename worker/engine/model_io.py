@@ -12,13 +12,14 @@ import torch
 from torch import nn
 
 from service.model_names import resolve_model
+from service.schemas import DTYPES as DTYPE_NAMES
 from service.schemas import check_revision
 from worker.engine.errors import ModelLoadError, UnsupportedModelError, describe, log
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 HUB_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "tokenizer*", "*.model",
                 "*.tiktoken", "*.txt"]  # fmt: skip
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES if name != "auto"}
 
 
 def locate_model(

@@ -63,7 +63,6 @@ from worker.engine.train.loop import LoopConfig, train
 from worker.engine.train.objective import Objective
 from worker.engine.train.precision import compute_dtype, name_of
 from worker.engine.train.schedule import Schedule
-from worker.engine.train.soft_movement import soft_summary
 from worker.engine.train.tasks import Recovery, TaskInputs
 from worker.engine.walk_resume import WalkCheckpoints, WalkState
 from worker.engine.walker import survey, walk
@@ -148,8 +147,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def pattern_of(spec: PruneSpec) -> Pattern:
-    s = spec.parsed_sparsity
-    return Pattern(s.ratio, s.n, s.m)
+    return spec.parsed_sparsity
 
 
 # -- stages --------------------------------------------------------------------------------
@@ -454,9 +452,11 @@ def learn(run: Run) -> None:
         pattern=pattern_of(spec), options=spec.method_options, schedule=schedule_of(spec),
         dense_weight=lambda name: get_weight((dense or run.model).get_submodule(name)),
     )  # fmt: skip
-    run_training(run, spec.training, method.task(inputs))
-    if spec.method == "movement" and spec.method_options.movement_soft:
-        run.warn(soft_summary(run.masks, spec.method_options.movement_threshold))
+    task = method.task(inputs)
+    run_training(run, spec.training, task)
+    summary = getattr(task, "summary", None)  # a task's line for the report, if it has one
+    if summary is not None:
+        run.warn(summary(run.masks))
 
 
 def recover(run: Run) -> None:

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from service.schemas import parse_sparsity
+from service.sparsity import parse_sparsity
 from worker.engine.masks import Pattern
 from worker.engine.stats import InputStats
 
@@ -98,8 +98,7 @@ def pattern(sparsity) -> Pattern:
     if isinstance(sparsity, str) and ":" in sparsity:
         n, m = (int(x) for x in sparsity.split(":"))
         return Pattern(n / m, n, m)
-    s = parse_sparsity(sparsity)
-    return Pattern(s.ratio, s.n, s.m)
+    return parse_sparsity(sparsity)
 
 
 def walk_model(model, layers_name: str, ids, method: str = "wanda", sparsity=0.5, warnings=None):

@@ -65,6 +65,10 @@ class SoftMovement(Movement):
         self.tau_t = 0.0  # the fixed mode's threshold on sigmoid(S)
         self.lam_t = 0.0
 
+    def summary(self, masks) -> str:
+        """The report's line on the sparsity the shared threshold gave."""
+        return soft_summary(masks, "fixed" if self.fixed else "schedule")
+
     def _weight(self, module: nn.Module) -> torch.Tensor:
         w = original(module)
         return w.t() if transposed(module) else w
