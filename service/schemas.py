@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from service.fields import choices, one_of
-from service.methods import METHODS, Options, options_schema, validate_options
+from service.methods import METHODS, Options, one_shot_methods, options_schema, validate_options
 from service.reconstruction import BlockReport, ReconstructionSpec
 from service.sparsity import Pattern, parse_sparsity
 
@@ -333,7 +333,6 @@ class TeacherSpec(_Strict):
 
 SPARSITY_PROFILES = ("uniform", "owl")
 REFINERS = ("none", "dsnot")
-ONE_SHOT_FOR_PROFILES = ("magnitude", "wanda", "sparsegpt")  # what OWL and DSnoT work with
 LOADS = ("auto", "eager", "lazy")  # how the model is held: whole, or a layer at a time
 
 
@@ -540,8 +539,8 @@ class PruneSpec(_Strict):
                                      f"{field} is {value!r}; set {field} to {on!r} or drop "
                                      f"{knobs}")  # fmt: skip
                 continue
-            if self.method not in ONE_SHOT_FOR_PROFILES:
-                methods = ", ".join(ONE_SHOT_FOR_PROFILES)
+            if not METHODS[self.method].ONE_SHOT:
+                methods = ", ".join(one_shot_methods())
                 raise ValueError(f"{field}: {on!r} works with the one-shot methods {methods}, "
                                  f"not {self.method!r}")  # fmt: skip
         if self.sparsity_profile == "owl":
@@ -567,8 +566,8 @@ class PruneSpec(_Strict):
         rc = self.reconstruction
         if rc is None:
             return self
-        if self.method not in ONE_SHOT_FOR_PROFILES:
-            methods = ", ".join(ONE_SHOT_FOR_PROFILES)
+        if not METHODS[self.method].ONE_SHOT:
+            methods = ", ".join(one_shot_methods())
             raise ValueError(
                 f"reconstruction: works with the one-shot methods {methods}, not {self.method!r}"
             )
