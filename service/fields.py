@@ -22,4 +22,5 @@ def choices(field: FieldInfo) -> tuple[str, ...]:
     if typing.get_origin(field.annotation) is Literal:
         return typing.get_args(field.annotation)
     extra = field.json_schema_extra
-    return tuple(extra.get("enum", ())) if isinstance(extra, dict) else ()
+    values = extra.get("enum") if isinstance(extra, dict) else None
+    return tuple(str(v) for v in values) if isinstance(values, list) else ()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from service.fields import choices, one_of
 from service.methods import METHODS, Options, one_shot_methods, options_schema, validate_options
@@ -22,7 +23,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 NAMED_DATASETS = ("wikitext2", "c4")
 REPORT_FILE = "pruning_report.json"  # written next to every pruned checkpoint
 # What the schema says sparsity may be; the server accepts a subset (0 < N < M, 0 < x < 1).
-SPARSITY_SCHEMA = {
+SPARSITY_SCHEMA: JsonDict = {
     "anyOf": [
         {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         {"type": "string", "pattern": r"^\s*(?:[0-9]+\s*:\s*0*(?:2|4|8|16|32)|0*\.[0-9]+)\s*$"},
@@ -72,7 +73,7 @@ def resume_dir(output: Path) -> Path:
 def describe_errors(errors: list[dict]) -> list[tuple[str | None, str]]:
     """pydantic errors -> (field such as "calibration.nsamples", message) pairs, as the API
     and the CLI print them."""
-    out = []
+    out: list[tuple[str | None, str]] = []
     for err in errors:
         if err.get("type") == "json_invalid":  # loc holds a character offset, not a field
             reason = (err.get("ctx") or {}).get("error", "invalid JSON")
@@ -545,7 +546,7 @@ class PruneSpec(_Strict):
                                  f"not {self.method!r}")  # fmt: skip
         if self.sparsity_profile == "owl":
             self.owl = self.owl or OWLSpec()
-            self._owl_samples_fit()
+            self._owl_samples_fit(self.owl)
             s, lam = self.parsed_sparsity, self.owl.lam
             if s.is_nm:
                 raise ValueError(
@@ -578,11 +579,11 @@ class PruneSpec(_Strict):
             )
         return self
 
-    def _owl_samples_fit(self) -> None:
+    def _owl_samples_fit(self, owl: OWLSpec) -> None:
         """An owl.samples that was given must not exceed the windows calibration reads (the
         default, 4, is simply capped there)."""
-        samples, nsamples = self.owl.samples, self.calibration.nsamples
-        if "samples" in self.owl.model_fields_set and samples > nsamples:
+        samples, nsamples = owl.samples, self.calibration.nsamples
+        if "samples" in owl.model_fields_set and samples > nsamples:
             raise ValueError(
                 f"owl.samples: {samples} is more than calibration.nsamples ({nsamples}); the "
                 f"survey reads the first owl.samples calibration windows, so allowed: 1 to "

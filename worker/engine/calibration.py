@@ -204,7 +204,7 @@ def _blocks(source: Path | list[str]) -> tuple[list, bool]:
             paras if len(paras) >= 10 else [ln for ln in text.splitlines() if ln.strip()]
         ), False
     if isinstance(source, Path):
-        return [r for r in read_records(source) if r.is_chat or r.text.strip()], True
+        return [r for r in read_records(source) if r.text is None or r.text.strip()], True
     return [r for r in read_rows(source) if r.strip()], True
 
 

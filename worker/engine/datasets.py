@@ -8,6 +8,7 @@ import gzip
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from service.schemas import NAMED_DATASETS
 from worker.engine.errors import CalibrationError
@@ -25,7 +26,8 @@ _FILES = {
 }
 # the contract's named corpora (each has its own evaluation split: never held out)
 NAMED = {name: _FILES[name] for name in NAMED_DATASETS}
-HUB_SOURCES = {  # used only when the file is absent and the hub is reachable: load_dataset kwargs
+# used only when the file is absent and the hub is reachable: load_dataset kwargs
+HUB_SOURCES: dict[str, dict[str, dict[str, Any]]] = {
     "wikitext2": {
         "calibration": dict(path="wikitext", name="wikitext-2-raw-v1", split="validation"),
         "evaluation": dict(path="wikitext", name="wikitext-2-raw-v1", split="test"),

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from worker.engine.errors import UnsupportedModelError
+from worker.engine.hf_types import HFModule
 from worker.engine.stats import InputStats, Scratch
 
 FIRST = ("gate_up_proj", "up_proj")  # reads the token; gate_up_proj holds [gate; up]
@@ -54,7 +55,7 @@ def first_name(module: nn.Module) -> str:
     return next(n for n in FIRST if isinstance(getattr(module, n, None), nn.Parameter))
 
 
-def is_transposed(module: nn.Module) -> bool:
+def is_transposed(module: HFModule) -> bool:
     """Stored (E, in, out)? The experts interface says so; else the shapes do: a first
     projection (E, out, H) feeds a down projection (E, H, I)."""
     if hasattr(module, "is_transposed"):
@@ -85,7 +86,7 @@ def router_linears(layer: nn.Module, prefix: str, linears: dict[str, nn.Module])
     return {n for n, m in linears.items() if getattr(m, "out_features", None) in counts}
 
 
-def gated(module: nn.Module, y: torch.Tensor) -> torch.Tensor:
+def gated(module: HFModule, y: torch.Tensor) -> torch.Tensor:
     """The activation the expert's down projection reads, from its first projection's output."""
     if getattr(module, "has_gate", first_name(module) == "gate_up_proj"):
         if hasattr(module, "_apply_gate"):
@@ -109,7 +110,7 @@ class RoutedStats:
 
     def __init__(
         self,
-        modules: dict[str, nn.Module],
+        modules: dict[str, HFModule],
         want_hessian: bool,
         total_tokens: int,
         scratch: Scratch | None = None,
@@ -179,7 +180,7 @@ def expert_groups(targets: dict[str, ExpertSlice], routed: RoutedStats, warnings
     token was routed to, with a warning naming it."""
     from worker.engine.hooks import InputGroup
 
-    groups = []
+    groups: list[tuple[list[str], InputGroup | None]] = []
     for name in targets:
         stats = routed.stats_of(name)
         if stats.tokens == 0:

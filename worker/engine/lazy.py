@@ -20,6 +20,7 @@ from safetensors import safe_open
 from torch import nn
 
 from worker.engine.errors import ModelLoadError, UnsupportedModelError
+from worker.engine.hf_types import HFModel
 from worker.engine.memory import release
 
 INDEX = "model.safetensors.index.json"
@@ -206,7 +207,7 @@ class LazyWeights:
     (`load_shell`…`release_shell`: capture, evaluation, the final write), not during the walk.
     """
 
-    def __init__(self, model: nn.Module, source: Path, layers_prefix: str, output: Path):
+    def __init__(self, model: HFModel, source: Path, layers_prefix: str, output: Path):
         self.model, self.prefix, self.output = model, layers_prefix, Path(output)
         self.files = weight_map(source)
         self.layers: nn.ModuleList = model.get_submodule(layers_prefix)
@@ -337,6 +338,8 @@ class LazyWeights:
         state = self.model.state_dict(keep_vars=True)
         like = state[name]
         f = self._file_of(name)
+        if f is None:
+            raise LazyUnsupported(f"the checkpoint does not hold {name}")
         entry, data_start = _header_entry(f, name)
         stored = SAFETENSORS_TO_TORCH[entry["dtype"]]
         row_bytes = int(like.shape[1]) * stored.itemsize
@@ -380,7 +383,7 @@ class LazyWeights:
     def shard(self, k: int) -> str:
         return f"model-{k:05d}-of-{self.n_shards:05d}.safetensors"
 
-    def _write(self, k: int, tensors: dict[str, torch.Tensor]) -> None:
+    def _write(self, k: int, tensors: dict[str, torch.Tensor] | dict[str, FileBytes]) -> None:
         self.output.mkdir(parents=True, exist_ok=True)
         name = self.shard(k)
         tmp = self.output / (name + ".tmp")

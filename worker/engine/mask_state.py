@@ -60,7 +60,8 @@ class MaskState:
         self.modules: dict[str, ModuleMask] = {}
 
     def record(self, name: str, mask: torch.Tensor, pattern: Pattern) -> None:
-        self.modules[name] = ModuleMask(tuple(mask.shape), pattern, pack(mask))
+        rows, cols = mask.shape
+        self.modules[name] = ModuleMask((rows, cols), pattern, pack(mask))
 
     def __iter__(self) -> Iterator[tuple[str, ModuleMask]]:
         return iter(self.modules.items())

@@ -78,8 +78,10 @@ class Pruner:
             # an expert no calibration token was routed to has no statistics: magnitude
             result = magnitude(weights, None, pattern, MagnitudeOptions())
         else:
+            assert self.method.fn is not None, "a method that only trains is not walked"
             result = self.method.fn(weights, stats, pattern, self.options)
-        out, masks, swaps = list(result.weights), list(result.masks), [None] * len(names)
+        swaps: list[int | None] = [None] * len(names)
+        out, masks = list(result.weights), list(result.masks)
         if self.refine is not None and stats is not None:
             for i, (w0, w, m) in enumerate(zip(weights, out, masks, strict=True)):
                 r = dsnot(w0, w, m, stats, pattern, **vars(self.refine))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -31,6 +32,7 @@ from worker.engine.errors import CalibrationError, SpecError, UnsupportedModelEr
 from worker.engine.evaluate import perplexity
 from worker.engine.experts import expert_targets, router_linears
 from worker.engine.file_mode import set_file_modes
+from worker.engine.hf_types import HFModel
 from worker.engine.lazy import LazyUnsupported, checkpoint_bytes, open_lazy
 from worker.engine.mask_state import MaskState, check_fits
 from worker.engine.masks import Pattern
@@ -84,6 +86,9 @@ class Where:
     tasks_dir: Path | None = None  # the service's TASKS_DIR: local lm-eval task directories
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class Run:
     """What the stages share."""
@@ -94,26 +99,26 @@ class Run:
     device: torch.device
     report: PruneReport
     masks: MaskState = field(default_factory=MaskState)
-    sources: dict[str, Path | str] = field(default_factory=dict)
+    sources: dict[str, Path | list[str]] = field(default_factory=dict)
     source: Path | None = None  # the model's directory (the card reads its license)
-    model: object = None
-    tokenizer: object = None
-    streamer: LayerStreamer | None = None
+    model: HFModel = None  # set by load
+    tokenizer: HFModel = None
+    streamer: LayerStreamer = field(init=False)  # set by load
     targets: list[dict] = field(default_factory=list)
     ids: torch.Tensor | None = None
     eval_ids: torch.Tensor | None = None
     heldout_ids: torch.Tensor | None = None  # the held-out part of a user's training corpus
     checkpointing: dict[str, bool] = field(default_factory=dict)  # per training stage
     heldout_labels: torch.Tensor | None = None  # its scored tokens (records: the answers)
-    dense: object = None  # a copy of the model before pruning (teacher, SMP's frozen weights)
-    teacher: object = None  # `spec.teacher`, when one is named
+    dense: HFModel = None  # a copy of the model before pruning (teacher, SMP's frozen weights)
+    teacher: HFModel = None  # `spec.teacher`, when one is named
     scores: dict = field(default_factory=dict)  # learned-mask methods: initial scores by name
     results: list = field(default_factory=list)  # what pruning measured per module
     layer_sparsity: list = field(default_factory=list)  # OWL: what each layer was given
     last_changed: str = "prune"  # the last stage that changed weights (for perplexity)
     checks: dict = field(default_factory=dict)  # lazy mode: mask checks, as layers are written
     counts: tuple[int, int] = (0, 0)  # lazy mode: (weights, zeros) of the decoder's matrices
-    walk_checkpoints: WalkCheckpoints | None = None
+    walk_checkpoints: WalkCheckpoints = field(init=False)  # set by load
     resume: WalkState | None = None  # the walk's saved state, when a killed job restarts
 
     @property
@@ -136,6 +141,19 @@ class Stage:
     fn: Callable[[Run], None]
     weight: float  # share of the job's overall percent, relative to the other stages
     steps: Callable[[Run], int] = lambda r: 0  # units of progress (layers for prune)
+
+
+def _shape(w: torch.Tensor) -> tuple[int, int]:
+    rows, cols = w.shape
+    return int(rows), int(cols)
+
+
+def given(value: T | None, what: str) -> T:
+    """A part of the spec (or of the run) that a stage runs for: the plan adds the stage only
+    when it is there."""
+    if value is None:
+        raise SpecError(f"{what} is not set, but a stage that needs it is in the plan")
+    return value
 
 
 def pick_device(name: str) -> torch.device:
@@ -170,7 +188,7 @@ def load(run: Run) -> None:
         resume_layers(run)
     every = [layer_targets(layer, f"{layers_name}.{i}") for i, layer in enumerate(layers)]
     run.targets = skip(every, spec.skip)
-    shapes = {n: tuple(get_weight(m).shape) for t in run.targets for n, m in t.items()}
+    shapes = {n: _shape(get_weight(m)) for t in run.targets for n, m in t.items()}
     check_fits(shapes, pattern_of(spec))
     check_training_fits(run, shapes)
     if needs_dense_copy(spec):
@@ -216,7 +234,7 @@ def open_model(run: Run, path: Path):
 def resume_layers(run: Run) -> None:
     """A restarted job: the layers the walk finished come back as they were written (the
     lazy output's shards, or the eager checkpoint's layer files), with the report so far."""
-    state, weights = run.resume, run.streamer.weights
+    state, weights = given(run.resume, "the walk's saved state"), run.streamer.weights
     if weights is not None:
         lazy = state.meta["lazy"]
         weights.written.update(lazy["written"])
@@ -282,7 +300,7 @@ def calibrate(run: Run) -> None:
 
 
 def eval_dense(run: Run) -> None:
-    ev = run.spec.evaluation
+    ev = given(run.spec.evaluation, "evaluation")
     run.eval_ids = calibration.eval_ids(run.tokenizer, run.sources["evaluation"])
     held = heldout_spec(run.spec)
     if held is not None:
@@ -346,7 +364,7 @@ def prune(run: Run) -> None:
         owl = run.resume.meta["owl"] if run.resume is not None else None
         profile = owl_profile(run, owl["ratios"] if owl else None)
     if spec.refine == "dsnot":
-        d = spec.dsnot
+        d = given(spec.dsnot, "dsnot")
         refine = DSnoTRefiner(d.max_cycles, d.update_threshold, d.var_power)
     pruner = Pruner(method, pattern_of(spec), spec.method_options, run.masks, run.warn,
                     profile=profile, refine=refine)  # fmt: skip
@@ -397,21 +415,23 @@ def owl_profile(run: Run, saved: list[float] | None = None) -> OWLAllocator:
     windows (or as `saved` before a restart), then the allocation (see owl.py for why not
     from the walk itself)."""
     spec = run.spec
+    owl = given(spec.owl, "owl")
     sizes = [sum(get_weight(m).numel() for m in t.values()) for t in run.targets]
     if saved is not None:
-        return OWLAllocator(spec.parsed_sparsity.ratio, spec.owl.lam, sizes, saved)
+        return OWLAllocator(spec.parsed_sparsity.ratio, owl.lam, sizes, saved)
     ratios = [0.0] * len(run.targets)
 
     def visit(i: int, groups) -> None:
         pairs = [(w, st) for _, ws, st in groups for w in ws]
-        ratios[i] = outlier_ratio([w for w, _ in pairs], [st for _, st in pairs], spec.owl.m)
+        ratios[i] = outlier_ratio([w for w, _ in pairs], [st for _, st in pairs], owl.m)
 
-    survey(run.streamer, run.ids[: spec.owl.samples], run.targets, visit, run.reporter)
-    return OWLAllocator(spec.parsed_sparsity.ratio, spec.owl.lam, sizes, ratios)
+    ids = given(run.ids, "the calibration windows")
+    survey(run.streamer, ids[: owl.samples], run.targets, visit, run.reporter)
+    return OWLAllocator(spec.parsed_sparsity.ratio, owl.lam, sizes, ratios)
 
 
 def eval_pruned(run: Run) -> None:
-    ev = run.spec.evaluation
+    ev = given(run.spec.evaluation, "evaluation")
     for ids, labels, result in (
         (run.eval_ids, None, run.report.perplexity),
         (run.heldout_ids, run.heldout_labels, run.report.heldout),
@@ -426,7 +446,7 @@ def eval_pruned(run: Run) -> None:
 
 def sample(run: Run, stage: str) -> None:
     """The evaluation prompts' greedy continuations after `stage` (none when no prompts)."""
-    ev = run.spec.evaluation
+    ev = given(run.spec.evaluation, "evaluation")
     if ev.prompts:  # lazy runs drop the tokenizer for the walk; its files are in the output
         tokenizer = run.tokenizer or load_tokenizer(partial_dir(run.where.output))
         texts = samples.continuations(run.streamer, tokenizer, ev, run.reporter)
@@ -437,7 +457,7 @@ def schedule_of(spec: PruneSpec) -> Schedule | None:
     """The cubic pruning schedule of the methods that prune while training (else None)."""
     if not spec.method_options.prunes_on_schedule():
         return None
-    ts = spec.training
+    ts = given(spec.training, "training")
     t0, dt, n, _ = ts.schedule_steps(spec.method_options.prune_every())
     return Schedule(ts.initial_sparsity, spec.parsed_sparsity.ratio, t0, dt, n)
 
@@ -452,15 +472,17 @@ def learn(run: Run) -> None:
         pattern=pattern_of(spec), options=spec.method_options, schedule=schedule_of(spec),
         dense_weight=lambda name: get_weight((dense or run.model).get_submodule(name)),
     )  # fmt: skip
+    assert method.task is not None, "a method that learns has a training task"
     task = method.task(inputs)
-    run_training(run, spec.training, task)
+    run_training(run, given(spec.training, "training"), task)
     summary = getattr(task, "summary", None)  # a task's line for the report, if it has one
     if summary is not None:
         run.warn(summary(run.masks))
 
 
 def recover(run: Run) -> None:
-    run_training(run, run.spec.recovery, Recovery(trainable(run.modules), run.masks))
+    task = Recovery(trainable(run.modules), run.masks)
+    run_training(run, given(run.spec.recovery, "recovery"), task)
 
 
 def trainable(modules: dict) -> dict:
@@ -633,13 +655,18 @@ def save(run: Run) -> None:
     # lazy: the tokenizer's files were written at load, the weights by `finish`
 
 
+def _fixed(n: int) -> Callable[[Run], int]:
+    """A stage's units of progress known before it runs (its training steps)."""
+    return lambda run: n
+
+
 def plan(spec: PruneSpec) -> list[Stage]:
     """The stages this spec needs, in order."""
     evaluate = spec.evaluation is not None
     stages = [Stage("load", load, 5)]
     if stats_needed(spec) is not None:
         stages.append(Stage("calibrate", calibrate, 5))
-    tasks = evaluate and bool(spec.evaluation.tasks)
+    tasks = spec.evaluation is not None and bool(spec.evaluation.tasks)
     if evaluate:
         stages.append(Stage("eval_dense", eval_dense, 15))
     if tasks:
@@ -651,7 +678,7 @@ def plan(spec: PruneSpec) -> list[Stage]:
             continue
         if evaluate and stages[-1].name in ("prune", "train"):  # after each that changed weights
             stages.append(Stage(f"eval_{stages[-1].name}", eval_pruned, 10))
-        stages.append(Stage(name, fn, 0.6 * ts.steps, steps=lambda r, n=ts.steps: n))
+        stages.append(Stage(name, fn, 0.6 * ts.steps, steps=_fixed(ts.steps)))
     if evaluate:
         stages.append(Stage("eval_pruned", eval_pruned, 10))
     if tasks:
@@ -715,7 +742,7 @@ def run(
     return state.report
 
 
-def datasets(spec: PruneSpec, where: Where) -> dict[str, Path | str]:
+def datasets(spec: PruneSpec, where: Where) -> dict[str, Path | list[str]]:
     named = [(f, getattr(spec, f)) for f in ("training", "recovery", "calibration", "evaluation")]
     for part_name, part in named:
         name = part.dataset if part is not None else None

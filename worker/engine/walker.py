@@ -37,9 +37,17 @@ BeginLayer = Callable[[int, list[tuple[list[str], list[torch.Tensor], InputStats
 
 @dataclass
 class Captured:
-    hidden: torch.Tensor  # (nsamples, seqlen, hidden) inputs of layer 0, model dtype
+    hidden: torch.Tensor | None  # (nsamples, seqlen, hidden) inputs of layer 0, model dtype
+    # (None once the walk took it as its buffer)
     calls: list[LayerCalls]  # per layer: the extra arguments the model passes it
     batch: int
+
+
+def _taken(cap: Captured) -> torch.Tensor:
+    """The captured inputs of layer 0 (the walk's buffer from then on)."""
+    if cap.hidden is None:
+        raise RuntimeError("the captured inputs were taken already")
+    return cap.hidden
 
 
 class _StopCapture(Exception):
@@ -169,10 +177,12 @@ def walk(
     arch = type(streamer.model).__name__
     cap = None
     scratch = Scratch()  # the statistics' per-batch work space, for every layer
+    inps = None
     if needs is not None:
+        assert ids is not None, "statistics need calibration windows"
         with reraise_typed(f"{arch}: capturing the inputs of the decoder layers"):
             cap = capture(streamer, ids, batch_size(ids.shape[1], ids.shape[0]))
-        inps, cap.hidden = cap.hidden, None
+        inps, cap.hidden = _taken(cap), None
         if start_inps is not None:
             inps = start_inps.to(inps.device, inps.dtype)
         if recon is not None:
@@ -187,12 +197,13 @@ def walk(
                                      inps, warn, scratch)  # fmt: skip
             begin = None if begin_layer is None else (lambda g, i=i: begin_layer(i, g))
             if recon is not None:
+                assert cap is not None and inps is not None, "reconstruction needs statistics"
                 target = recon.target(layer, inps, cap.calls[i], cap.batch)
             prune_groups(groups, targets[i], prune, begin)
-            if recon is not None:
+            if recon is not None and cap is not None and inps is not None:
                 batches = spans(inps.shape[0], cap.batch)
                 recon.fit(i, n_layers, layer, targets[i], inps, target, cap.calls[i], batches)
-            elif cap is not None:  # in place: inps becomes the next layer's input
+            elif cap is not None and inps is not None:  # in place: the next layer's input
                 run_layer(layer, inps, inps, cap.calls[i], cap.batch)
             streamer.commit(i)
         if after_layer is not None:  # a checkpoint's own failure is not the layer's
@@ -214,7 +225,7 @@ def survey(
     arch = type(streamer.model).__name__
     with reraise_typed(f"{arch}: capturing the inputs of the decoder layers"):
         cap = capture(streamer, ids, batch_size(ids.shape[1], ids.shape[0]))
-    inps, cap.hidden = cap.hidden, None
+    inps, cap.hidden = _taken(cap), None
     n_layers = len(streamer.layers)
     scratch = Scratch()
     for i in range(n_layers):
@@ -241,7 +252,9 @@ def layer_stats(layer, targets, needs, ids, calls, batch, inps, warn, scratch=No
                          ids.numel(), scratch)  # fmt: skip
     with collector.hooks(), routed.hooks():
         run_layer(layer, inps, None, calls, batch)
-    groups = [(g.names, g.stats) for g in collector.groups]
+    groups: list[tuple[list[str], InputStats | None]] = [
+        (g.names, g.stats) for g in collector.groups
+    ]
     seen = {n for g in collector.groups for n in g.names}
     for n in linears:
         if n not in seen:

@@ -9,6 +9,7 @@ order's (SparseGPT), kept weights are lifted by 0.5 so the selector picks the in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,7 +25,11 @@ from worker.engine.stats import InputStats
 if TYPE_CHECKING:
     from service.methods import SMPOptions
 
-INIT = {"wanda": wanda, "sparsegpt": sparsegpt, "magnitude": magnitude}
+INIT: dict[str, Callable[..., MethodResult]] = {
+    "wanda": wanda,
+    "sparsegpt": sparsegpt,
+    "magnitude": magnitude,
+}
 INIT_NEEDS = {"wanda": "norms", "sparsegpt": "hessian", "magnitude": None}
 
 

@@ -66,6 +66,7 @@ def sparsegpt(
 
     Works on W transposed, (in, rows), so each column step touches contiguous memory.
     """
+    assert stats is not None, "sparsegpt needs the walk's Hessians (Method.needs)"
     H = stats.hessian  # (in, in) fp32, a new tensor: changed in place below
     WT = torch.cat([w.float() for w in weights], dim=0).t().contiguous()  # (in, rows)
     bounds = torch.tensor([0] + [w.shape[0] for w in weights]).cumsum(0).tolist()

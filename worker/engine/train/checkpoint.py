@@ -11,9 +11,16 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
+
+
+class HasState(Protocol):
+    """What a checkpoint saves of an optimizer (or of its whole-tensor view)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -37,7 +44,7 @@ class Checkpoints:
     def _meta(self) -> Path:
         return self.dir / f"{self.stage}.json"
 
-    def save(self, params: dict[str, torch.Tensor], opt: torch.optim.Optimizer, saved: Saved):
+    def save(self, params: dict[str, torch.Tensor], opt: HasState, saved: Saved):
         self.dir.mkdir(parents=True, exist_ok=True)
         state = opt.state_dict()
         tensors = {f"param.{n}": p.detach().cpu().contiguous() for n, p in params.items()}
