@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -289,6 +290,19 @@ class LazyWeights:
             out, inp = self.model.get_output_embeddings(), self.model.get_input_embeddings()
             if out is not None and inp is not None and out.weight.is_meta:
                 out.weight = inp.weight
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the layers written so far are (JSON): a resumed walk appends to them."""
+        return {
+            "written": self.written,
+            "total_size": self.total_size,
+            "committed": sorted(self.committed),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.written.update(state["written"])
+        self.total_size = state["total_size"]
+        self.committed.update(state["committed"])
 
     def _file_of(self, name: str) -> Path | None:
         if name in self.written:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -62,6 +63,22 @@ class MaskState:
     def record(self, name: str, mask: torch.Tensor, pattern: Pattern) -> None:
         rows, cols = mask.shape
         self.modules[name] = ModuleMask((rows, cols), pattern, pack(mask))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every mask: `packed` the bits (tensors), `masks` their shape and pattern (JSON)."""
+        return {
+            "packed": {name: mm.packed for name, mm in self.modules.items()},
+            "masks": {
+                name: [list(mm.shape), mm.pattern.ratio, mm.pattern.n, mm.pattern.m]
+                for name, mm in self.modules.items()
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, (shape, ratio, n, m) in state["masks"].items():
+            rows, cols = shape
+            packed = state["packed"][name]
+            self.modules[name] = ModuleMask((rows, cols), Pattern(ratio, n, m), packed)
 
     def __iter__(self) -> Iterator[tuple[str, ModuleMask]]:
         return iter(self.modules.items())

@@ -6,7 +6,7 @@ first shows it the whole layer, which sets that layer's pattern."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -52,6 +52,21 @@ class Pruner:
     _layer: Pattern | None = None  # the pattern of the layer being pruned
     _layer_index: int | None = None
     _layer_names: list[str] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the layers pruned so far left: results, learned-mask scores (tensors), the
+        allocation (OWL)."""
+        return {
+            "results": [asdict(r) for r in self.results],
+            "scores": dict(self.scores),
+            "owl": None if self.profile is None else self.profile.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.results[:] = [ModuleResult(**r) for r in state["results"]]
+        self.scores.update(state["scores"])
+        if state["owl"] is not None and self.profile is not None:
+            self.profile.load_state_dict(state["owl"])
 
     def begin_layer(self, index: int, groups: list) -> None:
         """Layer `index` is next: `groups` is [(names, dense weights, stats or None)]."""

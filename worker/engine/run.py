@@ -236,10 +236,7 @@ def resume_layers(run: Run) -> None:
     lazy output's shards, or the eager checkpoint's layer files), with the report so far."""
     state, weights = given(run.resume, "the walk's saved state"), run.streamer.weights
     if weights is not None:
-        lazy = state.meta["lazy"]
-        weights.written.update(lazy["written"])
-        weights.total_size = lazy["total_size"]
-        weights.committed.update(lazy["committed"])
+        weights.load_state_dict(state.meta["lazy"])
     else:
         for i in range(state.next_layer):
             run.walk_checkpoints.load_layer(i, run.streamer.layers[i])

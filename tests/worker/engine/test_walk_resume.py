@@ -86,3 +86,26 @@ def test_checkpoints_due_by_count_or_time(tmp_path, monkeypatch):
     assert not timed.due(1, 6)  # just created: less than CHECKPOINT_S ago
     monkeypatch.setattr("worker.engine.walk_resume.CHECKPOINT_S", 0.0)
     assert timed.due(1, 6) and not timed.due(6, 6)
+
+
+def test_the_pieces_a_resume_restores_round_trip_their_own_state():
+    """MaskState and the OWL allocator save and load their own state (no private field is
+    touched from outside): a restored allocator hands out what the original would."""
+    from worker.engine.mask_state import MaskState
+    from worker.engine.masks import Pattern
+    from worker.engine.owl import OWLAllocator
+
+    masks = MaskState()
+    masks.record("a", torch.rand(4, 8) < 0.5, Pattern(0.5))
+    again = MaskState()
+    again.load_state_dict(masks.state_dict())
+    assert torch.equal(again.modules["a"].mask(), masks.modules["a"].mask())
+    assert again.modules["a"].pattern == Pattern(0.5)
+
+    first = OWLAllocator(0.5, 0.1, [100, 100, 100], [0.1, 0.2, 0.3])
+    first.allocate(0)
+    first.achieved(0, 40)  # 10 fewer than given: the debt the next layers make up
+    second = OWLAllocator(0.5, 0.1, [100, 100, 100], [0.1, 0.2, 0.3])
+    second.load_state_dict(first.state_dict())
+    assert second.allocate(1) == first.allocate(1)
+    assert second.layers == first.layers
