@@ -55,6 +55,7 @@ def matrix(t, expert: int | None):
 def prune_and_check(model_type: str, method: str, root: Path, calib: Path) -> Outcome:
     """Build, prune with `method` at SPARSITY through worker.engine.run.run, and check."""
     import worker.engine.run as run_module
+    import worker.engine.stages.save as save_stage
     from service.schemas import CalibrationSpec, PruneSpec
     from tests.support.tiny_arch import make_tiny_arch
     from worker.engine.errors import UnsupportedModelError
@@ -64,7 +65,7 @@ def prune_and_check(model_type: str, method: str, root: Path, calib: Path) -> Ou
     except Exception as exc:  # the sweep covers what can be built tiny; record the rest
         return Outcome(model_type, method, "build", f"{type(exc).__name__}: {exc}"[:300])
     saved = []
-    real_save = run_module.save_model
+    real_save = save_stage.save_model
 
     def save(model, tokenizer, directory):
         saved.append(model)
@@ -73,7 +74,7 @@ def prune_and_check(model_type: str, method: str, root: Path, calib: Path) -> Ou
     cal = CalibrationSpec(dataset=str(calib), nsamples=4, seqlen=32)
     spec = PruneSpec(model=str(model_dir), method=method, sparsity=SPARSITY, calibration=cal,
                      device="cpu")  # fmt: skip
-    run_module.save_model = save
+    save_stage.save_model = save
     try:
         report = run_module.run(spec, root / f"pruned-{method}")
     except UnsupportedModelError as exc:
@@ -81,7 +82,7 @@ def prune_and_check(model_type: str, method: str, root: Path, calib: Path) -> Ou
     except Exception as exc:
         return Outcome(model_type, method, "crash", f"{type(exc).__name__}: {exc}"[:500])
     finally:
-        run_module.save_model = real_save
+        save_stage.save_model = real_save
     problems = check(model_dir, root / f"pruned-{method}", saved[0], report)
     if problems:
         return Outcome(model_type, method, "fail", "; ".join(problems[:5]))

@@ -12,7 +12,7 @@ import torch
 from pydantic import ValidationError
 from transformers import AutoModelForCausalLM
 
-import worker.engine.run as run_module
+import worker.engine.stages.load as load_stage
 from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, TrainingSpec
 from tests.support.tiny_models import make_tiny_model
 from tests.worker.engine.support import saved_tensors
@@ -143,7 +143,7 @@ def test_auto_chooses_by_size_and_falls_back(tiny_model_dir, calib_file, tmp_pat
     assert checkpoint_bytes(src, torch.float32) == sum(t.numel() * 4 for t in weights)
     report = run(spec_for(src, calib_file, "auto"), tmp_path / "small")
     assert report.load.startswith("eager (weights")
-    monkeypatch.setattr(run_module, "LAZY_SHARE", 0.0)  # as if the host had no memory to spare
+    monkeypatch.setattr(load_stage, "LAZY_SHARE", 0.0)  # as if the host had no memory to spare
     report = run(spec_for(src, calib_file, "auto"), tmp_path / "big")
     assert report.load.startswith("lazy (weights") and (tmp_path / "big" / INDEX).is_file()
     report = run(spec_for(tiny_model_dir("gpt_neox"), calib_file, "auto"), tmp_path / "neox")

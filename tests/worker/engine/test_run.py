@@ -13,7 +13,7 @@ import torch
 from pydantic import ValidationError
 from transformers import AutoModelForCausalLM
 
-import worker.engine.run as run_module
+import worker.engine.stages.save as save_stage
 from service.schemas import REPORT_FILE as REPORT_NAME
 from service.schemas import CalibrationSpec, EvalSpec, PruneSpec
 from tests.worker.engine.support import ARCHS, LAYERS_PATH, layers_of, linear_weights
@@ -33,13 +33,13 @@ def spec_for(model_dir, calib_file, method="wanda", sparsity="2:4", **kw) -> Pru
 def pruned_models(monkeypatch):
     """The in-memory model of every run() in the test, caught as it is saved."""
     models = []
-    real_save = run_module.save_model
+    real_save = save_stage.save_model
 
     def save(model, tokenizer, directory):
         models.append(model)
         real_save(model, tokenizer, directory)
 
-    monkeypatch.setattr(run_module, "save_model", save)
+    monkeypatch.setattr(save_stage, "save_model", save)
     return models
 
 
