@@ -74,13 +74,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from benchmarks.prune_bench import dense_forward_s
     from service.schemas import CalibrationSpec, PruneSpec
-    from worker.engine import calibration, report
     from worker.engine import methods as registry
     from worker.engine import run as engine
-    from worker.engine.evaluate import perplexity
-    from worker.engine.model_io import decoder_layers, get_weight, load_model
+    from worker.engine.data import calibration
+    from worker.engine.evaluation.evaluate import perplexity
+    from worker.engine.model.model_io import decoder_layers, get_weight, load_model
     from worker.engine.progress import Reporter
-    from worker.engine.streaming import LayerStreamer
+    from worker.engine.publish import report
+    from worker.engine.walk.streaming import LayerStreamer
 
     parts = args.parts.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="oneshot_bench_"))

@@ -32,10 +32,10 @@ def dense_forward_s(model_dir: Path, data_dir: Path, nsamples: int, seqlen: int)
     """Seconds for one dense pass of the calibration windows through every decoder layer."""
     import torch
 
-    from worker.engine import calibration
-    from worker.engine.model_io import decoder_layers, load_model
-    from worker.engine.streaming import LayerStreamer
-    from worker.engine.walker import batch_size, capture, run_layer
+    from worker.engine.data import calibration
+    from worker.engine.model.model_io import decoder_layers, load_model
+    from worker.engine.walk.streaming import LayerStreamer
+    from worker.engine.walk.walker import batch_size, capture, run_layer
 
     model, tok = load_model(model_dir, "float32")
     _, layers = decoder_layers(model)

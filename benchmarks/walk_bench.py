@@ -36,7 +36,7 @@ ROWS = ["dense", "ours:wanda:eager", "ours:wanda:lazy", "reference:wanda",
 
 
 def windows(args, tokenizer):
-    from worker.engine import calibration
+    from worker.engine.data import calibration
 
     src = calibration.resolve_dataset("wikitext2", "calibration", args.data_dir)
     return calibration.calibration_ids(tokenizer, "wikitext2", src, args.nsamples, args.seqlen, 0)
@@ -45,8 +45,8 @@ def windows(args, tokenizer):
 def dense(args) -> dict:
     import torch
 
-    from worker.engine.model_io import load_model
-    from worker.engine.walker import batch_size, spans
+    from worker.engine.model.model_io import load_model
+    from worker.engine.walk.walker import batch_size, spans
 
     model, tok = load_model(args.model, "float32")
     ids = windows(args, tok)
@@ -96,7 +96,7 @@ def mask_digest(mask) -> list[int]:
 
 def reference(args, method: str) -> dict:
     from benchmarks import reference_walk
-    from worker.engine.model_io import load_model
+    from worker.engine.model.model_io import load_model
 
     model, tok = load_model(args.model, "float32")
     ids = windows(args, tok)

@@ -13,12 +13,14 @@ from pathlib import Path
 import torch
 
 from service.schemas import PruneReport, PruneSpec
-from worker.engine import calibration, report
+from worker.engine.data import calibration
 from worker.engine.errors import CalibrationError, SpecError
+from worker.engine.evaluation.tasks_eval import eval_tasks, resolve_tasks
 from worker.engine.memory import release
 from worker.engine.methods import get_method
-from worker.engine.model_io import locate_model
+from worker.engine.model.model_io import locate_model
 from worker.engine.progress import Reporter
+from worker.engine.publish import report
 from worker.engine.stages.calibrate import calibrate
 from worker.engine.stages.evaluation import eval_dense, eval_pruned
 from worker.engine.stages.load import layer_targets, load
@@ -26,7 +28,6 @@ from worker.engine.stages.prune import prune
 from worker.engine.stages.save import finish, save
 from worker.engine.stages.state import Run, Stage, Where, pick_device, stats_needed
 from worker.engine.stages.training import learn, recover
-from worker.engine.tasks_eval import eval_tasks, resolve_tasks
 
 __all__ = ["Run", "Stage", "Where", "datasets", "layer_targets", "plan", "run", "spans"]
 

@@ -18,8 +18,8 @@ from tests.support.arch_sweep import prune_and_check
 from tests.support.tiny_models import make_tiny_model
 from tests.worker.engine.support import walk_model
 from worker.engine.errors import UnsupportedModelError
-from worker.engine.streaming import LayerStreamer
-from worker.engine.walker import capture
+from worker.engine.walk.streaming import LayerStreamer
+from worker.engine.walk.walker import capture
 
 # dense Llama; tuple-returning layers (bloom: the KeyError); Conv1D (gpt2); parallel
 # attention (falcon, phi); fused experts (mixtral, qwen3_moe, gpt_oss: transposed with bias);

@@ -16,7 +16,7 @@ from service.schemas import (
     partial_dir,
     resume_dir,
 )
-from worker.engine import calibration
+from worker.engine.data import calibration
 from worker.engine.errors import Cancelled
 from worker.engine.progress import Reporter
 from worker.engine.run import run

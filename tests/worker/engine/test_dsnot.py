@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from service.methods import METHODS
 from service.schemas import CalibrationSpec, PruneSpec
 from tests.worker.engine.support import correlated_inputs, pattern, stats_from, zeros_per_group
-from worker.engine.dsnot import dsnot, expected_error
 from worker.engine.methods import get_method
+from worker.engine.prune.dsnot import dsnot, expected_error
 from worker.engine.run import run
 
 

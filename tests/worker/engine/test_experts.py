@@ -12,8 +12,8 @@ from transformers import AutoModelForCausalLM
 from service.schemas import CalibrationSpec, PruneSpec
 from tests.support.tiny_arch import make_tiny_arch
 from tests.worker.engine.support import stable_lowest_per_row, walk_model
-from worker.engine.experts import is_experts
 from worker.engine.run import run
+from worker.engine.walk.experts import is_experts
 
 MOE = ["mixtral", "qwen3_moe", "qwen2_moe", "olmoe"]
 

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoTokenizer
 
 from service.schemas import EvalSpec, PruneSpec
-from worker.engine.calibration import split_holdout, tokenize, training_windows
+from worker.engine.data.calibration import split_holdout, tokenize, training_windows
 from worker.engine.run import run
 
 

@@ -11,10 +11,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from tests.worker.engine.support import LAYERS_PATH, layers_of
-from worker.engine.hooks import StatsCollector
-from worker.engine.model_io import prunable_linears
-from worker.engine.streaming import LayerStreamer
-from worker.engine.walker import capture, run_layer
+from worker.engine.model.model_io import prunable_linears
+from worker.engine.walk.hooks import StatsCollector
+from worker.engine.walk.streaming import LayerStreamer
+from worker.engine.walk.walker import capture, run_layer
 
 GROUPS = {  # Linears of one layer grouped by the tensor they read, in firing order
     "llama": [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],

@@ -16,15 +16,15 @@ import worker.engine.stages.load as load_stage
 from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, TrainingSpec
 from tests.support.tiny_models import make_tiny_model
 from tests.worker.engine.support import saved_tensors
-from worker.engine import calibration
+from worker.engine.data import calibration
 from worker.engine.errors import UnsupportedModelError
-from worker.engine.evaluate import perplexity
-from worker.engine.lazy import INDEX, LazyWeights, checkpoint_bytes, open_lazy
-from worker.engine.model_io import decoder_layers, get_weight, load_model
+from worker.engine.evaluation.evaluate import perplexity
+from worker.engine.model.model_io import decoder_layers, get_weight, load_model
 from worker.engine.progress import Reporter
 from worker.engine.run import run
-from worker.engine.streaming import LayerStreamer
-from worker.engine.walker import walk
+from worker.engine.walk.lazy import INDEX, LazyWeights, checkpoint_bytes, open_lazy
+from worker.engine.walk.streaming import LayerStreamer
+from worker.engine.walk.walker import walk
 
 
 def spec_for(model_dir, calib_file, load, method="wanda", sparsity="2:4", **kw) -> PruneSpec:
@@ -161,7 +161,7 @@ def test_masks_checked_per_layer_before_the_layer_leaves(tiny_model_dir, calib_f
         w[w == 0] = 1.0  # undo the pruning of one module
         real_commit(self, i)
 
-    import worker.engine.lazy as lazy_module
+    import worker.engine.walk.lazy as lazy_module
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(lazy_module.LazyWeights, "commit", leaky)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from service.schemas import CalibrationSpec, PruneSpec
 from tests.worker.engine.support import correlated_inputs, stats_from
-from worker.engine.owl import OWLAllocator, outlier_ratio, owl_sparsities
+from worker.engine.prune.owl import OWLAllocator, outlier_ratio, owl_sparsities
 from worker.engine.run import run
 
 
@@ -128,8 +128,8 @@ def test_the_survey_sees_the_dense_models_own_inputs_of_every_layer(tiny_model_d
 
     from worker.engine.progress import Reporter
     from worker.engine.run import layer_targets
-    from worker.engine.streaming import LayerStreamer
-    from worker.engine.walker import survey
+    from worker.engine.walk.streaming import LayerStreamer
+    from worker.engine.walk.walker import survey
 
     model = AutoModelForCausalLM.from_pretrained(
         tiny_model_dir("llama4"), attn_implementation="eager"

@@ -18,12 +18,12 @@ from worker.engine.errors import (
     ResourceError,
     SpecError,
 )
-from worker.engine.masks import n_of_m
 from worker.engine.methods.smp import initial_scores, select
 from worker.engine.methods.wanda import wanda_score
 from worker.engine.progress import Reporter
+from worker.engine.prune.masks import n_of_m
 from worker.engine.run import run
-from worker.engine.stats import InputStats
+from worker.engine.walk.stats import InputStats
 
 PREFIX = "model.layers"
 

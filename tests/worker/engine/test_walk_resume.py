@@ -8,9 +8,9 @@ import torch
 
 from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, resume_dir
 from tests.worker.engine.support import Killed, killed_then_resumed, saved_tensors
-from worker.engine.pruner import Pruner
+from worker.engine.prune.pruner import Pruner
 from worker.engine.run import run
-from worker.engine.walk_resume import WalkCheckpoints
+from worker.engine.walk.walk_resume import WalkCheckpoints
 
 
 def spec_for(model_dir, calib_file, **kw) -> PruneSpec:
@@ -84,16 +84,16 @@ def test_checkpoints_due_by_count_or_time(tmp_path, monkeypatch):
     assert [every2.due(i, 6) for i in range(1, 7)] == [False, True, False, True, False, False]
     timed = WalkCheckpoints(tmp_path, "k", every=0)
     assert not timed.due(1, 6)  # just created: less than CHECKPOINT_S ago
-    monkeypatch.setattr("worker.engine.walk_resume.CHECKPOINT_S", 0.0)
+    monkeypatch.setattr("worker.engine.walk.walk_resume.CHECKPOINT_S", 0.0)
     assert timed.due(1, 6) and not timed.due(6, 6)
 
 
 def test_the_pieces_a_resume_restores_round_trip_their_own_state():
     """MaskState and the OWL allocator save and load their own state (no private field is
     touched from outside): a restored allocator hands out what the original would."""
-    from worker.engine.mask_state import MaskState
-    from worker.engine.masks import Pattern
-    from worker.engine.owl import OWLAllocator
+    from worker.engine.prune.mask_state import MaskState
+    from worker.engine.prune.masks import Pattern
+    from worker.engine.prune.owl import OWLAllocator
 
     masks = MaskState()
     masks.record("a", torch.rand(4, 8) < 0.5, Pattern(0.5))

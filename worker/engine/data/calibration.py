@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
+from worker.engine.data.datasets import NAMED, calibration_text, read_rows
+from worker.engine.data.datasets import resolve_dataset as resolve_dataset  # run.py's entry point
 from worker.engine.data.packing import record_windows, stream
 from worker.engine.data.records import read_records
-from worker.engine.datasets import NAMED, calibration_text, read_rows
-from worker.engine.datasets import resolve_dataset as resolve_dataset  # run.py's entry point
 from worker.engine.errors import CalibrationError
 
 MAX_DRAWS_PER_SAMPLE = 100  # documents tried per sample before giving up (all too short)

@@ -16,7 +16,7 @@ from service.model_names import resolve_model
 from service.schemas import DTYPES as DTYPE_NAMES
 from service.schemas import check_revision
 from worker.engine.errors import ModelLoadError, UnsupportedModelError, describe, log
-from worker.engine.hf_types import HFModule
+from worker.engine.model.hf_types import HFModule
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 HUB_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "tokenizer*", "*.model",

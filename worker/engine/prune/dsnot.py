@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from worker.engine.masks import Pattern
-from worker.engine.stats import InputStats
+from worker.engine.prune.masks import Pattern
+from worker.engine.walk.stats import InputStats
 
 _VAR_FLOOR = 1e-12
 

@@ -15,7 +15,7 @@ import torch
 
 from service.sparsity import NM_GROUPS
 from worker.engine.errors import PruningError, SpecError
-from worker.engine.masks import Pattern, check_n_of_m
+from worker.engine.prune.masks import Pattern, check_n_of_m
 
 _BITS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
 

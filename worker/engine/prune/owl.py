@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from worker.engine.stats import InputStats
+from worker.engine.walk.stats import InputStats
 
 _BISECT = 100
 

@@ -12,13 +12,13 @@ from typing import Any
 import torch
 
 from service.methods import MagnitudeOptions
-from worker.engine.dsnot import dsnot
-from worker.engine.mask_state import MaskState
-from worker.engine.masks import Pattern
 from worker.engine.methods import Method
 from worker.engine.methods.magnitude import magnitude
-from worker.engine.owl import OWLAllocator
-from worker.engine.stats import InputStats, relative_error
+from worker.engine.prune.dsnot import dsnot
+from worker.engine.prune.mask_state import MaskState
+from worker.engine.prune.masks import Pattern
+from worker.engine.prune.owl import OWLAllocator
+from worker.engine.walk.stats import InputStats, relative_error
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from service.reconstruction import BlockReport, ReconstructionSpec
-from worker.engine.hf_types import HFModule
-from worker.engine.mask_state import MaskState
+from worker.engine.model.hf_types import HFModule
 from worker.engine.progress import Reporter
+from worker.engine.prune.mask_state import MaskState
 from worker.engine.train import masked
 from worker.engine.train.block import BlockConfig, power, relative_error, train_block
-from worker.engine.walker import run_layer
+from worker.engine.walk.walker import run_layer
 
 LayerCalls = dict[int, tuple[tuple, dict]]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.engine import calibration
+from worker.engine.data import calibration
 from worker.engine.stages.state import Run
 
 

@@ -10,9 +10,10 @@ from service.schemas import (
     TrainingSpec,
     partial_dir,
 )
-from worker.engine import calibration, samples
-from worker.engine.evaluate import perplexity
-from worker.engine.model_io import (
+from worker.engine.data import calibration
+from worker.engine.evaluation import samples
+from worker.engine.evaluation.evaluate import perplexity
+from worker.engine.model.model_io import (
     load_tokenizer,
 )
 from worker.engine.stages.state import Run, given

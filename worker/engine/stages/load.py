@@ -20,10 +20,7 @@ from service.schemas import (
     resume_dir,
 )
 from worker.engine.errors import SpecError, UnsupportedModelError
-from worker.engine.experts import expert_targets, router_linears
-from worker.engine.lazy import LazyUnsupported, checkpoint_bytes, open_lazy
-from worker.engine.mask_state import check_fits
-from worker.engine.model_io import (
+from worker.engine.model.model_io import (
     DTYPES,
     check_model_dir,
     decoder_layers,
@@ -34,12 +31,15 @@ from worker.engine.model_io import (
     matrix_counts,
     prunable_linears,
 )
+from worker.engine.prune.mask_state import check_fits
 from worker.engine.stages.state import Run, given, matrix_shape, pattern_of, run_key
 from worker.engine.stages.training import check_training_fits, needs_dense_copy
-from worker.engine.streaming import LayerStreamer
-from worker.engine.teacher import load_teacher
 from worker.engine.train import memory as train_memory
-from worker.engine.walk_resume import WalkCheckpoints
+from worker.engine.train.teacher import load_teacher
+from worker.engine.walk.experts import expert_targets, router_linears
+from worker.engine.walk.lazy import LazyUnsupported, checkpoint_bytes, open_lazy
+from worker.engine.walk.streaming import LayerStreamer
+from worker.engine.walk.walk_resume import WalkCheckpoints
 
 LAZY_SHARE = 0.5  # auto loads lazily when the weights exceed this share of available memory
 

@@ -4,17 +4,17 @@ reconstruction when asked), checkpointed so a restarted job resumes at the last 
 
 from __future__ import annotations
 
-from worker.engine import walk_resume
 from worker.engine.memory import release
 from worker.engine.methods import get_method
-from worker.engine.model_io import (
+from worker.engine.model.model_io import (
     get_weight,
 )
-from worker.engine.owl import OWLAllocator, outlier_ratio
-from worker.engine.pruner import DSnoTRefiner, Pruner
-from worker.engine.reconstruct import Reconstructor
+from worker.engine.prune.owl import OWLAllocator, outlier_ratio
+from worker.engine.prune.pruner import DSnoTRefiner, Pruner
+from worker.engine.prune.reconstruct import Reconstructor
 from worker.engine.stages.state import Run, given, pattern_of, stats_needed
-from worker.engine.walker import survey, walk
+from worker.engine.walk import walk_resume
+from worker.engine.walk.walker import survey, walk
 
 
 def prune(run: Run) -> None:

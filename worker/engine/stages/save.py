@@ -12,15 +12,15 @@ from service.schemas import (
     partial_dir,
     resume_dir,
 )
-from worker.engine import outputs, report
-from worker.engine.file_mode import set_file_modes
 from worker.engine.memory import peak_rss_mb
-from worker.engine.model_io import (
+from worker.engine.model.file_mode import set_file_modes
+from worker.engine.model.model_io import (
     decoder_coverage,
     get_weight,
     matrix_counts,
     save_model,
 )
+from worker.engine.publish import outputs, report
 from worker.engine.stages.state import Run
 
 UNPRUNED_WARN = 0.10  # a pattern leaving more of the decoder weights dense is a warning

@@ -14,13 +14,13 @@ from service.schemas import (
     PruneSpec,
 )
 from worker.engine.errors import SpecError
-from worker.engine.hf_types import HFModel
-from worker.engine.mask_state import MaskState
-from worker.engine.masks import Pattern
 from worker.engine.methods import get_method
+from worker.engine.model.hf_types import HFModel
 from worker.engine.progress import Reporter
-from worker.engine.streaming import LayerStreamer
-from worker.engine.walk_resume import WalkCheckpoints, WalkState
+from worker.engine.prune.mask_state import MaskState
+from worker.engine.prune.masks import Pattern
+from worker.engine.walk.streaming import LayerStreamer
+from worker.engine.walk.walk_resume import WalkCheckpoints, WalkState
 
 
 @dataclass

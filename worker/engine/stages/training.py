@@ -12,10 +12,10 @@ from service.schemas import (
     TrainingSpec,
     resume_dir,
 )
-from worker.engine import calibration
+from worker.engine.data import calibration
 from worker.engine.errors import SpecError
 from worker.engine.methods import get_method
-from worker.engine.model_io import (
+from worker.engine.model.model_io import (
     get_weight,
 )
 from worker.engine.stages.state import Run, given, pattern_of, run_key

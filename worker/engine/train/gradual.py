@@ -11,9 +11,9 @@ import functools
 import torch
 from torch import nn
 
-from worker.engine.hf_types import HFModule
-from worker.engine.masks import Pattern
-from worker.engine.model_io import get_weight
+from worker.engine.model.hf_types import HFModule
+from worker.engine.model.model_io import get_weight
+from worker.engine.prune.masks import Pattern
 from worker.engine.train.masked import FixedMask, ScoreMask, attach, bake, original, transposed
 from worker.engine.train.schedule import Schedule, select_at
 from worker.engine.train.tasks import Modules, TaskInputs

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from worker.engine.hf_types import HFModel
+from worker.engine.model.hf_types import HFModel
 from worker.engine.train.objective import Head
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from worker.engine.errors import Cancelled, Interrupted
-from worker.engine.hf_types import HFModel
+from worker.engine.model.hf_types import HFModel
 from worker.engine.progress import Reporter
 from worker.engine.train.checkpoint import Checkpoints, Saved
 from worker.engine.train.heads import head_of, last_hidden, vocab_of

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from worker.engine.hf_types import HFModule
+from worker.engine.model.hf_types import HFModule
 
 Select = Callable[[torch.Tensor], torch.Tensor]  # scores (out, in) -> pruned mask (True = pruned)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from worker.engine.errors import ResourceError
-from worker.engine.hf_types import HFModel
+from worker.engine.model.hf_types import HFModel
 
 LIMIT_ENV = "PRUNESERVE_MEMORY_LIMIT_MB"  # caps what the engine may use (e.g. a shared host)
 

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from worker.engine.masks import Pattern
+from worker.engine.prune.masks import Pattern
 from worker.engine.train.gradual import Movement, ties_by_magnitude
 from worker.engine.train.masked import original, transposed
 from worker.engine.train.schedule import Schedule

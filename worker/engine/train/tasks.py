@@ -14,8 +14,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from worker.engine.mask_state import MaskState
-from worker.engine.masks import Pattern
+from worker.engine.prune.mask_state import MaskState
+from worker.engine.prune.masks import Pattern
 from worker.engine.train.masked import FixedMask, attach, bake, original, transposed
 from worker.engine.train.schedule import Schedule
 

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from worker.engine.errors import UnsupportedModelError
-from worker.engine.hf_types import HFModule
-from worker.engine.stats import InputStats, Scratch
+from worker.engine.model.hf_types import HFModule
+from worker.engine.walk.stats import InputStats, Scratch
 
 FIRST = ("gate_up_proj", "up_proj")  # reads the token; gate_up_proj holds [gate; up]
 SECOND = ("down_proj",)  # reads the gated activation
@@ -178,7 +178,7 @@ class RoutedStats:
 def expert_groups(targets: dict[str, ExpertSlice], routed: RoutedStats, warnings: list[str]):
     """(names, group) per expert matrix; group None (magnitude) for an expert no calibration
     token was routed to, with a warning naming it."""
-    from worker.engine.hooks import InputGroup
+    from worker.engine.walk.hooks import InputGroup
 
     groups: list[tuple[list[str], InputGroup | None]] = []
     for name in targets:

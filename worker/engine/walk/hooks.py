@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from worker.engine.stats import InputStats, Scratch
+from worker.engine.walk.stats import InputStats, Scratch
 
 
 class LayerStop(Exception):

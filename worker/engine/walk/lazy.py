@@ -21,8 +21,8 @@ from safetensors import safe_open
 from torch import nn
 
 from worker.engine.errors import ModelLoadError, UnsupportedModelError
-from worker.engine.hf_types import HFModel
 from worker.engine.memory import release
+from worker.engine.model.hf_types import HFModel
 
 INDEX = "model.safetensors.index.json"
 COPY_CHUNK = 8 << 20  # bytes per read when a tensor is copied file to file

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from worker.engine.hf_types import HFModel
+from worker.engine.model.hf_types import HFModel
 
 
 class LayerStreamer:

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from worker.engine.mask_state import MaskCheck
+from worker.engine.prune.mask_state import MaskCheck
 
 CHECKPOINT_S = 5.0  # the default: save after a layer when this long passed since the last save
 STATE, TENSORS = "walk.json", "walk.safetensors"

@@ -16,15 +16,15 @@ import torch
 from torch import nn
 
 from worker.engine.errors import UnsupportedModelError, reraise_typed
-from worker.engine.experts import RoutedStats, expert_groups
-from worker.engine.hooks import InputGroup, LayerStop, StatsCollector
-from worker.engine.model_io import get_weight, set_weight
+from worker.engine.model.model_io import get_weight, set_weight
 from worker.engine.progress import Reporter
-from worker.engine.stats import InputStats, Scratch
-from worker.engine.streaming import LayerStreamer
+from worker.engine.walk.experts import RoutedStats, expert_groups
+from worker.engine.walk.hooks import InputGroup, LayerStop, StatsCollector
+from worker.engine.walk.stats import InputStats, Scratch
+from worker.engine.walk.streaming import LayerStreamer
 
 if TYPE_CHECKING:
-    from worker.engine.reconstruct import Reconstructor
+    from worker.engine.prune.reconstruct import Reconstructor
 
 TOKENS_PER_BATCH = 1024  # samples per layer call = this // seqlen (at least 1)
 

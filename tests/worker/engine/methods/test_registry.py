@@ -12,8 +12,8 @@ from service.main import create_app
 from service.methods import METHODS, Options, method_options
 from service.schemas import CalibrationSpec, PruneSpec
 from service.settings import Settings
-from worker.engine.masks import lowest_per_row
 from worker.engine.methods import REGISTRY, Method, MethodResult
+from worker.engine.prune.masks import lowest_per_row
 from worker.engine.run import run
 
 
