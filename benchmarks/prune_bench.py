@@ -53,14 +53,40 @@ def dense_forward_s(model_dir: Path, data_dir: Path, nsamples: int, seqlen: int)
 
 def prune_once(args, method: str, sparsity: str, out: Path) -> dict:
     cmd = [
-        sys.executable, "-m", "clients.cli.main", "prune",
-        "--model", str(args.model), "--method", method, "--sparsity", sparsity,
-        "--calibration", "wikitext2", "--nsamples", str(args.nsamples),
-        "--seqlen", str(args.seqlen), "--seed", "0", "--dtype", "float32", "--device", "cpu",
-        "--eval", "wikitext2", "--eval-seqlen", str(args.seqlen),
-        "--eval-windows", str(args.eval_windows),
-        "--data-dir", str(args.data_dir), "--output", str(out), "--json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "clients.cli.main",
+        "prune",
+        "--model",
+        str(args.model),
+        "--method",
+        method,
+        "--sparsity",
+        sparsity,
+        "--calibration",
+        "wikitext2",
+        "--nsamples",
+        str(args.nsamples),
+        "--seqlen",
+        str(args.seqlen),
+        "--seed",
+        "0",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--eval",
+        "wikitext2",
+        "--eval-seqlen",
+        str(args.seqlen),
+        "--eval-windows",
+        str(args.eval_windows),
+        "--data-dir",
+        str(args.data_dir),
+        "--output",
+        str(out),
+        "--json",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0

@@ -215,9 +215,12 @@ class MovementOptions(PrunesWhileTraining):
         "whole matrix (as the paper's code does) or per row; N:M selects per group either way",
     )
     score_lr: float = Field(
-        1.0, gt=0, le=1e12, description="alpha_S: S = -alpha_S * sum_t W * dL/dW (plain "
-        "accumulation; hard movement is invariant to it)"
-    )  # fmt: skip
+        1.0,
+        gt=0,
+        le=1e12,
+        description="alpha_S: S = -alpha_S * sum_t W * dL/dW (plain "
+        "accumulation; hard movement is invariant to it)",
+    )
 
     SCHEDULE_NOTE: ClassVar[str] = "movement"
 

@@ -174,9 +174,10 @@ class TrainingSpec(_Strict):
     """
 
     dataset: str = Field(
-        "wikitext2", description="as calibration.dataset; named datasets train on their "
-        "calibration split (wikitext2: valid), never on the evaluation split"
-    )  # fmt: skip
+        "wikitext2",
+        description="as calibration.dataset; named datasets train on their "
+        "calibration split (wikitext2: valid), never on the evaluation split",
+    )
     steps: int = Field(100, ge=1, le=1_000_000, description="optimizer steps")
     seqlen: int = Field(256, ge=8, le=32768, description="tokens per training sequence")
     batch_size: int = Field(4, ge=1, le=4096, description="sequences per optimizer step")
@@ -184,9 +185,11 @@ class TrainingSpec(_Strict):
         1, ge=1, le=4096, description="sequences per forward; gradients accumulate to batch_size"
     )
     lr: float | None = Field(
-        None, gt=0, le=1, description="peak learning rate (default: 1e-4 for weights, "
-        "1e-2 for mask scores)"
-    )  # fmt: skip
+        None,
+        gt=0,
+        le=1,
+        description="peak learning rate (default: 1e-4 for weights, 1e-2 for mask scores)",
+    )
     lr_warmup_steps: int | None = Field(None, ge=0, description="default: 10% of steps")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
     distill: bool = Field(
@@ -203,10 +206,13 @@ class TrainingSpec(_Strict):
         25, ge=1, description="steps between checkpoints of the trainable state (for resume)"
     )
     holdout: float = Field(
-        0.1, ge=0, le=0.5, description="share of a user's training data (a .txt/.jsonl file or "
+        0.1,
+        ge=0,
+        le=0.5,
+        description="share of a user's training data (a .txt/.jsonl file or "
         "upload) held out, split by `seed`, for the held-out perplexity in the report; named "
-        "datasets are never split (they train on their calibration split)"
-    )  # fmt: skip
+        "datasets are never split (they train on their calibration split)",
+    )
     processes: int | None = Field(
         None,
         ge=1,
@@ -235,13 +241,17 @@ class TrainingSpec(_Strict):
         None, ge=0, description="movement/gmp: steps t_0 before pruning starts (default 10%)"
     )
     prune_every: int | None = Field(
-        None, ge=1, description="movement/gmp: steps between pruning steps (default: every "
-        "step for movement; the ramp / 10 for gmp)"
-    )  # fmt: skip
+        None,
+        ge=1,
+        description="movement/gmp: steps between pruning steps (default: every "
+        "step for movement; the ramp / 10 for gmp)",
+    )
     cooldown_steps: int | None = Field(
-        None, ge=0, description="movement/gmp: steps at the target with the mask fixed at the "
-        "end (default 20%)"
-    )  # fmt: skip
+        None,
+        ge=0,
+        description="movement/gmp: steps at the target with the mask fixed at the "
+        "end (default 20%)",
+    )
 
     @model_validator(mode="after")
     def _batches(self) -> TrainingSpec:
@@ -293,9 +303,12 @@ class OWLSpec(_Strict):
     )
     lam: float = Field(0.08, ge=0, lt=0.5, description="layer sparsities lie in [s - lam, s + lam]")
     samples: int = Field(
-        4, ge=1, le=4096, description="calibration windows of the dense survey that measures "
-        "every layer's outlier ratio before the walk (at most calibration.nsamples)"
-    )  # fmt: skip
+        4,
+        ge=1,
+        le=4096,
+        description="calibration windows of the dense survey that measures "
+        "every layer's outlier ratio before the walk (at most calibration.nsamples)",
+    )
 
 
 class DSnoTSpec(_Strict):
@@ -304,9 +317,11 @@ class DSnoTSpec(_Strict):
 
     max_cycles: int = Field(50, ge=1, le=10_000, description="swap rounds per matrix at most")
     update_threshold: float = Field(
-        0.0, ge=0, le=1e6,
+        0.0,
+        ge=0,
+        le=1e6,
         description="a row stops once |E[error of its output]| per token is at most this",
-    )  # fmt: skip
+    )
     var_power: float = Field(
         1.0, ge=0, le=4, description="regrow candidates ranked by W*E[x] / Var[x]^var_power"
     )
@@ -532,18 +547,24 @@ class PruneSpec(_Strict):
 
     @model_validator(mode="after")
     def _profile_and_refine(self) -> PruneSpec:
-        for field, value, knobs, on in (("sparsity_profile", self.sparsity_profile, "owl", "owl"),
-                                        ("refine", self.refine, "dsnot", "dsnot")):  # fmt: skip
+        for field, value, knobs, on in (
+            ("sparsity_profile", self.sparsity_profile, "owl", "owl"),
+            ("refine", self.refine, "dsnot", "dsnot"),
+        ):
             if value != on:
                 if getattr(self, knobs) is not None:
-                    raise ValueError(f"{knobs}: these settings are for {field} {on!r}, but "
-                                     f"{field} is {value!r}; set {field} to {on!r} or drop "
-                                     f"{knobs}")  # fmt: skip
+                    raise ValueError(
+                        f"{knobs}: these settings are for {field} {on!r}, but "
+                        f"{field} is {value!r}; set {field} to {on!r} or drop "
+                        f"{knobs}"
+                    )
                 continue
             if not METHODS[self.method].ONE_SHOT:
                 methods = ", ".join(one_shot_methods())
-                raise ValueError(f"{field}: {on!r} works with the one-shot methods {methods}, "
-                                 f"not {self.method!r}")  # fmt: skip
+                raise ValueError(
+                    f"{field}: {on!r} works with the one-shot methods {methods}, "
+                    f"not {self.method!r}"
+                )
         if self.sparsity_profile == "owl":
             self.owl = self.owl or OWLSpec()
             self._owl_samples_fit(self.owl)
@@ -613,8 +634,12 @@ class PruneSpec(_Strict):
     def calibrates(self) -> bool:
         """Whether the job reads calibration data (its method, OWL, DSnoT or reconstruction
         need it)."""
-        return (self.method_options.calibrates() or self.sparsity_profile != "uniform"
-                or self.refine != "none" or self.reconstruction is not None)  # fmt: skip
+        return (
+            self.method_options.calibrates()
+            or self.sparsity_profile != "uniform"
+            or self.refine != "none"
+            or self.reconstruction is not None
+        )
 
     @property
     def parsed_sparsity(self) -> Pattern:
@@ -636,14 +661,17 @@ class JobCreate(PruneSpec):
         ..., min_length=1, max_length=MAX_NAME, description="hub id org/name, or a model name"
     )
     dry_run: bool = Field(
-        False, description="answer 200 with the plan (memory per device and stage, from the "
-        "model's config.json) and queue nothing"
-    )  # fmt: skip
+        False,
+        description="answer 200 with the plan (memory per device and stage, from the "
+        "model's config.json) and queue nothing",
+    )
     plan_for: str | None = Field(
-        None, max_length=32, pattern=PLAN_FOR_PATTERN,
+        None,
+        max_length=32,
+        pattern=PLAN_FOR_PATTERN,
         description="dry_run: plan for these devices, COUNTxSIZE such as 8x80GiB (default: "
         "the workers' devices, PRUNESERVE_PLAN_DEVICES)",
-    )  # fmt: skip
+    )
 
     def spec(self) -> PruneSpec:
         """The job's spec: the body without the dry-run fields."""

@@ -25,8 +25,11 @@ def contract_paths() -> list[str]:
     for name, info in PruneSpec.model_fields.items():
         if name == "options":
             continue
-        models = [a for a in (info.annotation, *getattr(info.annotation, "__args__", ()))
-                  if isinstance(a, type) and issubclass(a, BaseModel)]  # fmt: skip
+        models = [
+            a
+            for a in (info.annotation, *getattr(info.annotation, "__args__", ()))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if not models:
             out.append(name)
             continue
@@ -63,10 +66,28 @@ def spec(*flags: str) -> PruneSpec:
 
 
 def test_flags_the_contract_gained_reach_the_spec():
-    s = spec("--recover-steps", "5", "--train-weight-decay", "0.1", "--train-holdout", "0.2",
-             "--train-temperature", "3", "--train-checkpoint-every", "7",
-             "--train-lr-warmup-steps", "2", "--refine", "dsnot", "--dsnot-var-power", "2",
-             "--reconstruct-epochs", "1", "--reconstruct-weight-decay", "0.01")  # fmt: skip
+    s = spec(
+        "--recover-steps",
+        "5",
+        "--train-weight-decay",
+        "0.1",
+        "--train-holdout",
+        "0.2",
+        "--train-temperature",
+        "3",
+        "--train-checkpoint-every",
+        "7",
+        "--train-lr-warmup-steps",
+        "2",
+        "--refine",
+        "dsnot",
+        "--dsnot-var-power",
+        "2",
+        "--reconstruct-epochs",
+        "1",
+        "--reconstruct-weight-decay",
+        "0.01",
+    )
     r = s.recovery
     assert (r.steps, r.weight_decay, r.holdout, r.temperature) == (5, 0.1, 0.2, 3.0)
     assert (r.checkpoint_every, r.lr_warmup_steps) == (7, 2)
@@ -78,8 +99,18 @@ def test_unset_flags_leave_the_contract_defaults():
 
 
 def test_shared_training_flags_feed_both_stages_but_the_schedule_only_training():
-    s = spec("--method", "gmp", "--train-steps", "20", "--recover-steps", "4", "--lr", "0.01",
-             "--warmup-steps", "2")  # fmt: skip
+    s = spec(
+        "--method",
+        "gmp",
+        "--train-steps",
+        "20",
+        "--recover-steps",
+        "4",
+        "--lr",
+        "0.01",
+        "--warmup-steps",
+        "2",
+    )
     assert (s.training.steps, s.training.lr, s.training.warmup_steps) == (20, 0.01, 2)
     assert (s.recovery.steps, s.recovery.lr, s.recovery.warmup_steps) == (4, 0.01, None)
 

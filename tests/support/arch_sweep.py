@@ -72,8 +72,9 @@ def prune_and_check(model_type: str, method: str, root: Path, calib: Path) -> Ou
         real_save(model, tokenizer, directory)
 
     cal = CalibrationSpec(dataset=str(calib), nsamples=4, seqlen=32)
-    spec = PruneSpec(model=str(model_dir), method=method, sparsity=SPARSITY, calibration=cal,
-                     device="cpu")  # fmt: skip
+    spec = PruneSpec(
+        model=str(model_dir), method=method, sparsity=SPARSITY, calibration=cal, device="cpu"
+    )
     save_stage.save_model = save
     try:
         report = run_module.run(spec, root / f"pruned-{method}")
@@ -103,8 +104,11 @@ def check(model_dir: Path, out: Path, model, report) -> list[str]:
     pruned = model.state_dict()
     if reloaded.keys() != pruned.keys():
         problems.append(f"reloaded keys differ: {sorted(reloaded.keys() ^ pruned.keys())[:3]}")
-    problems += [f"{k}: reloaded != saved" for k in pruned
-                 if k in reloaded and not torch.equal(reloaded[k], pruned[k])]  # fmt: skip
+    problems += [
+        f"{k}: reloaded != saved"
+        for k in pruned
+        if k in reloaded and not torch.equal(reloaded[k], pruned[k])
+    ]
     if not report.modules:
         problems.append("no module was pruned")
     touched = set()

@@ -98,8 +98,9 @@ def run(
     device = pick_device(spec.device)
     reporter = reporter or Reporter()
     state = Run(spec, where, reporter, device, report.new_report(spec, str(device)))
-    locate_model(spec.model, spec.revision, models_dir=models_dir, allow_local=allow_local,
-                 fetch=False)  # fmt: skip
+    locate_model(
+        spec.model, spec.revision, models_dir=models_dir, allow_local=allow_local, fetch=False
+    )
     state.sources = datasets(spec, where)  # missing files are reported before the slow load
     if spec.evaluation is not None:  # and local task directories
         resolve_tasks(spec.evaluation.tasks, tasks_dir, allow_local)
@@ -124,8 +125,10 @@ def datasets(spec: PruneSpec, where: Where) -> dict[str, Path | list[str]]:
         name = part.dataset if part is not None else None
         local = name and name not in calibration.NAMED and not name.startswith("upload:")
         if local and not where.allow_local:  # the service's boundary checks this too
-            raise SpecError(f"{part_name}.dataset: {name!r} is a file path; a service job reads "
-                            "only wikitext2, c4 or upload:<id>")  # fmt: skip
+            raise SpecError(
+                f"{part_name}.dataset: {name!r} is a file path; a service job reads "
+                "only wikitext2, c4 or upload:<id>"
+            )
     trains = [("train", "training", spec.training), ("recover", "recovery", spec.recovery)]
     # a named dataset trains on its calibration split, never on eval
     reads = [(stage, f, ts.dataset, "calibration") for stage, f, ts in trains if ts is not None]

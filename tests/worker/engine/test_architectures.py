@@ -24,10 +24,18 @@ from worker.engine.walk.walker import capture
 # dense Llama; tuple-returning layers (bloom: the KeyError); Conv1D (gpt2); parallel
 # attention (falcon, phi); fused experts (mixtral, qwen3_moe, gpt_oss: transposed with bias);
 # latent attention + shared experts (deepseek_v3); a decoder under model.decoder (opt)
-FAST = [("llama", "wanda"), ("bloom", "sparsegpt"), ("gpt2", "sparsegpt"),
-        ("falcon", "wanda"), ("phi", "sparsegpt"), ("mixtral", "wanda"),
-        ("qwen3_moe", "sparsegpt"), ("gpt_oss", "wanda"), ("deepseek_v3", "sparsegpt"),
-        ("opt", "wanda")]  # fmt: skip
+FAST = [
+    ("llama", "wanda"),
+    ("bloom", "sparsegpt"),
+    ("gpt2", "sparsegpt"),
+    ("falcon", "wanda"),
+    ("phi", "sparsegpt"),
+    ("mixtral", "wanda"),
+    ("qwen3_moe", "sparsegpt"),
+    ("gpt_oss", "wanda"),
+    ("deepseek_v3", "sparsegpt"),
+    ("opt", "wanda"),
+]
 
 
 def sweep_cases():

@@ -15,10 +15,13 @@ from worker.engine.walk.walk_resume import WalkCheckpoints
 
 def spec_for(model_dir, calib_file, **kw) -> PruneSpec:
     return PruneSpec(
-        model=str(model_dir), device="cpu", checkpoint_layers=1,
+        model=str(model_dir),
+        device="cpu",
+        checkpoint_layers=1,
         calibration=CalibrationSpec(dataset=str(calib_file), nsamples=4, seqlen=32),
-        evaluation=EvalSpec(dataset=str(calib_file), seqlen=32, max_windows=2), **kw,
-    )  # fmt: skip
+        evaluation=EvalSpec(dataset=str(calib_file), seqlen=32, max_windows=2),
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -42,15 +45,19 @@ def pruned_layers(monkeypatch):
 
 @pytest.mark.parametrize(
     "load,method,sparsity,extra",
-    [("lazy", "sparsegpt", "2:4", {}), ("eager", "wanda", "0.6", {"sparsity_profile": "owl"}),
-     ("eager", "magnitude", "0.5", {})],
-)  # fmt: skip
+    [
+        ("lazy", "sparsegpt", "2:4", {}),
+        ("eager", "wanda", "0.6", {"sparsity_profile": "owl"}),
+        ("eager", "magnitude", "0.5", {}),
+    ],
+)
 def test_resume_at_the_killed_layer_equals_an_uninterrupted_run(
     tiny_model_dir, calib_file, tmp_path, pruned_layers, load, method, sparsity, extra
 ):
     seen, kill_at = pruned_layers
-    spec = spec_for(tiny_model_dir("llama4"), calib_file, method=method, sparsity=sparsity,
-                    load=load, **extra)  # fmt: skip
+    spec = spec_for(
+        tiny_model_dir("llama4"), calib_file, method=method, sparsity=sparsity, load=load, **extra
+    )
     whole = run(spec, tmp_path / "whole")
     assert whole.resumed_at_layer is None
     seen.clear()
@@ -67,8 +74,9 @@ def test_resume_at_the_killed_layer_equals_an_uninterrupted_run(
     assert not resume_dir(out).exists()  # checkpoints removed when the job ends
 
 
-def test_a_checkpoint_of_another_spec_is_ignored(tiny_model_dir, calib_file, tmp_path,
-                                                  pruned_layers):  # fmt: skip
+def test_a_checkpoint_of_another_spec_is_ignored(
+    tiny_model_dir, calib_file, tmp_path, pruned_layers
+):
     seen, kill_at = pruned_layers
     src = tiny_model_dir("llama4")
     kill_at[0] = 2

@@ -31,8 +31,9 @@ class Names:
 
 def training_names(field: str) -> Names:
     """The names of the `training` or `recovery` stage's data."""
-    return Names(f"{field}.dataset (--train-data): the training text",
-                 f"{field}.seqlen (--train-seqlen)")  # fmt: skip
+    return Names(
+        f"{field}.dataset (--train-data): the training text", f"{field}.seqlen (--train-seqlen)"
+    )
 
 
 def _no_check() -> None:
@@ -152,9 +153,14 @@ def calibration_windows(
 
 
 def document_windows(
-    tokenizer, rows: list[str], nsamples: int, seqlen: int, seed: int, names: Names = Names(),
+    tokenizer,
+    rows: list[str],
+    nsamples: int,
+    seqlen: int,
+    seed: int,
+    names: Names = Names(),
     check: Callable[[], None] = _no_check,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """(nsamples, seqlen) windows of documents (document_draw)."""
     draw = document_draw(tokenizer, rows, seqlen, names)
     return Windows(draw, seed, nsamples, check).rows(0, nsamples)

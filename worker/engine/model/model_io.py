@@ -19,8 +19,15 @@ from worker.engine.errors import ModelLoadError, UnsupportedModelError, describe
 from worker.engine.model.hf_types import HFModule
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-HUB_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "tokenizer*", "*.model",
-                "*.tiktoken", "*.txt"]  # fmt: skip
+HUB_PATTERNS = [
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "*.json",
+    "tokenizer*",
+    "*.model",
+    "*.tiktoken",
+    "*.txt",
+]
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES if name != "auto"}
 
 

@@ -9,6 +9,11 @@ from worker.engine.stages.state import Run
 def calibrate(run: Run) -> None:
     cal = run.spec.calibration
     run.ids = calibration.calibration_ids(
-        run.tokenizer, cal.dataset, run.sources["calibration"], cal.nsamples, cal.seqlen, cal.seed,
+        run.tokenizer,
+        cal.dataset,
+        run.sources["calibration"],
+        cal.nsamples,
+        cal.seqlen,
+        cal.seed,
         check=run.reporter.check_cancel,
-    )  # fmt: skip
+    )

@@ -39,23 +39,29 @@ def eval_dense(run: Run) -> None:
     ids = run.heldout_ids
     if ids is None:
         field = {"train": "training", "recover": "recovery"}[stage]
-        run.warn(f"{field}.holdout {ts.holdout:g}: {ts.dataset} is one block (one line or one "
-                 "document), so nothing could be held out and there is no held-out perplexity; "
-                 f"give it several paragraphs or lines, or set {field}.holdout 0")  # fmt: skip
+        run.warn(
+            f"{field}.holdout {ts.holdout:g}: {ts.dataset} is one block (one line or one "
+            "document), so nothing could be held out and there is no held-out perplexity; "
+            f"give it several paragraphs or lines, or set {field}.holdout 0"
+        )
         return
     seqlen = min(ev.seqlen, ids.shape[1] - 1)
     if seqlen < 8:
-        run.warn(f"the held-out {ts.holdout:.0%} of {ts.dataset} has {ids.shape[1]} tokens, "
-                 "too few for a held-out perplexity")  # fmt: skip
+        run.warn(
+            f"the held-out {ts.holdout:.0%} of {ts.dataset} has {ids.shape[1]} tokens, "
+            "too few for a held-out perplexity"
+        )
         run.heldout_ids = None
         return
     labels = run.heldout_labels
     ppl, windows = perplexity(run.streamer, ids, seqlen, ev.max_windows, run.reporter, labels)
     scored = ", the answers' tokens" if labels is not None and (labels == -100).any() else ""
     run.report.heldout = Perplexity(
-        dataset=f"{ts.dataset} (held-out {ts.holdout:.0%}, seed {ts.seed}{scored})", seqlen=seqlen,
-        windows=windows, dense=round(ppl, 4),
-    )  # fmt: skip
+        dataset=f"{ts.dataset} (held-out {ts.holdout:.0%}, seed {ts.seed}{scored})",
+        seqlen=seqlen,
+        windows=windows,
+        dense=round(ppl, 4),
+    )
 
 
 def heldout_spec(spec: PruneSpec) -> tuple[str, TrainingSpec] | None:

@@ -48,12 +48,16 @@ def load(run: Run) -> None:
     """Load the model; choose what to prune and check the pattern fits it, before any work."""
     spec = run.spec
     path = locate_model(
-        spec.model, spec.revision, models_dir=run.where.models_dir,
-        cache_dir=run.where.cache_dir, allow_local=run.where.allow_local,
-    )  # fmt: skip
+        spec.model,
+        spec.revision,
+        models_dir=run.where.models_dir,
+        cache_dir=run.where.cache_dir,
+        allow_local=run.where.allow_local,
+    )
     run.source = path
-    run.walk_checkpoints = WalkCheckpoints(resume_dir(run.where.output), run_key(spec),
-                                           spec.checkpoint_layers)  # fmt: skip
+    run.walk_checkpoints = WalkCheckpoints(
+        resume_dir(run.where.output), run_key(spec), spec.checkpoint_layers
+    )
     if spec.method_options.walks():
         run.resume = run.walk_checkpoints.load()
     weights = open_model(run, path)
@@ -159,8 +163,10 @@ def layer_targets(layer, prefix: str) -> dict:
     and each expert of its fused MoE parameters as its own matrix."""
     linears = prunable_linears(layer, prefix)
     routers = router_linears(layer, prefix, linears)
-    return {**{n: m for n, m in linears.items() if n not in routers},
-            **expert_targets(layer, prefix)}  # fmt: skip
+    return {
+        **{n: m for n, m in linears.items() if n not in routers},
+        **expert_targets(layer, prefix),
+    }
 
 
 def skip(linears: list[dict], patterns: list[str]) -> list[dict]:

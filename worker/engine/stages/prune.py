@@ -27,8 +27,15 @@ def prune(run: Run) -> None:
     if spec.refine == "dsnot":
         d = given(spec.dsnot, "dsnot")
         refine = DSnoTRefiner(d.max_cycles, d.update_threshold, d.var_power)
-    pruner = Pruner(method, pattern_of(spec), spec.method_options, run.masks, run.warn,
-                    profile=profile, refine=refine)  # fmt: skip
+    pruner = Pruner(
+        method,
+        pattern_of(spec),
+        spec.method_options,
+        run.masks,
+        run.warn,
+        profile=profile,
+        refine=refine,
+    )
     recon = None
     if spec.reconstruction is not None:
         recon = Reconstructor(spec.reconstruction, run.masks, run.reporter)
@@ -59,9 +66,20 @@ def prune(run: Run) -> None:
             state.tensors.update(tensors)
         ck.save(state)
 
-    walk(run.streamer, run.ids, stats_needed(spec), run.targets, pruner, run.reporter,
-         warn=run.warn, begin_layer=pruner.begin_layer, start=start, start_inps=start_inps,
-         after_layer=after_layer, recon=recon)  # fmt: skip
+    walk(
+        run.streamer,
+        run.ids,
+        stats_needed(spec),
+        run.targets,
+        pruner,
+        run.reporter,
+        warn=run.warn,
+        begin_layer=pruner.begin_layer,
+        start=start,
+        start_inps=start_inps,
+        after_layer=after_layer,
+        recon=recon,
+    )
     pruner.end_layer()
     if recon is not None:
         run.report.reconstruction = recon.blocks

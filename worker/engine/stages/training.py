@@ -44,10 +44,14 @@ def learn(run: Run) -> None:
     method = get_method(spec.method)
     dense = run.dense
     inputs = TaskInputs(
-        modules=trainable(run.modules), masks=run.masks, scores=run.scores,
-        pattern=pattern_of(spec), options=spec.method_options, schedule=schedule_of(spec),
+        modules=trainable(run.modules),
+        masks=run.masks,
+        scores=run.scores,
+        pattern=pattern_of(spec),
+        options=spec.method_options,
+        schedule=schedule_of(spec),
         dense_weight=lambda name: get_weight((dense or run.model).get_submodule(name)),
-    )  # fmt: skip
+    )
     assert method.task is not None, "a method that learns has a training task"
     task = method.task(inputs)
     run_training(run, given(spec.training, "training"), task)
@@ -71,18 +75,29 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
     """One use of the training engine; its masks replace the mask state's."""
     source = run.sources[task.stage]
     windows = calibration.training_windows(
-        run.tokenizer, ts.dataset, source, ts.steps * ts.batch_size, ts.seqlen, ts.seed,
-        ts.holdout, "training" if task.stage == "train" else "recovery", run.reporter.check_cancel,
-    )  # fmt: skip
+        run.tokenizer,
+        ts.dataset,
+        source,
+        ts.steps * ts.batch_size,
+        ts.seqlen,
+        ts.seed,
+        ts.holdout,
+        "training" if task.stage == "train" else "recovery",
+        run.reporter.check_cancel,
+    )
     run.reporter.check_cancel()  # the text may have taken a while to read and tokenize
     objective = Objective(ts.distill, ts.temperature, ts.lm_weight)
     cfg = LoopConfig(
-        steps=ts.steps, batch_size=ts.batch_size, micro_batch=ts.micro_batch,
+        steps=ts.steps,
+        batch_size=ts.batch_size,
+        micro_batch=ts.micro_batch,
         lr=ts.lr or task.default_lr,
         warmup_steps=ts.lr_warmup_steps if ts.lr_warmup_steps is not None else ts.steps // 10,
-        weight_decay=ts.weight_decay, checkpoint_every=ts.checkpoint_every,
-        precision=ts.precision, checkpointing=run.checkpointing.get(task.stage, False),
-    )  # fmt: skip
+        weight_decay=ts.weight_decay,
+        checkpoint_every=ts.checkpoint_every,
+        precision=ts.precision,
+        checkpointing=run.checkpointing.get(task.stage, False),
+    )
     teacher = (run.teacher or run.dense) if ts.distill else None  # train() holds it on the device
     processes = train_processes(ts, run.device) if task.stage == "recover" else 1
     on_device = run.device.type != "cpu" and processes == 1  # ranks place their own shards
@@ -129,7 +144,7 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
             resumed_from_step=result.resumed_from_step,
             precision=result.precision,
             gradient_checkpointing=result.checkpointing,
-        )  # fmt: skip
+        )
     )
 
 

@@ -51,8 +51,13 @@ class Checkpoints:
         for idx, st in state["state"].items():
             for k, v in st.items():
                 tensors[f"opt.{idx}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
-        meta = {"key": self.key, "step": saved.step, "loss": saved.loss, "times": saved.times,
-                "param_groups": state["param_groups"]}  # fmt: skip
+        meta = {
+            "key": self.key,
+            "step": saved.step,
+            "loss": saved.loss,
+            "times": saved.times,
+            "param_groups": state["param_groups"],
+        }
         tmp_t = self._tensors.with_name(self._tensors.name + ".tmp")
         tmp_m = self._meta.with_name(self._meta.name + ".tmp")
         save_file(tensors, str(tmp_t))

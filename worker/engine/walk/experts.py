@@ -135,8 +135,11 @@ class RoutedStats:
         def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
             bound = list(sig.bind(*args, **kwargs).arguments.values())
             x, index = (bound + [None, None])[:2]
-            if not (torch.is_tensor(index) and not index.is_floating_point()
-                    and index.shape[0] == x.reshape(-1, x.shape[-1]).shape[0]):  # fmt: skip
+            if not (
+                torch.is_tensor(index)
+                and not index.is_floating_point()
+                and index.shape[0] == x.reshape(-1, x.shape[-1]).shape[0]
+            ):
                 raise UnsupportedModelError(
                     f"{name}: the experts call does not pass the routed expert indices "
                     "(tokens, top-k) after the hidden states; cannot tell which tokens each "
@@ -166,8 +169,10 @@ class RoutedStats:
 
     @contextmanager
     def hooks(self):
-        handles = [m.register_forward_pre_hook(self._hook(n), with_kwargs=True)
-                   for n, m in self.modules.items()]  # fmt: skip
+        handles = [
+            m.register_forward_pre_hook(self._hook(n), with_kwargs=True)
+            for n, m in self.modules.items()
+        ]
         try:
             yield self
         finally:
@@ -184,8 +189,9 @@ def expert_groups(targets: dict[str, ExpertSlice], routed: RoutedStats, warnings
     for name in targets:
         stats = routed.stats_of(name)
         if stats.tokens == 0:
-            warnings.append(f"{name}: no calibration token was routed to this expert; "
-                            "pruned by magnitude")  # fmt: skip
+            warnings.append(
+                f"{name}: no calibration token was routed to this expert; pruned by magnitude"
+            )
             groups.append(([name], None))
         else:
             groups.append(([name], InputGroup(stats, [name])))

@@ -26,14 +26,34 @@ from worker.engine.model.hf_types import HFModel
 
 INDEX = "model.safetensors.index.json"
 COPY_CHUNK = 8 << 20  # bytes per read when a tensor is copied file to file
-SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2,
-                      "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
+SAFETENSORS_DTYPES = {
+    "F64": 8,
+    "F32": 4,
+    "BF16": 2,
+    "F16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 
 
-TORCH_TO_SAFETENSORS = {torch.float64: "F64", torch.float32: "F32", torch.bfloat16: "BF16",
-                        torch.float16: "F16", torch.int64: "I64", torch.int32: "I32",
-                        torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-                        torch.bool: "BOOL"}  # fmt: skip
+TORCH_TO_SAFETENSORS = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.bfloat16: "BF16",
+    torch.float16: "F16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 
 @dataclass(frozen=True)
@@ -274,8 +294,7 @@ class LazyWeights:
         for f, group in by_file.items():
             with safe_open(f, "pt", device="cpu") as fh:
                 for n in group:
-                    value = _like(state[n], fh.get_tensor(n).to(device, state[n].dtype,
-                                                                copy=copy))  # fmt: skip
+                    value = _like(state[n], fh.get_tensor(n).to(device, state[n].dtype, copy=copy))
                     for alias in self._aliases(state, n):
                         _set(self.model, alias, value)
         self._tie()
@@ -433,8 +452,10 @@ class LazyWeights:
                 self._write(self.n_shards, {n: state[n] for n in self.shell_names})
             finally:
                 self.release_shell()
-        index = {"metadata": {"total_size": self.total_size},
-                 "weight_map": dict(sorted(self.written.items()))}  # fmt: skip
+        index = {
+            "metadata": {"total_size": self.total_size},
+            "weight_map": dict(sorted(self.written.items())),
+        }
         (self.output / INDEX).write_text(json.dumps(index, indent=2) + "\n")
         self.model.config.save_pretrained(self.output)
         gen = getattr(self.model, "generation_config", None)

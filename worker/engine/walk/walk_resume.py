@@ -89,8 +89,10 @@ class WalkCheckpoints:
         return WalkState(meta["next_layer"], inps, own, meta["meta"])
 
     def clear(self) -> None:
-        for p in list(self.dir.glob("layer-*.safetensors")) + [self.dir / STATE,
-                                                                self.dir / TENSORS]:  # fmt: skip
+        for p in list(self.dir.glob("layer-*.safetensors")) + [
+            self.dir / STATE,
+            self.dir / TENSORS,
+        ]:
             p.unlink(missing_ok=True)
         if self.dir.is_dir() and not any(self.dir.iterdir()):
             shutil.rmtree(self.dir, ignore_errors=True)

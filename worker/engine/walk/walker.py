@@ -193,8 +193,9 @@ def walk(
             if cap is None:
                 groups = [([n], None) for n in targets[i]]  # no statistics: each matrix alone
             else:
-                groups = layer_stats(layer, targets[i], needs, ids, cap.calls[i], cap.batch,
-                                     inps, warn, scratch)  # fmt: skip
+                groups = layer_stats(
+                    layer, targets[i], needs, ids, cap.calls[i], cap.batch, inps, warn, scratch
+                )
             begin = None if begin_layer is None else (lambda g, i=i: begin_layer(i, g))
             if recon is not None:
                 assert cap is not None and inps is not None, "reconstruction needs statistics"
@@ -232,12 +233,18 @@ def survey(
         reporter.check_cancel()
         with reraise_typed(f"{arch}: decoder layer {i}"), streamer.layer(i) as layer:
             linears = {n: m for n, m in targets[i].items() if isinstance(m, nn.Module)}
-            collector = StatsCollector(linears, False, ids.numel(), ids.shape[1],
-                                       early_stop=False, scratch=scratch)  # fmt: skip
+            collector = StatsCollector(
+                linears, False, ids.numel(), ids.shape[1], early_stop=False, scratch=scratch
+            )
             with collector.hooks():
                 run_layer(layer, inps, inps, cap.calls[i], cap.batch)
-            visit(i, [(g.names, [get_weight(linears[n]) for n in g.names], g.stats)
-                      for g in collector.groups])  # fmt: skip
+            visit(
+                i,
+                [
+                    (g.names, [get_weight(linears[n]) for n in g.names], g.stats)
+                    for g in collector.groups
+                ],
+            )
 
 
 def layer_stats(layer, targets, needs, ids, calls, batch, inps, warn, scratch=None) -> list:
@@ -246,10 +253,12 @@ def layer_stats(layer, targets, needs, ids, calls, batch, inps, warn, scratch=No
     linears = {n: m for n, m in targets.items() if isinstance(m, nn.Module)}
     experts = {n: m for n, m in targets.items() if not isinstance(m, nn.Module)}
     hessian = needs == "hessian"
-    collector = StatsCollector(linears, hessian, ids.numel(), ids.shape[1],
-                               early_stop=not experts, scratch=scratch)  # fmt: skip
-    routed = RoutedStats({n.rsplit(".", 1)[0]: m.module for n, m in experts.items()}, hessian,
-                         ids.numel(), scratch)  # fmt: skip
+    collector = StatsCollector(
+        linears, hessian, ids.numel(), ids.shape[1], early_stop=not experts, scratch=scratch
+    )
+    routed = RoutedStats(
+        {n.rsplit(".", 1)[0]: m.module for n, m in experts.items()}, hessian, ids.numel(), scratch
+    )
     with collector.hooks(), routed.hooks():
         run_layer(layer, inps, None, calls, batch)
     groups: list[tuple[list[str], InputStats | None]] = [
@@ -258,8 +267,10 @@ def layer_stats(layer, targets, needs, ids, calls, batch, inps, warn, scratch=No
     seen = {n for g in collector.groups for n in g.names}
     for n in linears:
         if n not in seen:
-            warn(f"{n}: not called by its layer on the calibration data (e.g. cross-attention "
-                 "without an encoder); left dense")  # fmt: skip
+            warn(
+                f"{n}: not called by its layer on the calibration data (e.g. cross-attention "
+                "without an encoder); left dense"
+            )
     notes: list[str] = []  # experts no calibration token was routed to: magnitude
     for names, group in expert_groups(experts, routed, notes):
         groups.append((names, group.stats if group is not None else None))
