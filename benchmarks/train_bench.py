@@ -30,23 +30,58 @@ from bench_args import parser
 ROOT = Path(__file__).resolve().parents[1]
 # method, sparsity, use ("recover": one-shot then recovery; "train": the method's own training;
 # "train+distill": its training on the LM loss plus distillation from the dense model)
-ROWS = [("sparsegpt", "2:4", "recover"), ("wanda", "2:4", "recover"), ("smp", "2:4", "train"),
-        ("wanda", "0.5", "recover")]  # fmt: skip
+ROWS = [
+    ("sparsegpt", "2:4", "recover"),
+    ("wanda", "2:4", "recover"),
+    ("smp", "2:4", "train"),
+    ("wanda", "0.5", "recover"),
+]
 
 
 def run_row(
     args, method: str, sparsity: str, use: str, lr: float | None, steps: int, out: Path
 ) -> dict:
     cmd = [
-        sys.executable, "-m", "clients.cli.main", "prune", "--model", str(args.model),
-        "--method", method, "--sparsity", sparsity, "--calibration", "wikitext2",
-        "--nsamples", "32", "--seqlen", "512", "--seed", "0", "--dtype", "float32",
-        "--device", "cpu", "--eval", "wikitext2", "--eval-seqlen", "512",
-        "--eval-windows", str(args.eval_windows), "--data-dir", str(args.data_dir),
-        "--train-data", str(args.train_file or "wikitext2"), "--train-seqlen", "256",
-        "--train-batch", "4",
-        "--output", str(out), "--json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "clients.cli.main",
+        "prune",
+        "--model",
+        str(args.model),
+        "--method",
+        method,
+        "--sparsity",
+        sparsity,
+        "--calibration",
+        "wikitext2",
+        "--nsamples",
+        "32",
+        "--seqlen",
+        "512",
+        "--seed",
+        "0",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--eval",
+        "wikitext2",
+        "--eval-seqlen",
+        "512",
+        "--eval-windows",
+        str(args.eval_windows),
+        "--data-dir",
+        str(args.data_dir),
+        "--train-data",
+        str(args.train_file or "wikitext2"),
+        "--train-seqlen",
+        "256",
+        "--train-batch",
+        "4",
+        "--output",
+        str(out),
+        "--json",
+    ]
     use, _, extra = use.partition("+")
     cmd += ["--train-steps", str(steps)] if use == "train" else ["--recover-steps", str(steps)]
     if extra == "distill":  # the movement paper's best objective: LM loss + distillation

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from service.planner.shape import ModelShape
 
 CHUNK_TOKENS = 1024  # tokens per chunk of the KL / LM loss when the loss is chunked
-WALK_TOKENS = 1024  # tokens per layer call of the walk (worker/engine/walker.py)
+WALK_TOKENS = 1024  # tokens per layer call of the walk (worker/engine/walk/walker.py)
 FP32 = 4
 
 

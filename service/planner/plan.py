@@ -14,7 +14,7 @@ from service.planner.shape import DTYPE_BYTES, ModelShape
 from service.schemas import PruneSpec, TrainingSpec
 
 USABLE = 0.9  # of a device's bytes: the rest for the CUDA context, allocator and workspaces
-LAZY_SHARE = 0.5  # load auto: lazy when the weights exceed this share (worker/engine/run.py)
+LAZY_SHARE = 0.5  # load auto: lazy above this share of memory (worker/engine/stages/load.py)
 GiB = 2**30
 MAX_PROCESSES = 1024
 

@@ -10,14 +10,14 @@ from transformers import AutoModelForCausalLM
 
 from service.methods import WandaOptions
 from tests.worker.engine.support import ARCHS, LAYERS_PATH, layers_of, stable_lowest_per_row
-from worker.engine.mask_state import MaskState
-from worker.engine.masks import Pattern
 from worker.engine.methods import get_method
-from worker.engine.model_io import prunable_linears
+from worker.engine.model.model_io import prunable_linears
 from worker.engine.progress import Reporter
-from worker.engine.pruner import Pruner
-from worker.engine.streaming import LayerStreamer
-from worker.engine.walker import capture, run_layer, walk
+from worker.engine.prune.mask_state import MaskState
+from worker.engine.prune.masks import Pattern
+from worker.engine.prune.pruner import Pruner
+from worker.engine.walk.streaming import LayerStreamer
+from worker.engine.walk.walker import capture, run_layer, walk
 
 # Sliding windows shorter than the sequence, so per-layer-type masks matter.
 OVERRIDES = {"gemma2": {"sliding_window": 8}, "mistral": {"sliding_window": 8}}

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from worker.engine.errors import PruningError
-from worker.engine.masks import Pattern, lowest_per_matrix, n_of_m
 from worker.engine.methods.base import MethodResult
-from worker.engine.stats import InputStats
+from worker.engine.prune.masks import Pattern, lowest_per_matrix, n_of_m
+from worker.engine.walk.stats import InputStats
 
 if TYPE_CHECKING:
     from service.methods import SparseGPTOptions
@@ -69,6 +69,7 @@ def sparsegpt(
 
     Works on W transposed, (in, rows), so each column step touches contiguous memory.
     """
+    assert stats is not None, "sparsegpt needs the walk's Hessians (Method.needs)"
     H = stats.hessian_upper  # (in, in) fp32, upper triangle; a new tensor: changed below
     WT = torch.cat([w.float() for w in weights], dim=0).t().contiguous()  # (in, rows)
     bounds = torch.tensor([0] + [w.shape[0] for w in weights]).cumsum(0).tolist()

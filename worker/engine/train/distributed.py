@@ -123,10 +123,16 @@ def _start(where: Path, processes: int) -> list[subprocess.Popen]:
     return procs
 
 
+def _pipe(proc: subprocess.Popen) -> int:
+    """The file descriptor of rank 0's stdout (a pipe)."""
+    assert proc.stdout is not None, "rank 0 writes its progress to a pipe"
+    return proc.stdout.fileno()
+
+
 def _supervise(procs: list[subprocess.Popen], where: Path, reporter: Reporter) -> None:
     """Forward rank 0's progress until every rank exits 0; a rank that dies, a cancel or an
     interruption stops them all."""
-    os.set_blocking(procs[0].stdout.fileno(), False)
+    os.set_blocking(_pipe(procs[0]), False)
     pending = [""]  # a line rank 0 has not finished writing
     try:
         while True:
@@ -158,7 +164,7 @@ def _supervise(procs: list[subprocess.Popen], where: Path, reporter: Reporter) -
 def _forward(proc: subprocess.Popen, reporter: Reporter, pending: list[str]) -> None:
     """Rank 0's complete progress lines so far, to `reporter`."""
     try:
-        chunk = os.read(proc.stdout.fileno(), 1 << 20).decode(errors="replace")
+        chunk = os.read(_pipe(proc), 1 << 20).decode(errors="replace")
     except BlockingIOError:  # nothing new
         chunk = ""
     text = pending[0] + chunk

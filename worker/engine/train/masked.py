@@ -18,10 +18,12 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from worker.engine.model.hf_types import HFModule
+
 Select = Callable[[torch.Tensor], torch.Tensor]  # scores (out, in) -> pruned mask (True = pruned)
 
 
-def transposed(module: nn.Module) -> bool:
+def transposed(module: HFModule) -> bool:
     return type(module).__name__ == "Conv1D"
 
 
@@ -45,6 +47,8 @@ class _Mask(nn.Module):
 
 
 class FixedMask(_Mask):
+    keep: torch.Tensor  # a buffer: True = kept, in the stored weight's layout
+
     def __init__(self, pruned: torch.Tensor, transpose: bool):
         super().__init__()
         keep = ~pruned
@@ -73,7 +77,7 @@ class ScoreMask(_Mask):
             return self.select(self.scores)
 
 
-def attach(module: nn.Module, mask: _Mask, master: bool = False) -> None:
+def attach(module: HFModule, mask: _Mask, master: bool = False) -> None:
     """Parametrize `module.weight` by `mask`, moved to the weight's device; with `master`, a
     weight stored in another dtype than fp32 trains as an fp32 copy."""
     w = module.weight
@@ -84,12 +88,12 @@ def attach(module: nn.Module, mask: _Mask, master: bool = False) -> None:
     parametrize.register_parametrization(module, "weight", mask, unsafe=True)
 
 
-def original(module: nn.Module) -> nn.Parameter:
+def original(module: HFModule) -> nn.Parameter:
     """The unmasked weight under the parametrization (what trains when weights train)."""
     return module.parametrizations.weight.original
 
 
-def bake(module: nn.Module, pruned: torch.Tensor) -> None:
+def bake(module: HFModule, pruned: torch.Tensor) -> None:
     """Remove the parametrization; the weight becomes exactly W with `pruned` set to +0, in
     the module's own dtype."""
     stored = module.parametrizations.weight[0].stored

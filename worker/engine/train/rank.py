@@ -18,7 +18,7 @@ from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 from worker.engine.errors import Cancelled
-from worker.engine.model_io import decoder_layers
+from worker.engine.model.model_io import decoder_layers
 from worker.engine.progress import Reporter
 from worker.engine.train.checkpoint import Checkpoints, Saved
 from worker.engine.train.loop import LoopConfig, OneProcess, train

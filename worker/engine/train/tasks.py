@@ -7,15 +7,15 @@ gmp) in gradual.py and soft_movement.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from worker.engine.mask_state import MaskState
-from worker.engine.masks import Pattern
+from worker.engine.prune.mask_state import MaskState
+from worker.engine.prune.masks import Pattern
 from worker.engine.train.masked import FixedMask, attach, bake, original, transposed
 from worker.engine.train.schedule import Schedule
 
@@ -57,11 +57,22 @@ class _MaskAtEnd:
         return out
 
 
+class _HasMask(Protocol):
+    def mask(self) -> torch.Tensor: ...
+
+
+class Masks(Protocol):
+    """What Recovery reads of the masks: MaskState, or a training process's own copy."""
+
+    @property
+    def modules(self) -> Mapping[str, _HasMask]: ...
+
+
 class Recovery(_MaskAtEnd):
     stage, trainable = "recover", "kept weights of the pruned Linears (masks fixed)"
     default_lr = 1e-4
 
-    def __init__(self, modules: Modules, masks: MaskState):
+    def __init__(self, modules: Modules, masks: Masks):
         self.modules, self.masks = modules, masks
 
     def attach(self) -> dict[str, nn.Parameter]:

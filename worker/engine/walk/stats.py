@@ -35,6 +35,13 @@ class Scratch:
         return buf[:numel]
 
 
+def _added(t: torch.Tensor | None) -> torch.Tensor:
+    """A sum that exists once inputs were added."""
+    if t is None:
+        raise ValueError("no inputs were added")
+    return t
+
+
 def symmetric_from_upper(upper: torch.Tensor) -> torch.Tensor:
     return torch.triu(upper) + torch.triu(upper, 1).t()
 
@@ -74,8 +81,8 @@ class InputStats:
         ones = torch.ones(1, rows, device=x2.device)
         squares = torch.mul(xf, xf, out=work[rows * cols :].view(rows, cols))
         # (in,) sums as matmuls (they reduce faster than sum(0)), added as the sums were before
-        self.sumsq.add_((ones @ squares).reshape(-1))
-        self.sum.add_((ones @ xf).reshape(-1))
+        _added(self.sumsq).add_((ones @ squares).reshape(-1))
+        _added(self.sum).add_((ones @ xf).reshape(-1))
         if self.want_hessian:
             if self._xtx_upper is None:
                 self._xtx_upper = torch.zeros(xf.shape[1], xf.shape[1], device=xf.device)
@@ -101,18 +108,18 @@ class InputStats:
     @property
     def col_norm_sq(self) -> torch.Tensor:
         """Wanda's s_j: mean over sequences of ||X_j||^2."""
-        return self.sumsq / max(self.nsamples, 1)
+        return _added(self.sumsq) / max(self.nsamples, 1)
 
     @property
     def col_mean(self) -> torch.Tensor:
         """E[x_j] over calibration tokens."""
-        return self.sum / max(self.tokens, 1)
+        return _added(self.sum) / max(self.tokens, 1)
 
     @property
     def col_var(self) -> torch.Tensor:
         """Var[x_j] over calibration tokens (population variance, >= 0)."""
         mean = self.col_mean
-        return (self.sumsq / max(self.tokens, 1) - mean.square()).clamp_min(0)
+        return (_added(self.sumsq) / max(self.tokens, 1) - mean.square()).clamp_min(0)
 
     @property
     def hessian_upper(self) -> torch.Tensor:
@@ -125,7 +132,8 @@ class InputStats:
     @property
     def hessian(self) -> torch.Tensor:
         """SparseGPT's H = 2/n * sum X X^T, n = number of sequences."""
-        return self.xtx.mul_(2.0 / max(self.nsamples, 1))  # xtx is a new tensor each time
+        xtx = _added(self.xtx)  # a new tensor each time
+        return xtx.mul_(2.0 / max(self.nsamples, 1))
 
     def token_sample(self) -> torch.Tensor:
         """(K, in): up to SAMPLE_TOKENS input rows, every stride-th, in the order seen."""

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -21,17 +22,38 @@ from torch import nn
 
 from worker.engine.errors import ModelLoadError, UnsupportedModelError
 from worker.engine.memory import release
+from worker.engine.model.hf_types import HFModel
 
 INDEX = "model.safetensors.index.json"
 COPY_CHUNK = 8 << 20  # bytes per read when a tensor is copied file to file
-SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2,
-                      "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
+SAFETENSORS_DTYPES = {
+    "F64": 8,
+    "F32": 4,
+    "BF16": 2,
+    "F16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 
 
-TORCH_TO_SAFETENSORS = {torch.float64: "F64", torch.float32: "F32", torch.bfloat16: "BF16",
-                        torch.float16: "F16", torch.int64: "I64", torch.int32: "I32",
-                        torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-                        torch.bool: "BOOL"}  # fmt: skip
+TORCH_TO_SAFETENSORS = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.bfloat16: "BF16",
+    torch.float16: "F16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 
 @dataclass(frozen=True)
@@ -206,7 +228,7 @@ class LazyWeights:
     (`load_shell`…`release_shell`: capture, evaluation, the final write), not during the walk.
     """
 
-    def __init__(self, model: nn.Module, source: Path, layers_prefix: str, output: Path):
+    def __init__(self, model: HFModel, source: Path, layers_prefix: str, output: Path):
         self.model, self.prefix, self.output = model, layers_prefix, Path(output)
         self.files = weight_map(source)
         self.layers: nn.ModuleList = model.get_submodule(layers_prefix)
@@ -272,8 +294,7 @@ class LazyWeights:
         for f, group in by_file.items():
             with safe_open(f, "pt", device="cpu") as fh:
                 for n in group:
-                    value = _like(state[n], fh.get_tensor(n).to(device, state[n].dtype,
-                                                                copy=copy))  # fmt: skip
+                    value = _like(state[n], fh.get_tensor(n).to(device, state[n].dtype, copy=copy))
                     for alias in self._aliases(state, n):
                         _set(self.model, alias, value)
         self._tie()
@@ -288,6 +309,19 @@ class LazyWeights:
             out, inp = self.model.get_output_embeddings(), self.model.get_input_embeddings()
             if out is not None and inp is not None and out.weight.is_meta:
                 out.weight = inp.weight
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the layers written so far are (JSON): a resumed walk appends to them."""
+        return {
+            "written": self.written,
+            "total_size": self.total_size,
+            "committed": sorted(self.committed),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.written.update(state["written"])
+        self.total_size = state["total_size"]
+        self.committed.update(state["committed"])
 
     def _file_of(self, name: str) -> Path | None:
         if name in self.written:
@@ -337,6 +371,8 @@ class LazyWeights:
         state = self.model.state_dict(keep_vars=True)
         like = state[name]
         f = self._file_of(name)
+        if f is None:
+            raise LazyUnsupported(f"the checkpoint does not hold {name}")
         entry, data_start = _header_entry(f, name)
         stored = SAFETENSORS_TO_TORCH[entry["dtype"]]
         row_bytes = int(like.shape[1]) * stored.itemsize
@@ -380,7 +416,7 @@ class LazyWeights:
     def shard(self, k: int) -> str:
         return f"model-{k:05d}-of-{self.n_shards:05d}.safetensors"
 
-    def _write(self, k: int, tensors: dict[str, torch.Tensor]) -> None:
+    def _write(self, k: int, tensors: dict[str, torch.Tensor] | dict[str, FileBytes]) -> None:
         self.output.mkdir(parents=True, exist_ok=True)
         name = self.shard(k)
         tmp = self.output / (name + ".tmp")
@@ -416,8 +452,10 @@ class LazyWeights:
                 self._write(self.n_shards, {n: state[n] for n in self.shell_names})
             finally:
                 self.release_shell()
-        index = {"metadata": {"total_size": self.total_size},
-                 "weight_map": dict(sorted(self.written.items()))}  # fmt: skip
+        index = {
+            "metadata": {"total_size": self.total_size},
+            "weight_map": dict(sorted(self.written.items())),
+        }
         (self.output / INDEX).write_text(json.dumps(index, indent=2) + "\n")
         self.model.config.save_pretrained(self.output)
         gen = getattr(self.model, "generation_config", None)

@@ -5,25 +5,12 @@ A mask is a bool tensor shaped like the scores; True marks a weight to prune.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from service.sparsity import Pattern
 
-@dataclass(frozen=True)
-class Pattern:
-    """What a mask must satisfy: a share `ratio` of zeros, or n zeros in every m inputs."""
-
-    ratio: float
-    n: int = 0
-    m: int = 0
-
-    @property
-    def is_nm(self) -> bool:
-        return self.m > 0
-
-    def __str__(self) -> str:
-        return f"{self.n}:{self.m}" if self.is_nm else f"{self.ratio:g}"
+# the pattern type lives in the torch-free contract; the engine's modules take it from here
+__all__ = ["Pattern", "check_n_of_m", "lowest_k", "lowest_per_matrix", "lowest_per_row", "n_of_m"]
 
 
 def lowest_k(score: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:

@@ -6,19 +6,19 @@ first shows it the whole layer, which sets that layer's pattern."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 
 from service.methods import MagnitudeOptions
-from worker.engine.dsnot import dsnot
-from worker.engine.mask_state import MaskState
-from worker.engine.masks import Pattern
 from worker.engine.methods import Method
 from worker.engine.methods.magnitude import magnitude
-from worker.engine.owl import OWLAllocator
-from worker.engine.stats import InputStats, relative_error
+from worker.engine.prune.dsnot import dsnot
+from worker.engine.prune.mask_state import MaskState
+from worker.engine.prune.masks import Pattern
+from worker.engine.prune.owl import OWLAllocator
+from worker.engine.walk.stats import InputStats, relative_error
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,21 @@ class Pruner:
     _layer_index: int | None = None
     _layer_names: list[str] = field(default_factory=list)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the layers pruned so far left: results, learned-mask scores (tensors), the
+        allocation (OWL)."""
+        return {
+            "results": [asdict(r) for r in self.results],
+            "scores": dict(self.scores),
+            "owl": None if self.profile is None else self.profile.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.results[:] = [ModuleResult(**r) for r in state["results"]]
+        self.scores.update(state["scores"])
+        if state["owl"] is not None and self.profile is not None:
+            self.profile.load_state_dict(state["owl"])
+
     def begin_layer(self, index: int, groups: list) -> None:
         """Layer `index` is next: `groups` is [(names, dense weights, stats or None)]."""
         self.end_layer()
@@ -78,8 +93,10 @@ class Pruner:
             # an expert no calibration token was routed to has no statistics: magnitude
             result = magnitude(weights, None, pattern, MagnitudeOptions())
         else:
+            assert self.method.fn is not None, "a method that only trains is not walked"
             result = self.method.fn(weights, stats, pattern, self.options)
-        out, masks, swaps = list(result.weights), list(result.masks), [None] * len(names)
+        swaps: list[int | None] = [None] * len(names)
+        out, masks = list(result.weights), list(result.masks)
         if self.refine is not None and stats is not None:
             for i, (w0, w, m) in enumerate(zip(weights, out, masks, strict=True)):
                 r = dsnot(w0, w, m, stats, pattern, **vars(self.refine))

@@ -17,11 +17,12 @@ layer i at s_i; what per-row rounding leaves over is made up by the layers after
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
-from worker.engine.stats import InputStats
+from worker.engine.walk.stats import InputStats
 
 _BISECT = 100
 
@@ -98,6 +99,15 @@ class OWLAllocator:
         x = self.layers[-1]
         assert x.index == index
         self._debt += x.sparsity * x.params - pruned
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed walk needs to go on allocating (JSON)."""
+        layers = [asdict(x) for x in self.layers]
+        return {"ratios": self.ratios, "debt": self._debt, "layers": layers}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._debt = state["debt"]
+        self.layers[:] = [LayerSparsity(**x) for x in state["layers"]]
 
     def mean(self) -> float:
         """Parameter-weighted mean of the sparsities given so far."""

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from worker.engine.masks import Pattern
-from worker.engine.stats import InputStats
+from worker.engine.prune.masks import Pattern
+from worker.engine.walk.stats import InputStats
 
 _VAR_FLOOR = 1e-12
 
@@ -71,8 +71,9 @@ def dsnot(
         # kept weights of the other sign first, each part by Wanda score ascending
         order = torch.sort(torch.where(mask, torch.inf, wanda), dim=1, stable=True).indices
         wrong = ((sign * prune_gain) >= 0) | mask
-        prune_order = order.gather(1, torch.sort(wrong.gather(1, order).to(torch.uint8), dim=1,
-                                                 stable=True).indices)  # fmt: skip
+        prune_order = order.gather(
+            1, torch.sort(wrong.gather(1, order).to(torch.uint8), dim=1, stable=True).indices
+        )
         n_prune = (~mask).sum(dim=1)
     active = e.abs() > update_threshold
     swaps = 0

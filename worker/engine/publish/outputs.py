@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.schemas import PruneReport
-from worker.engine import card, plots, report
+from worker.engine.publish import card, plots, report
 
 
 def write(rep: PruneReport, directory: Path, source: Path | None = None) -> list[str]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from service.schemas import NM_GROUPS
+from service.sparsity import NM_GROUPS
 from worker.engine.errors import PruningError, SpecError
-from worker.engine.masks import Pattern, check_n_of_m
+from worker.engine.prune.masks import Pattern, check_n_of_m
 
 _BITS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
 
@@ -60,7 +61,24 @@ class MaskState:
         self.modules: dict[str, ModuleMask] = {}
 
     def record(self, name: str, mask: torch.Tensor, pattern: Pattern) -> None:
-        self.modules[name] = ModuleMask(tuple(mask.shape), pattern, pack(mask))
+        rows, cols = mask.shape
+        self.modules[name] = ModuleMask((rows, cols), pattern, pack(mask))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every mask: `packed` the bits (tensors), `masks` their shape and pattern (JSON)."""
+        return {
+            "packed": {name: mm.packed for name, mm in self.modules.items()},
+            "masks": {
+                name: [list(mm.shape), mm.pattern.ratio, mm.pattern.n, mm.pattern.m]
+                for name, mm in self.modules.items()
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, (shape, ratio, n, m) in state["masks"].items():
+            rows, cols = shape
+            packed = state["packed"][name]
+            self.modules[name] = ModuleMask((rows, cols), Pattern(ratio, n, m), packed)
 
     def __iter__(self) -> Iterator[tuple[str, ModuleMask]]:
         return iter(self.modules.items())

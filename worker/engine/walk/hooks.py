@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from worker.engine.stats import InputStats, Scratch
+from worker.engine.walk.stats import InputStats, Scratch
 
 
 class LayerStop(Exception):
@@ -63,8 +63,9 @@ class StatsCollector:
             if group is None:
                 group = next((g for g in self.groups if g.last is x), None)
                 if group is None:
-                    stats = InputStats(self.want_hessian, self.total_tokens, self.seqlen,
-                                       self.scratch)  # fmt: skip
+                    stats = InputStats(
+                        self.want_hessian, self.total_tokens, self.seqlen, self.scratch
+                    )
                     group = InputGroup(stats)
                     self.groups.append(group)
                 group.names.append(name)

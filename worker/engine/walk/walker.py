@@ -16,15 +16,15 @@ import torch
 from torch import nn
 
 from worker.engine.errors import UnsupportedModelError, reraise_typed
-from worker.engine.experts import RoutedStats, expert_groups
-from worker.engine.hooks import InputGroup, LayerStop, StatsCollector
-from worker.engine.model_io import get_weight, set_weight
+from worker.engine.model.model_io import get_weight, set_weight
 from worker.engine.progress import Reporter
-from worker.engine.stats import InputStats, Scratch
-from worker.engine.streaming import LayerStreamer
+from worker.engine.walk.experts import RoutedStats, expert_groups
+from worker.engine.walk.hooks import InputGroup, LayerStop, StatsCollector
+from worker.engine.walk.stats import InputStats, Scratch
+from worker.engine.walk.streaming import LayerStreamer
 
 if TYPE_CHECKING:
-    from worker.engine.reconstruct import Reconstructor
+    from worker.engine.prune.reconstruct import Reconstructor
 
 TOKENS_PER_BATCH = 1024  # samples per layer call = this // seqlen (at least 1)
 
@@ -37,9 +37,17 @@ BeginLayer = Callable[[int, list[tuple[list[str], list[torch.Tensor], InputStats
 
 @dataclass
 class Captured:
-    hidden: torch.Tensor  # (nsamples, seqlen, hidden) inputs of layer 0, model dtype
+    hidden: torch.Tensor | None  # (nsamples, seqlen, hidden) inputs of layer 0, model dtype
+    # (None once the walk took it as its buffer)
     calls: list[LayerCalls]  # per layer: the extra arguments the model passes it
     batch: int
+
+
+def _taken(cap: Captured) -> torch.Tensor:
+    """The captured inputs of layer 0 (the walk's buffer from then on)."""
+    if cap.hidden is None:
+        raise RuntimeError("the captured inputs were taken already")
+    return cap.hidden
 
 
 class _StopCapture(Exception):
@@ -170,10 +178,12 @@ def walk(
     arch = type(streamer.model).__name__
     cap = None
     scratch = Scratch()  # the statistics' per-batch work space, for every layer
+    inps = None
     if needs is not None:
+        assert ids is not None, "statistics need calibration windows"
         with reraise_typed(f"{arch}: capturing the inputs of the decoder layers"):
             cap = capture(streamer, ids, batch_size(ids.shape[1], ids.shape[0]))
-        inps, cap.hidden = cap.hidden, None
+        inps, cap.hidden = _taken(cap), None
         if start_inps is not None:
             inps = start_inps.to(inps.device, inps.dtype)
         if recon is not None:
@@ -184,17 +194,19 @@ def walk(
             if cap is None:
                 groups = [([n], None) for n in targets[i]]  # no statistics: each matrix alone
             else:
-                groups = layer_stats(layer, targets[i], needs, ids, cap.calls[i], cap.batch,
-                                     inps, warn, scratch)  # fmt: skip
+                groups = layer_stats(
+                    layer, targets[i], needs, ids, cap.calls[i], cap.batch, inps, warn, scratch
+                )
                 streamer.trim()
             begin = None if begin_layer is None else (lambda g, i=i: begin_layer(i, g))
             if recon is not None:
+                assert cap is not None and inps is not None, "reconstruction needs statistics"
                 target = recon.target(layer, inps, cap.calls[i], cap.batch)
             prune_groups(groups, targets[i], prune, begin)
-            if recon is not None:
+            if recon is not None and cap is not None and inps is not None:
                 batches = spans(inps.shape[0], cap.batch)
                 recon.fit(i, n_layers, layer, targets[i], inps, target, cap.calls[i], batches)
-            elif cap is not None and i + 1 < n_layers:  # in place: the next layer's input
+            elif cap is not None and inps is not None and i + 1 < n_layers:  # next layer's input
                 run_layer(layer, inps, inps, cap.calls[i], cap.batch)  # (none after the last)
             streamer.commit(i)
         if after_layer is not None:  # a checkpoint's own failure is not the layer's
@@ -216,19 +228,25 @@ def survey(
     arch = type(streamer.model).__name__
     with reraise_typed(f"{arch}: capturing the inputs of the decoder layers"):
         cap = capture(streamer, ids, batch_size(ids.shape[1], ids.shape[0]))
-    inps, cap.hidden = cap.hidden, None
+    inps, cap.hidden = _taken(cap), None
     n_layers = len(streamer.layers)
     scratch = Scratch()
     for i in range(n_layers):
         reporter.check_cancel()
         with reraise_typed(f"{arch}: decoder layer {i}"), streamer.layer(i) as layer:
             linears = {n: m for n, m in targets[i].items() if isinstance(m, nn.Module)}
-            collector = StatsCollector(linears, False, ids.numel(), ids.shape[1],
-                                       early_stop=False, scratch=scratch)  # fmt: skip
+            collector = StatsCollector(
+                linears, False, ids.numel(), ids.shape[1], early_stop=False, scratch=scratch
+            )
             with collector.hooks():
                 run_layer(layer, inps, inps, cap.calls[i], cap.batch)
-            visit(i, [(g.names, [get_weight(linears[n]) for n in g.names], g.stats)
-                      for g in collector.groups])  # fmt: skip
+            visit(
+                i,
+                [
+                    (g.names, [get_weight(linears[n]) for n in g.names], g.stats)
+                    for g in collector.groups
+                ],
+            )
 
 
 def layer_stats(layer, targets, needs, ids, calls, batch, inps, warn, scratch=None) -> list:
@@ -237,18 +255,24 @@ def layer_stats(layer, targets, needs, ids, calls, batch, inps, warn, scratch=No
     linears = {n: m for n, m in targets.items() if isinstance(m, nn.Module)}
     experts = {n: m for n, m in targets.items() if not isinstance(m, nn.Module)}
     hessian = needs == "hessian"
-    collector = StatsCollector(linears, hessian, ids.numel(), ids.shape[1],
-                               early_stop=not experts, scratch=scratch)  # fmt: skip
-    routed = RoutedStats({n.rsplit(".", 1)[0]: m.module for n, m in experts.items()}, hessian,
-                         ids.numel(), scratch)  # fmt: skip
+    collector = StatsCollector(
+        linears, hessian, ids.numel(), ids.shape[1], early_stop=not experts, scratch=scratch
+    )
+    routed = RoutedStats(
+        {n.rsplit(".", 1)[0]: m.module for n, m in experts.items()}, hessian, ids.numel(), scratch
+    )
     with collector.hooks(), routed.hooks():
         run_layer(layer, inps, None, calls, batch)
-    groups = [(g.names, g.stats) for g in collector.groups]
+    groups: list[tuple[list[str], InputStats | None]] = [
+        (g.names, g.stats) for g in collector.groups
+    ]
     seen = {n for g in collector.groups for n in g.names}
     for n in linears:
         if n not in seen:
-            warn(f"{n}: not called by its layer on the calibration data (e.g. cross-attention "
-                 "without an encoder); left dense")  # fmt: skip
+            warn(
+                f"{n}: not called by its layer on the calibration data (e.g. cross-attention "
+                "without an encoder); left dense"
+            )
     notes: list[str] = []  # experts no calibration token was routed to: magnitude
     for names, group in expert_groups(experts, routed, notes):
         groups.append((names, group.stats if group is not None else None))

@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from worker.engine.memory import release
+from worker.engine.model.hf_types import HFModel
 
 
 class LayerStreamer:
     """Moves `model`'s shell and its decoder `layers` to `device` and back to the CPU."""
 
-    def __init__(self, model: nn.Module, layers: nn.ModuleList, device: torch.device, weights=None):
+    def __init__(self, model: HFModel, layers: nn.ModuleList, device: torch.device, weights=None):
         self.model, self.layers, self.device = model, layers, device
         self.weights = weights  # LazyWeights, or None when the whole model is in memory
         self.on_cpu = device.type == "cpu" and weights is None

@@ -6,8 +6,8 @@ import platform
 from pathlib import Path
 
 from service.schemas import REPORT_FILE, LayerReport, ModuleReport, PruneReport, PruneSpec
-from worker.engine.mask_state import MaskCheck
-from worker.engine.pruner import ModuleResult
+from worker.engine.prune.mask_state import MaskCheck
+from worker.engine.prune.pruner import ModuleResult
 
 
 def versions() -> dict[str, str]:

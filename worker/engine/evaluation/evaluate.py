@@ -9,7 +9,7 @@ from torch import nn
 
 from worker.engine.errors import CalibrationError
 from worker.engine.progress import Reporter
-from worker.engine.streaming import LayerStreamer
+from worker.engine.walk.streaming import LayerStreamer
 
 CHUNK = 128  # logits rows materialized at a time
 

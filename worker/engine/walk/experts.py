@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from worker.engine.errors import UnsupportedModelError
-from worker.engine.stats import InputStats, Scratch
+from worker.engine.model.hf_types import HFModule
+from worker.engine.walk.stats import InputStats, Scratch
 
 FIRST = ("gate_up_proj", "up_proj")  # reads the token; gate_up_proj holds [gate; up]
 SECOND = ("down_proj",)  # reads the gated activation
@@ -54,7 +55,7 @@ def first_name(module: nn.Module) -> str:
     return next(n for n in FIRST if isinstance(getattr(module, n, None), nn.Parameter))
 
 
-def is_transposed(module: nn.Module) -> bool:
+def is_transposed(module: HFModule) -> bool:
     """Stored (E, in, out)? The experts interface says so; else the shapes do: a first
     projection (E, out, H) feeds a down projection (E, H, I)."""
     if hasattr(module, "is_transposed"):
@@ -85,7 +86,7 @@ def router_linears(layer: nn.Module, prefix: str, linears: dict[str, nn.Module])
     return {n for n, m in linears.items() if getattr(m, "out_features", None) in counts}
 
 
-def gated(module: nn.Module, y: torch.Tensor) -> torch.Tensor:
+def gated(module: HFModule, y: torch.Tensor) -> torch.Tensor:
     """The activation the expert's down projection reads, from its first projection's output."""
     if getattr(module, "has_gate", first_name(module) == "gate_up_proj"):
         if hasattr(module, "_apply_gate"):
@@ -109,7 +110,7 @@ class RoutedStats:
 
     def __init__(
         self,
-        modules: dict[str, nn.Module],
+        modules: dict[str, HFModule],
         want_hessian: bool,
         total_tokens: int,
         scratch: Scratch | None = None,
@@ -134,8 +135,11 @@ class RoutedStats:
         def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
             bound = list(sig.bind(*args, **kwargs).arguments.values())
             x, index = (bound + [None, None])[:2]
-            if not (torch.is_tensor(index) and not index.is_floating_point()
-                    and index.shape[0] == x.reshape(-1, x.shape[-1]).shape[0]):  # fmt: skip
+            if not (
+                torch.is_tensor(index)
+                and not index.is_floating_point()
+                and index.shape[0] == x.reshape(-1, x.shape[-1]).shape[0]
+            ):
                 raise UnsupportedModelError(
                     f"{name}: the experts call does not pass the routed expert indices "
                     "(tokens, top-k) after the hidden states; cannot tell which tokens each "
@@ -165,8 +169,10 @@ class RoutedStats:
 
     @contextmanager
     def hooks(self):
-        handles = [m.register_forward_pre_hook(self._hook(n), with_kwargs=True)
-                   for n, m in self.modules.items()]  # fmt: skip
+        handles = [
+            m.register_forward_pre_hook(self._hook(n), with_kwargs=True)
+            for n, m in self.modules.items()
+        ]
         try:
             yield self
         finally:
@@ -177,14 +183,15 @@ class RoutedStats:
 def expert_groups(targets: dict[str, ExpertSlice], routed: RoutedStats, warnings: list[str]):
     """(names, group) per expert matrix; group None (magnitude) for an expert no calibration
     token was routed to, with a warning naming it."""
-    from worker.engine.hooks import InputGroup
+    from worker.engine.walk.hooks import InputGroup
 
-    groups = []
+    groups: list[tuple[list[str], InputGroup | None]] = []
     for name in targets:
         stats = routed.stats_of(name)
         if stats.tokens == 0:
-            warnings.append(f"{name}: no calibration token was routed to this expert; "
-                            "pruned by magnitude")  # fmt: skip
+            warnings.append(
+                f"{name}: no calibration token was routed to this expert; pruned by magnitude"
+            )
             groups.append(([name], None))
         else:
             groups.append(([name], InputGroup(stats, [name])))

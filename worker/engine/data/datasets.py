@@ -8,10 +8,12 @@ import gzip
 import json
 import re
 from pathlib import Path
+from typing import Any
 
+from service.schemas import NAMED_DATASETS
 from worker.engine.errors import CalibrationError
 
-NAMED = {
+_FILES = {
     # name: {split: path under the data directory}
     "wikitext2": {
         "calibration": "wikitext-2-raw/valid.txt",
@@ -22,7 +24,10 @@ NAMED = {
         "evaluation": "c4/c4-validation.00000-of-00008.json.gz",
     },
 }
-HUB_SOURCES = {  # used only when the file is absent and the hub is reachable: load_dataset kwargs
+# the contract's named corpora (each has its own evaluation split: never held out)
+NAMED = {name: _FILES[name] for name in NAMED_DATASETS}
+# used only when the file is absent and the hub is reachable: load_dataset kwargs
+HUB_SOURCES: dict[str, dict[str, dict[str, Any]]] = {
     "wikitext2": {
         "calibration": dict(path="wikitext", name="wikitext-2-raw-v1", split="validation"),
         "evaluation": dict(path="wikitext", name="wikitext-2-raw-v1", split="test"),

@@ -17,11 +17,12 @@ import torch
 from torch import nn
 
 from service.reconstruction import BlockReport, ReconstructionSpec
-from worker.engine.mask_state import MaskState
+from worker.engine.model.hf_types import HFModule
 from worker.engine.progress import Reporter
+from worker.engine.prune.mask_state import MaskState
 from worker.engine.train import masked
 from worker.engine.train.block import BlockConfig, power, relative_error, train_block
-from worker.engine.walker import run_layer
+from worker.engine.walk.walker import run_layer
 
 LayerCalls = dict[int, tuple[tuple, dict]]
 
@@ -47,6 +48,7 @@ class Reconstructor:
         """The dense layer's output (call before it is pruned); dense_input also advances
         the dense stream in place."""
         if self.spec.target == "dense_input":
+            assert self.dense is not None, "start() sets the dense stream first"
             run_layer(layer, self.dense, self.dense, calls, batch)
             return self.dense
         if self._out is None or self._out.shape != inps.shape:
@@ -69,7 +71,9 @@ class Reconstructor:
         `target`, then write the trained layer's output over `inps` (the next layer's input)."""
         t0 = time.perf_counter()
         mine = self.masks.modules
-        linears = {n: m for n, m in modules.items() if isinstance(m, nn.Module) and n in mine}
+        linears: dict[str, HFModule] = {
+            n: m for n, m in modules.items() if isinstance(m, nn.Module) and n in mine
+        }
         fused = sum(1 for m in modules.values() if not isinstance(m, nn.Module))
 
         def forward(s: int, e: int) -> torch.Tensor:
@@ -95,7 +99,7 @@ class Reconstructor:
             layer=i,
             modules=len(linears),
             experts_untouched=fused,
-            params=sum(m.weight.numel() for m in linears.values()),
+            params=sum(int(m.weight.numel()) for m in linears.values()),
             loss_before=round(before, 8),
             loss_after=round(after, 8),
             epoch_loss=losses,

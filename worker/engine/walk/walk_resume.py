@@ -21,6 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from worker.engine.prune.mask_state import MaskCheck
+
 CHECKPOINT_S = 5.0  # the default: save after a layer when this long passed since the last save
 STATE, TENSORS = "walk.json", "walk.safetensors"
 
@@ -87,8 +89,10 @@ class WalkCheckpoints:
         return WalkState(meta["next_layer"], inps, own, meta["meta"])
 
     def clear(self) -> None:
-        for p in list(self.dir.glob("layer-*.safetensors")) + [self.dir / STATE,
-                                                                self.dir / TENSORS]:  # fmt: skip
+        for p in list(self.dir.glob("layer-*.safetensors")) + [
+            self.dir / STATE,
+            self.dir / TENSORS,
+        ]:
             p.unlink(missing_ok=True)
         if self.dir.is_dir() and not any(self.dir.iterdir()):
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -96,51 +100,38 @@ class WalkCheckpoints:
 
 # -- what a run's walk keeps, to and from a WalkState ---------------------------------------
 def snapshot(run, pruner, next_layer: int, inps: torch.Tensor | None) -> WalkState:
-    """The state of `run` (worker.engine.run.Run) and its `pruner` after `next_layer` layers."""
-    tensors, masks = {}, {}
-    for name, mm in run.masks:
-        tensors[f"mask.{name}"] = mm.packed
-        masks[name] = [list(mm.shape), mm.pattern.ratio, mm.pattern.n, mm.pattern.m]
-    for name, score in pruner.scores.items():
-        tensors[f"score.{name}"] = score
-    profile = pruner.profile
+    """The state of `run` (worker.engine.run.Run) and its `pruner` after `next_layer` layers:
+    each stateful piece's own state_dict, its tensors to safetensors and the rest to JSON."""
+    masks, pruned = run.masks.state_dict(), pruner.state_dict()
+    tensors = {f"mask.{n}": t for n, t in masks["packed"].items()}
+    tensors.update({f"score.{n}": t for n, t in pruned["scores"].items()})
     weights = run.streamer.weights
     meta = {
         "load": "lazy" if weights is not None else "eager",
-        "masks": masks,
-        "results": [asdict(r) for r in pruner.results],
-        "owl": None if profile is None else {
-            "ratios": profile.ratios, "debt": profile._debt,
-            "layers": [asdict(x) for x in profile.layers]},
-        "lazy": None if weights is None else {
-            "written": weights.written, "total_size": weights.total_size,
-            "committed": sorted(weights.committed)},
+        "masks": masks["masks"],
+        "results": pruned["results"],
+        "owl": pruned["owl"],
+        "lazy": None if weights is None else weights.state_dict(),
         "checks": [asdict(c) for c in run.checks.values()],
         "counts": list(run.counts),
         "report": run.report.model_dump(
             mode="json", include={"perplexity", "heldout", "samples", "tasks", "warnings"}
         ),
-    }  # fmt: skip
+    }
     return WalkState(next_layer, inps, tensors, meta)
+
+
+def _tensors(state: WalkState, prefix: str) -> dict[str, torch.Tensor]:
+    return {k.removeprefix(prefix): v for k, v in state.tensors.items() if k.startswith(prefix)}
 
 
 def restore(run, pruner, state: WalkState) -> None:
     """Put `state` back into `run` and `pruner` (the walk then starts at state.next_layer)."""
-    from worker.engine.mask_state import MaskCheck, ModuleMask
-    from worker.engine.masks import Pattern
-    from worker.engine.owl import LayerSparsity
-    from worker.engine.pruner import ModuleResult
-
     meta = state.meta
-    for name, (shape, ratio, n, m) in meta["masks"].items():
-        packed = state.tensors[f"mask.{name}"]
-        run.masks.modules[name] = ModuleMask(tuple(shape), Pattern(ratio, n, m), packed)
-    pruner.results[:] = [ModuleResult(**r) for r in meta["results"]]
-    pruner.scores.update({k.removeprefix("score."): v for k, v in state.tensors.items()
-                          if k.startswith("score.")})  # fmt: skip
-    if meta["owl"] is not None and pruner.profile is not None:
-        pruner.profile._debt = meta["owl"]["debt"]
-        pruner.profile.layers[:] = [LayerSparsity(**x) for x in meta["owl"]["layers"]]
+    run.masks.load_state_dict({"masks": meta["masks"], "packed": _tensors(state, "mask.")})
+    pruner.load_state_dict(
+        {"results": meta["results"], "scores": _tensors(state, "score."), "owl": meta["owl"]}
+    )
     for c in meta["checks"]:
         run.checks[c["name"]] = MaskCheck(**{**c, "shape": tuple(c["shape"])})
     run.counts = tuple(meta["counts"])

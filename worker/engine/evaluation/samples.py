@@ -7,7 +7,7 @@ import torch
 
 from service.schemas import EvalSpec, Samples
 from worker.engine.progress import Reporter
-from worker.engine.streaming import LayerStreamer
+from worker.engine.walk.streaming import LayerStreamer
 
 
 @torch.no_grad()

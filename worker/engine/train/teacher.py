@@ -5,7 +5,7 @@ pruning."""
 from __future__ import annotations
 
 from worker.engine.errors import SpecError
-from worker.engine.model_io import load_model, locate_model
+from worker.engine.model.model_io import load_model, locate_model
 
 
 def load_teacher(spec, where, student):

@@ -7,20 +7,50 @@ from __future__ import annotations
 import fnmatch
 import shutil
 from pathlib import Path
+from typing import Literal, overload
 
 import torch
 from torch import nn
 
 from service.model_names import resolve_model
+from service.schemas import DTYPES as DTYPE_NAMES
 from service.schemas import check_revision
 from worker.engine.errors import ModelLoadError, UnsupportedModelError, describe, log
+from worker.engine.model.hf_types import HFModule
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-HUB_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "tokenizer*", "*.model",
-                "*.tiktoken", "*.txt"]  # fmt: skip
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+HUB_PATTERNS = [
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "*.json",
+    "tokenizer*",
+    "*.model",
+    "*.tiktoken",
+    "*.txt",
+]
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES if name != "auto"}
 
 
+@overload
+def locate_model(
+    model: str,
+    revision: str | None = None,
+    *,
+    models_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    allow_local: bool = True,
+    fetch: Literal[True] = True,
+) -> Path: ...
+@overload
+def locate_model(
+    model: str,
+    revision: str | None = None,
+    *,
+    models_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    allow_local: bool = True,
+    fetch: bool,
+) -> Path | None: ...
 def locate_model(
     model: str,
     revision: str | None = None,
@@ -174,7 +204,7 @@ def prunable_linears(layer: nn.Module, prefix: str = "", skip=()) -> dict[str, n
     return found
 
 
-def get_weight(module: nn.Module) -> torch.Tensor:
+def get_weight(module: HFModule) -> torch.Tensor:
     """The weight as (out, in), whatever the storage layout (an expert slice has its own)."""
     if hasattr(module, "get_weight"):
         return module.get_weight()
@@ -182,7 +212,7 @@ def get_weight(module: nn.Module) -> torch.Tensor:
     return w.t() if type(module).__name__ == "Conv1D" else w
 
 
-def set_weight(module: nn.Module, w: torch.Tensor) -> None:
+def set_weight(module: HFModule, w: torch.Tensor) -> None:
     """Write an (out, in) weight back in the module's own layout and dtype."""
     if hasattr(module, "set_weight"):
         return module.set_weight(w)

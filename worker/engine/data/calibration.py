@@ -12,13 +12,12 @@ from pathlib import Path
 
 import torch
 
+from worker.engine.data.datasets import NAMED, calibration_text, read_rows
+from worker.engine.data.datasets import resolve_dataset as resolve_dataset  # run.py's entry point
 from worker.engine.data.packing import record_windows, stream
 from worker.engine.data.records import read_records
-from worker.engine.datasets import calibration_text, read_rows
-from worker.engine.datasets import resolve_dataset as resolve_dataset  # run.py's entry point
 from worker.engine.errors import CalibrationError
 
-NAMED = ("wikitext2", "c4")  # corpora with their own evaluation split: never held out
 MAX_DRAWS_PER_SAMPLE = 100  # documents tried per sample before giving up (all too short)
 
 
@@ -32,8 +31,9 @@ class Names:
 
 def training_names(field: str) -> Names:
     """The names of the `training` or `recovery` stage's data."""
-    return Names(f"{field}.dataset (--train-data): the training text",
-                 f"{field}.seqlen (--train-seqlen)")  # fmt: skip
+    return Names(
+        f"{field}.dataset (--train-data): the training text", f"{field}.seqlen (--train-seqlen)"
+    )
 
 
 def _no_check() -> None:
@@ -153,9 +153,14 @@ def calibration_windows(
 
 
 def document_windows(
-    tokenizer, rows: list[str], nsamples: int, seqlen: int, seed: int, names: Names = Names(),
+    tokenizer,
+    rows: list[str],
+    nsamples: int,
+    seqlen: int,
+    seed: int,
+    names: Names = Names(),
     check: Callable[[], None] = _no_check,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """(nsamples, seqlen) windows of documents (document_draw)."""
     draw = document_draw(tokenizer, rows, seqlen, names)
     return Windows(draw, seed, nsamples, check).rows(0, nsamples)
@@ -205,7 +210,7 @@ def _blocks(source: Path | list[str]) -> tuple[list, bool]:
             paras if len(paras) >= 10 else [ln for ln in text.splitlines() if ln.strip()]
         ), False
     if isinstance(source, Path):
-        return [r for r in read_records(source) if r.is_chat or r.text.strip()], True
+        return [r for r in read_records(source) if r.text is None or r.text.strip()], True
     return [r for r in read_rows(source) if r.strip()], True
 
 
