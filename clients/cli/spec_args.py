@@ -293,6 +293,13 @@ def add_training_args(group) -> None:
         "(default: the visible GPUs, 1 on CPU)",
     )
     group.add_argument(
+        "--train-offload",
+        choices=["none", "cpu"],
+        default=None,
+        help="recovery: cpu keeps fp32 master weights, gradients and AdamW state in host "
+        "memory, the optimizer stepping on the CPU (FSDP CPU offload; default: none)",
+    )
+    group.add_argument(
         "--lr",
         type=float,
         default=None,
@@ -378,6 +385,8 @@ def training_from_args(args: argparse.Namespace, steps: int, schedule: bool = Fa
         out["lm_weight"] = args.lm_weight
     if args.train_processes is not None:
         out["processes"] = args.train_processes
+    if getattr(args, "train_offload", None) is not None:
+        out["offload"] = args.train_offload
     for name in SCHEDULE_FLAGS if schedule else ():
         if getattr(args, name) is not None:
             out[name] = getattr(args, name)

@@ -487,18 +487,20 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
     )  # fmt: skip
     teacher = (run.teacher or run.dense) if ts.distill else None  # train() holds it on the device
     processes = train_processes(ts, run.device) if task.stage == "recover" else 1
-    on_device = run.device.type != "cpu" and processes == 1  # ranks place their own shards
+    ranks = processes > 1 or ts.offload != "none"  # CPU offload runs through the FSDP ranks
+    on_device = run.device.type != "cpu" and not ranks  # ranks place their own shards
     if on_device:
         run.model.to(run.device)
     checkpoints = Checkpoints(resume_dir(run.where.output), task.stage, run_key(run.spec))
     try:
-        if processes > 1:
+        if ranks:
             if windows.labels(0, 1) is not None:
                 raise SpecError(
-                    "recovery.processes: training records with answer-only loss (chat, "
-                    "prompt/completion) train in one process; set recovery.processes to 1"
+                    "recovery.processes, recovery.offload: training records with answer-only "
+                    "loss (chat, prompt/completion) train in one process without offload; set "
+                    "recovery.processes to 1 and recovery.offload to none"
                 )
-            how = (objective, cfg, run.reporter, checkpoints, processes, run.device)
+            how = (objective, cfg, run.reporter, checkpoints, processes, run.device, ts.offload)
             ids = windows.rows(0, len(windows))  # the ranks take every window at once
             result = train_sharded(run.model, teacher, ids, task, *how)
         else:
