@@ -127,9 +127,9 @@ def training_bytes(
 ) -> dict:
     """A training stage on one device, as the engine holds it: the frozen rest of the student
     (embeddings, head, norms: whole on every rank), the trained state (trained_state; split
-    over FSDP ranks, or in host memory with offload cpu), the masks (bool in one process,
-    bits on FSDP ranks, whose buffers are whole on every rank), the teacher (split over the
-    ranks), activations and logits. FSDP ranks each gather one layer (and the next,
+    over FSDP ranks, or in host memory with offload cpu), the masks (bool or kept columns in
+    one process, bits on FSDP ranks, whose buffers are whole on every rank), the teacher
+    (split over the ranks), activations and logits. FSDP ranks each gather one layer (and the next,
     prefetched) of student and teacher at a time, and a layer's gradient."""
     cb, n, t = s.compute_bytes, m.params, m.linear
     frozen = n - t if "weights" in trained else n
@@ -137,7 +137,10 @@ def training_bytes(
     p = s.processes
     out = {"student: frozen parts (embeddings, head, norms)": frozen * cb}
     if not s.ranks:
-        out |= state | {"masks (bool)": t, "teacher": n * cb if teacher else 0}
+        # recovery holds each row's kept columns (int16) where rows keep equal counts, else
+        # a bool mask: the larger of the two
+        masks = max(t, int(2 * kept * t)) if kept < 1 else t
+        out |= state | {"masks (bool)": masks, "teacher": n * cb if teacher else 0}
     else:
         if s.offload == "cpu":
             out["trained state (in host memory)"] = 0  # training_host_bytes

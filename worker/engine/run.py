@@ -586,11 +586,15 @@ def check_training_fits(run: Run, shapes: dict) -> None:
     for stage, ts in (("train", run.spec.training), ("recover", run.spec.recovery)):
         if ts is None:
             continue
+        # recovery trains only the kept weights; with offload cpu their state is on the host
+        kept = 1 - run.spec.parsed_sparsity.ratio if stage == "recover" else 1.0
+        offloaded = ts.offload == "cpu" and run.device.type != "cpu"
+        here = 0 if offloaded else int(trainable * kept)
 
-        def need(checkpointing: bool, ts=ts):
+        def need(checkpointing: bool, ts=ts, here=here):
             return train_memory.training_memory(
                 shape,
-                trainable,
+                here,
                 teacher=needs_dense_copy(run.spec) or run.spec.teacher is not None,
                 precision=name_of(compute_dtype(ts.precision, run.device)),
                 checkpointing=checkpointing,

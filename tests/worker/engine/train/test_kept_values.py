@@ -120,3 +120,24 @@ def test_bits_round_trip_on_the_masks_device():
     assert torch.equal(unpack_bits(packed, (7, 13)), mask)
     meta = pack_bits(mask.to("meta"))
     assert meta.device.type == "meta" and unpack_bits(meta, (7, 13)).device.type == "meta"
+
+
+@pytest.mark.parametrize("how", ["2:4 by row", "unequal rows", "packed"])
+def test_the_built_weight_and_the_values_gradient_are_the_masked_ones(how):
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(16, 6, bias=False)
+    w0 = lin.weight.detach().clone()
+    if how == "unequal rows":
+        pruned = torch.rand(6, 16) > 0.5
+        pruned[0, :] = False  # row 0 keeps all: counts differ
+    else:
+        pruned = n_of_m(w0.abs(), 2, 4)
+    mask = KeptValues(pruned, transpose=False, packed=how == "packed")
+    assert mask.by_row == (how == "2:4 by row")
+    attach_kept(lin, mask)
+    x = torch.randn(5, 16)
+    assert torch.equal(lin.weight, w0.masked_fill(pruned, 0))
+    lin(x).square().sum().backward()
+    ref = w0.masked_fill(pruned, 0).requires_grad_(True)
+    torch.nn.functional.linear(x, ref).square().sum().backward()
+    torch.testing.assert_close(original(lin).grad, ref.grad[~pruned])
