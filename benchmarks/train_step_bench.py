@@ -176,15 +176,27 @@ def interleaved(model_dir: Path, data_dir: Path, rounds: int, steps: int, thread
     for r in range(rounds):
         for precision in ("fp32", "bf16") if r % 2 == 0 else ("bf16", "fp32"):
             cfg = loop.LoopConfig(
-                steps=steps, batch_size=4, micro_batch=4, lr=1e-4, warmup_steps=0,
-                weight_decay=0.0, checkpoint_every=10**6, precision=precision,
+                steps=steps,
+                batch_size=4,
+                micro_batch=4,
+                lr=1e-4,
+                warmup_steps=0,
+                weight_decay=0.0,
+                checkpoint_every=10**6,
+                precision=precision,
                 checkpointing=True,
-            )  # fmt: skip
+            )
             clock = _Clock()
             res = loop.train(
-                model, teacher, ids, Recovery(mods, masks), Objective(True, 2.0, 0.0), cfg,
-                clock, ckpt,
-            )  # fmt: skip
+                model,
+                teacher,
+                ids,
+                Recovery(mods, masks),
+                Objective(True, 2.0, 0.0),
+                cfg,
+                clock,
+                ckpt,
+            )
             rows[precision]["wall"] += res.times[1:]
             rows[precision]["cpu"] += [
                 round(b - a, 3) for a, b in zip(clock.marks, clock.marks[1:], strict=False)

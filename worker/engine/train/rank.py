@@ -62,9 +62,11 @@ class FSDPShard(OneProcess):
             if self.device is not None:
                 _move(frozen, self.device)
             fully_shard(
-                layer, mesh=self.mesh, ignored_params=frozen or None,
+                layer,
+                mesh=self.mesh,
+                ignored_params=frozen or None,
                 offload_policy=policy or OffloadPolicy(),
-            )  # fmt: skip
+            )
         # the rest (embeddings, final norm, head) stays whole on every rank: the loop runs the
         # base model and the head apart (a chunked loss), so a root unit's forward hook, which
         # would gather them, never runs; recovery never trains them

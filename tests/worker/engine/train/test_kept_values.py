@@ -56,9 +56,16 @@ def _train(model_dir, tmp_path, task_type, precision="fp32", packed=False, steps
         else task_type(linears(model), masks)
     )
     cfg = LoopConfig(
-        steps=steps, batch_size=2, micro_batch=1, lr=1e-3, warmup_steps=1,
-        weight_decay=0.1, checkpoint_every=100, precision=precision, checkpointing=True,
-    )  # fmt: skip
+        steps=steps,
+        batch_size=2,
+        micro_batch=1,
+        lr=1e-3,
+        warmup_steps=1,
+        weight_decay=0.1,
+        checkpoint_every=100,
+        precision=precision,
+        checkpointing=True,
+    )
     ids = torch.randint(0, 500, (steps * 2, 16), generator=torch.Generator().manual_seed(0))
     ckpt = Checkpoints(tmp_path / f"ckpt-{task_type.__name__}-{packed}", "recover", "k")
     result = train(model, dense, ids, task, Objective(True, 2.0, 0.0), cfg, Reporter(), ckpt)
