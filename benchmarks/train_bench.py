@@ -9,8 +9,9 @@ wanda:0.5:recover@5e-4; rows without one take --lr, else the method's default).
 
 Each row is its own `pruneserve prune` process: calibration 32 x 512 (wikitext2 valid),
 training windows 4 x 256 a step from wikitext2 valid, evaluation wikitext2 test 20 x 512,
-fp32 weights on CPU, training in --precision (default fp32). With --train-file (the raw valid.txt) the training corpus is a user file: it is
-split 90/10 by the seed and the report adds the perplexity on the held-out 10%.
+fp32 weights on CPU, training in --precision (default fp32). With --train-file (the raw
+valid.txt) the training corpus is a user file: it is split 90/10 by the seed and the report
+adds the perplexity on the held-out 10%.
 Writes benchmarks/results/train_bench.json (and .md) and prints a table.
 """
 
