@@ -187,15 +187,7 @@ def train(
     losses, times = list(saved.loss), list(saved.times)
     teacher_dtype = dtype if dtype != torch.float32 else next(model.parameters()).dtype
     vocab = vocab_of(model)
-    # in bf16 the student's frozen parts (embeddings, norms, head; a smp weight) are held in
-    # bf16 too, as the teacher is: the residual stream is bf16, so autocast does not cast
-    # every Linear's input and its gradient (what kept bf16 far from its matmul speed-up)
-    frozen = dtype if dtype != torch.float32 else None
-    with (
-        held_as(teacher, device, teacher_dtype),
-        held_as(model if frozen else None, device, frozen, frozen_only=True),
-        checkpointed(model, cfg.checkpointing) as ckpt,
-    ):
+    with held_as(teacher, device, teacher_dtype), checkpointed(model, cfg.checkpointing) as ckpt:
         heads = (head_of(model), head_of(teacher) if teacher is not None else None)
         for step in range(start, cfg.steps):
             try:

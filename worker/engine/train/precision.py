@@ -67,17 +67,11 @@ def autocast(device: torch.device | str, dtype: torch.dtype):
 
 
 @contextlib.contextmanager
-def held_as(
-    module: torch.nn.Module | None,
-    device: torch.device,
-    dtype: torch.dtype,
-    frozen_only: bool = False,
-):
+def held_as(module: torch.nn.Module | None, device: torch.device, dtype: torch.dtype):
     """`module`'s floating parameters held on `device` in `dtype` (its buffers on `device`, in
     their own dtype: rotary frequencies stay fp32) for the block, then the very tensors it had
     put back (no lossy round trip: the dense copy a later stage reads is unchanged). A new
-    copy only where device or dtype differ; a tied weight is one copy. `frozen_only`: leave
-    the parameters that require grad (what trains) as they are."""
+    copy only where device or dtype differ; a tied weight is one copy."""
     if module is None:
         yield None
         return
@@ -86,7 +80,7 @@ def held_as(
     for sub in module.modules():
         for table, is_param in ((sub._parameters, True), (sub._buffers, False)):
             for name, t in list(table.items()):
-                if t is None or (frozen_only and is_param and t.requires_grad):
+                if t is None:
                     continue
                 want = dtype if is_param and t.is_floating_point() else t.dtype
                 if t.device == device and t.dtype == want:
