@@ -9,8 +9,9 @@ wanda:0.5:recover@5e-4; rows without one take --lr, else the method's default).
 
 Each row is its own `pruneserve prune` process: calibration 32 x 512 (wikitext2 valid),
 training windows 4 x 256 a step from wikitext2 valid, evaluation wikitext2 test 20 x 512,
-fp32 on CPU. With --train-file (the raw valid.txt) the training corpus is a user file: it is
-split 90/10 by the seed and the report adds the perplexity on the held-out 10%.
+fp32 weights on CPU, training in --precision (default fp32). With --train-file (the raw
+valid.txt) the training corpus is a user file: it is split 90/10 by the seed and the report
+adds the perplexity on the held-out 10%.
 Writes benchmarks/results/train_bench.json (and .md) and prints a table.
 """
 
@@ -78,6 +79,8 @@ def run_row(
         "256",
         "--train-batch",
         "4",
+        "--precision",
+        args.precision,
         "--output",
         str(out),
         "--json",
@@ -144,6 +147,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--train-file", type=Path, default=None, help="a .txt training corpus")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="training precision"
+    )
     ap.add_argument("--only", default=None, help="comma list of method:sparsity:use")
     ap.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_bench.json"

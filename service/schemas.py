@@ -221,6 +221,13 @@ class TrainingSpec(_Strict):
         "sharded; default: the visible GPUs (at most batch_size / micro_batch, a divisor of "
         "it), 1 on CPU (more on CPU: gloo ranks)",
     )
+    offload: Literal["none", "cpu"] = Field(
+        "none",
+        description="recovery: cpu keeps the trained weights' fp32 master, gradients and AdamW "
+        "state in host memory and steps the optimizer on the CPU (FSDP's CPUOffloadPolicy), so "
+        "the GPU holds the teacher, masks and one layer at a time; runs through the FSDP ranks "
+        "even with one process",
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
         description="bf16: bf16 autocast for forward and backward, fp32 master weights "
@@ -527,10 +534,11 @@ class PruneSpec(_Strict):
             )
         if self.training is None:
             return
-        if (self.training.processes or 1) > 1:
+        if (self.training.processes or 1) > 1 or self.training.offload != "none":
             raise ValueError(
-                "training.processes: more than one process (FSDP) trains recovery only; "
-                f"{self.method}'s own training runs in one process (set recovery.processes)"
+                "training.processes, training.offload: FSDP ranks and CPU offload train "
+                f"recovery only; {self.method}'s own training runs in one process (set "
+                "recovery.processes or recovery.offload)"
             )
         if not scheduled and self.training.schedules():
             raise ValueError(

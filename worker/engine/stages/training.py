@@ -100,18 +100,20 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
     )
     teacher = (run.teacher or run.dense) if ts.distill else None  # train() holds it on the device
     processes = train_processes(ts, run.device) if task.stage == "recover" else 1
-    on_device = run.device.type != "cpu" and processes == 1  # ranks place their own shards
+    ranks = processes > 1 or ts.offload != "none"  # CPU offload runs through the FSDP ranks
+    on_device = run.device.type != "cpu" and not ranks  # ranks place their own shards
     if on_device:
         run.model.to(run.device)
     checkpoints = Checkpoints(resume_dir(run.where.output), task.stage, run_key(run.spec))
     try:
-        if processes > 1:
+        if ranks:
             if windows.labels(0, 1) is not None:
                 raise SpecError(
-                    "recovery.processes: training records with answer-only loss (chat, "
-                    "prompt/completion) train in one process; set recovery.processes to 1"
+                    "recovery.processes, recovery.offload: training records with answer-only "
+                    "loss (chat, prompt/completion) train in one process without offload; set "
+                    "recovery.processes to 1 and recovery.offload to none"
                 )
-            how = (objective, cfg, run.reporter, checkpoints, processes, run.device)
+            how = (objective, cfg, run.reporter, checkpoints, processes, run.device, ts.offload)
             ids = windows.rows(0, len(windows))  # the ranks take every window at once
             result = train_sharded(run.model, teacher, ids, task, *how)
         else:
@@ -190,11 +192,15 @@ def check_training_fits(run: Run, shapes: dict) -> None:
     for stage, ts in (("train", run.spec.training), ("recover", run.spec.recovery)):
         if ts is None:
             continue
+        # recovery trains only the kept weights; with offload cpu their state is on the host
+        kept = 1 - run.spec.parsed_sparsity.ratio if stage == "recover" else 1.0
+        offloaded = ts.offload == "cpu" and run.device.type != "cpu"
+        here = 0 if offloaded else int(trainable * kept)
 
-        def need(checkpointing: bool, ts=ts):
+        def need(checkpointing: bool, ts=ts, here=here):
             return train_memory.training_memory(
                 shape,
-                trainable,
+                here,
                 teacher=needs_dense_copy(run.spec) or run.spec.teacher is not None,
                 precision=name_of(compute_dtype(ts.precision, run.device)),
                 checkpointing=checkpointing,

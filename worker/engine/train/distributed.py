@@ -54,10 +54,12 @@ def train_sharded(
     checkpoints: Checkpoints,
     processes: int,
     device: torch.device,
+    offload: str = "none",
 ) -> LoopResult:
-    """`train` over `processes` FSDP ranks; the same result, masks baked into `model`."""
+    """`train` over `processes` FSDP ranks (with `offload` "cpu": the trained state in host
+    memory); the same result, masks baked into `model`."""
     where = checkpoints.dir / f"{task.stage}.ranks"
-    _hand_over(where, model, teacher, ids, task, objective, cfg, checkpoints, device)
+    _hand_over(where, model, teacher, ids, task, objective, cfg, checkpoints, device, offload)
     try:
         _supervise(_start(where, processes), where, reporter)
         result = json.loads((where / RESULT_FILE).read_text())
@@ -73,7 +75,9 @@ def train_sharded(
     return LoopResult(*steps, result["trainable_params"], masks)
 
 
-def _hand_over(where: Path, model, teacher, ids, task, objective, cfg, checkpoints, device):
+def _hand_over(
+    where: Path, model, teacher, ids, task, objective, cfg, checkpoints, device, offload
+):
     shutil.rmtree(where, ignore_errors=True)
     where.mkdir(parents=True)
     model.save_pretrained(where / "student", safe_serialization=True)
@@ -84,6 +88,7 @@ def _hand_over(where: Path, model, teacher, ids, task, objective, cfg, checkpoin
     save_file({"ids": ids.contiguous()}, str(where / "ids.safetensors"))
     job = {
         "device": device.type,
+        "offload": offload,
         "seed": 0,
         "stage": task.stage,
         "key": checkpoints.key,
