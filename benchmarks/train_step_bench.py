@@ -149,10 +149,10 @@ def interleaved(model_dir: Path, data_dir: Path, rounds: int, steps: int, thread
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from worker.engine.mask_state import MaskState
-    from worker.engine.masks import Pattern, n_of_m
 
-    from worker.engine import calibration
+    from worker.engine.data import calibration
+    from worker.engine.prune.mask_state import MaskState
+    from worker.engine.prune.masks import Pattern, n_of_m
     from worker.engine.train import loop
     from worker.engine.train.checkpoint import Checkpoints
     from worker.engine.train.objective import Objective

@@ -9,12 +9,12 @@ import copy
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
-from worker.engine.mask_state import MaskState
-from worker.engine.masks import n_of_m
 
 from tests.worker.engine.support import pattern
 from tests.worker.engine.train.stages import linears
 from worker.engine.progress import Reporter
+from worker.engine.prune.mask_state import MaskState
+from worker.engine.prune.masks import n_of_m
 from worker.engine.train.checkpoint import Checkpoints
 from worker.engine.train.loop import LoopConfig, train
 from worker.engine.train.masked import (
