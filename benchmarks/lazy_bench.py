@@ -6,7 +6,8 @@
 Rows: the model at DIR (SmolLM2-135M fp32), Wanda 2:4, calibration wikitext2 32 x 512,
 eager and lazy alternated `--repeats` times (medians); then a synthetic random-init Llama of
 about `--synthetic-gb` GB fp32 built by this script in a temporary folder (calibration
-`--synthetic-nsamples` x 512), lazily only unless --synthetic-eager. Writes
+`--synthetic-nsamples` x `--synthetic-seqlen`), lazily only unless --synthetic-eager; with
+`--synthetic-reconstruct-epochs N` that row runs block-wise reconstruction too. Writes
 benchmarks/results/lazy_bench.json (and .md).
 """
 
@@ -40,7 +41,9 @@ def in_cgroup(cmd: list[str], limit_mb: int) -> list[str]:
     return ["sh", "-c", f'echo $$ > {CGROUP}/cgroup.procs && exec "$@"', "sh", *cmd]
 
 
-def prune(args, model: Path, load: str, out: Path, nsamples: int, limit_mb: int = 0) -> dict:
+def prune(
+    args, model: Path, load: str, out: Path, nsamples: int, limit_mb=0, extra=(), seqlen=512
+) -> dict:
     cmd = [
         sys.executable,
         "-m",
@@ -57,7 +60,7 @@ def prune(args, model: Path, load: str, out: Path, nsamples: int, limit_mb: int 
         "--nsamples",
         str(nsamples),
         "--seqlen",
-        "512",
+        str(seqlen),
         "--seed",
         "0",
         "--dtype",
@@ -71,6 +74,7 @@ def prune(args, model: Path, load: str, out: Path, nsamples: int, limit_mb: int 
         "--output",
         str(out),
         "--json",
+        *extra,
     ]
     if limit_mb:
         cmd = in_cgroup(cmd, limit_mb)
@@ -162,6 +166,13 @@ def main() -> None:
     ap.add_argument("--synthetic-gb", type=float, default=3.0, help="0 to skip")
     ap.add_argument("--synthetic-nsamples", type=int, default=8)
     ap.add_argument("--synthetic-eager", action="store_true")
+    ap.add_argument("--synthetic-seqlen", type=int, default=512)
+    ap.add_argument(
+        "--synthetic-reconstruct-epochs",
+        type=int,
+        default=0,
+        help="the synthetic rows with block-wise reconstruction (this many epochs)",
+    )
     ap.add_argument("--synthetic-dir", type=Path, default=None, help="one built before")
     ap.add_argument(
         "--cgroup-mb", type=int, default=0, help="also the synthetic lazy row under this limit"
@@ -195,16 +206,27 @@ def main() -> None:
                 shutil.copy(args.model / "tokenizer_config.json", src)
             gb = sum(f.stat().st_size for f in src.glob("*.safetensors")) / 1e9
             name = f"synthetic Llama {gb:.2f} GB"
-            n = args.synthetic_nsamples
+            n, seqlen, extra = args.synthetic_nsamples, args.synthetic_seqlen, ()
+            if args.synthetic_reconstruct_epochs:
+                extra = ("--reconstruct-epochs", str(args.synthetic_reconstruct_epochs))
+                name += f", {n} x {seqlen}, reconstruction {extra[1]} epoch(s)"
             if args.cgroup_mb:  # under the limit only: its own peak RSS is reported too
-                capped = prune(args, src, "lazy", tmp / "syn_capped", n, args.cgroup_mb)
+                capped = prune(
+                    args, src, "lazy", tmp / "syn_capped", n, args.cgroup_mb, extra, seqlen
+                )
                 rows.append(
                     row(f"{name}, cgroup memory limit {args.cgroup_mb} MiB", "lazy", [capped])
                 )
             else:
-                lz = row(name, "lazy", [prune(args, src, "lazy", tmp / "syn_lazy", n)])
+                lz = row(
+                    name, "lazy", [prune(args, src, "lazy", tmp / "syn_lazy", n, 0, extra, seqlen)]
+                )
                 if args.synthetic_eager:
-                    eg = row(name, "eager", [prune(args, src, "eager", tmp / "syn_eager", n)])
+                    eg = row(
+                        name,
+                        "eager",
+                        [prune(args, src, "eager", tmp / "syn_eager", n, 0, extra, seqlen)],
+                    )
                     lz["ratio"] = lz["wall_s"] / eg["wall_s"]
                     lz["same_as_eager"] = same_tensors(tmp / "syn_eager", tmp / "syn_lazy")
                     rows.append(eg)

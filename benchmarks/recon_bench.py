@@ -1,13 +1,16 @@
 """Benchmark block-wise reconstruction inside the walk on a real model.
 
     python benchmarks/recon_bench.py --model DIR --second-corpus FILE \
-        --runs sparsegpt/2:4/pruned_input/0,1,2,5 [--lr 2e-4] [--batch 2]
+        --runs sparsegpt/2:4/pruned_input/0,1,2,5 [--lr 2e-4] [--batch 2] [--load lazy] \
+        [--recover-steps 100 --recover-lr 1e-3 --recover-precision bf16]
 
 Each run (method / sparsity / target / epochs; epochs 0 = no reconstruction) is the engine's
 own stages (load, calibrate, prune with reconstruction) in one process, fp32 on the CPU, then
 perplexity of the pruned model in memory on wikitext2 test (20 x 512, non-overlapping) and on
 a second corpus that is not WikiText (`--second-corpus`, e.g. a licence text). Calibration
-32 x 512 from wikitext2 valid. Writes one JSON (every run, per-block losses included).
+32 x 512 from wikitext2 valid. With `--recover-steps N` the engine's recovery stage (4 x 256
+windows of wikitext2 valid per step) follows, and the perplexities are given before and after
+it. Writes one JSON (every run, per-block losses included).
 """
 
 from __future__ import annotations
@@ -55,13 +58,17 @@ def main() -> None:
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--eval-windows", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--load", choices=("eager", "lazy"), default="eager")
+    ap.add_argument("--recover-steps", type=int, default=0, help="0: no recovery stage")
+    ap.add_argument("--recover-lr", type=float, default=1e-3)
+    ap.add_argument("--recover-precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/recon_bench.json")
     args = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
 
     torch.set_num_threads(args.threads)
-    from service.schemas import CalibrationSpec, PruneSpec
+    from service.schemas import CalibrationSpec, PruneSpec, TrainingSpec
     from worker.engine import run as engine
     from worker.engine.data import calibration
     from worker.engine.evaluation.evaluate import perplexity
@@ -85,6 +92,13 @@ def main() -> None:
     tok = load_tokenizer(args.model)  # every corpus read before the first (long) run
     eval_ids = {n: calibration.eval_ids(tok, src) for n, src in corpora.items()}
     rows = []
+
+    def ppls(streamer) -> dict:
+        return {
+            n: round(perplexity(streamer, ids, args.seqlen, args.eval_windows, Reporter())[0], 3)
+            for n, ids in eval_ids.items()
+        }
+
     for i, row in enumerate(parse_runs(args.runs)):
         knobs = {"epochs": row["epochs"], "target": row["target"]}
         knobs |= {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch)) if v}
@@ -96,38 +110,53 @@ def main() -> None:
             calibration=cal,
             device="cpu",
             dtype="float32",
-            load="eager",
+            load=args.load,
             reconstruction=knobs if row["epochs"] else None,
+            recovery=TrainingSpec(
+                steps=args.recover_steps, lr=args.recover_lr, precision=args.recover_precision
+            )
+            if args.recover_steps
+            else None,
         )
         where = engine.Where(tmp / f"row{i}", data_dir=args.data_dir)
         state = engine.Run(spec, where, Log(), torch.device("cpu"), report.new_report(spec, "cpu"))
         state.sources = engine.datasets(spec, where)
-        times = {}
+        times, cpu_times, ppl_before = {}, {}, None
+
         t_all, cpu0 = time.perf_counter(), cpu_s()
         for stage in engine.plan(spec):
             if stage.name == "save":
                 break
-            t0 = time.perf_counter()
+            if stage.name == "recover":  # the pruned (and reconstructed) model, outside the time
+                t_eval, cpu_eval = time.perf_counter(), cpu_s()
+                ppl_before = ppls(state.streamer)
+                t_all += time.perf_counter() - t_eval
+                cpu0 += cpu_s() - cpu_eval
+                print(json.dumps({"ppl_before_recovery": ppl_before}), file=sys.stderr, flush=True)
+            t0, c0 = time.perf_counter(), cpu_s()
             stage.fn(state)
             times[stage.name] = round(time.perf_counter() - t0, 2)
+            cpu_times[stage.name] = round(cpu_s() - c0, 1)
         job_s, job_cpu = round(time.perf_counter() - t_all, 2), round(cpu_s() - cpu0, 1)
-        checks = state.masks.check(lambda n, mods=state.modules: get_weight(mods[n]))
+        if state.streamer.weights is not None:  # lazy: each layer was checked as it was written
+            checks = [state.checks[name] for name, _ in state.masks]
+        else:
+            checks = state.masks.check(lambda n, mods=state.modules: get_weight(mods[n]))
         report.add_masks(state.report, checks, state.results)
-        ppl = {
-            n: round(
-                perplexity(state.streamer, ids, args.seqlen, args.eval_windows, Reporter())[0], 3
-            )
-            for n, ids in eval_ids.items()
-        }
+        ppl = ppls(state.streamer)
         blocks = [b.model_dump() for b in state.report.reconstruction]
         out = {
             **row,
             "lr": spec.reconstruction.lr if spec.reconstruction else None,
             "batch_size": spec.reconstruction.batch_size if spec.reconstruction else None,
+            "load": args.load,
+            "recovery": spec.recovery.model_dump() if spec.recovery else None,
+            "ppl_before_recovery": ppl_before,
             "ppl": ppl,
             "nm_ok": state.report.nm_ok,
             "sparsity_achieved": round(state.report.sparsity, 5),
             "stages_s": times,
+            "stages_cpu_s": cpu_times,
             "job_s_without_eval": job_s,
             "job_cpu_s_without_eval": job_cpu,
             "peak_rss_mb": round(peak_rss_mb(), 1),
