@@ -1,6 +1,7 @@
 """Block-wise reconstruction inside the walk (EBFT, Guo et al. 2024): after a decoder layer is
-pruned, its pruned Linears' kept weights are trained, masks fixed (W * M, pruned weights
-exactly 0), so that its output matches the dense layer's on the calibration windows.
+pruned, its pruned Linears' kept weights are trained, masks fixed (only the kept values are
+parameters; pruned weights exactly 0), so that its output matches the dense layer's on the
+calibration windows.
 
 The target is the dense layer's output on the pruned model's activations (`pruned_input`,
 EBFT's choice: the layer learns to repair what it is given) or on the dense model's
@@ -118,27 +119,31 @@ class Reconstructor:
 
 
 class _kept_weights_train:
-    """For the duration: the Linears' weights are W * M (FixedMask), their W the only
-    parameters of the layer that need gradients; afterwards W is baked with M's zeros."""
+    """For the duration: each Linear's weight is built from its kept values (KeptValues, as
+    recovery trains), those values the only parameters of the layer that need gradients (no
+    gradient or AdamW state for a pruned weight); afterwards the weight is baked with M's
+    zeros, in its own dtype."""
 
     def __init__(self, layer: nn.Module, linears: dict, masks: MaskState):
         self.layer, self.linears, self.masks = layer, linears, masks
 
     def __enter__(self) -> list[nn.Parameter]:
         self.flags = [(p, p.requires_grad) for p in self.layer.parameters()]
+        self.was = {n: bool(m.weight.requires_grad) for n, m in self.linears.items()}
         for p, _ in self.flags:
             p.requires_grad_(False)
         self.pruned = {n: self.masks.modules[n].mask() for n in self.linears}
         params = []
         for n, m in self.linears.items():
-            keep = masked.FixedMask(self.pruned[n].to(m.weight.device), masked.transposed(m))
-            masked.attach(m, keep)
+            keep = masked.KeptValues(self.pruned[n].to(m.weight.device), masked.transposed(m))
+            masked.attach_kept(m, keep)
             params.append(masked.original(m))
             params[-1].requires_grad_(True)
         return params
 
     def __exit__(self, *exc: object) -> None:
         for n, m in self.linears.items():
-            masked.bake(m, self.pruned[n])
+            masked.bake(m, self.pruned[n])  # a new weight tensor, in the model's dtype
+            m.weight.requires_grad_(self.was[n])
         for p, flag in self.flags:
             p.requires_grad_(flag)
