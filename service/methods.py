@@ -25,6 +25,7 @@ class Options(BaseModel):
     # the model before pruning is the input itself, so it cannot teach: without a `teacher`
     # the training stages use the LM loss
     SELF_TEACHER: ClassVar[bool] = False
+    REWINDS_LR: ClassVar[bool] = False  # training.lr_rewind applies (its pruning steps)
 
     def calibrates(self) -> bool:
         """Whether the method reads calibration data (known without the engine or torch)."""
@@ -242,6 +243,7 @@ class GMPOptions(PrunesWhileTraining):
 
     SCHEDULE_NOTE: ClassVar[str] = "gmp"
     TRAINED: ClassVar[tuple[str, ...]] = ("weights",)
+    REWINDS_LR: ClassVar[bool] = True
 
 
 @method_options("pattern_lock")

@@ -313,6 +313,27 @@ def add_training_args(group) -> None:
         "distilling, 1 otherwise)",
     )
     group.add_argument(
+        "--kl-weight",
+        type=float,
+        default=None,
+        help="weight of the distillation term beside --lm-weight (default: 1)",
+    )
+    group.add_argument(
+        "--objective",
+        choices=("kl", "lm", "paper"),
+        default=None,
+        help="the objective in one flag, instead of --distill/--kl-weight/--lm-weight: kl (KL "
+        "at T=2), lm (the LM loss), paper (0.5 KL + 0.5 LM at T=2, the papers' mix) "
+        "(default: the method's)",
+    )
+    group.add_argument(
+        "--lr-rewind",
+        action="store_true",
+        default=None,
+        help="gmp: learning-rate rewinding (Prune Once for All): the lr decay goes back to "
+        "its value at the ramp's start at every pruning step (default: off)",
+    )
+    group.add_argument(
         "--teacher",
         default=None,
         help="distil from this model instead of the model before pruning: a hub id or a "
@@ -376,6 +397,12 @@ def training_from_args(args: argparse.Namespace, steps: int, schedule: bool = Fa
         out["distill"] = args.distill
     if args.lm_weight is not None:
         out["lm_weight"] = args.lm_weight
+    if args.kl_weight is not None:
+        out["kl_weight"] = args.kl_weight
+    if args.objective is not None:
+        out["objective"] = args.objective
+    if args.lr_rewind and schedule:
+        out["lr_rewind"] = True
     if args.train_processes is not None:
         out["processes"] = args.train_processes
     for name in SCHEDULE_FLAGS if schedule else ():
@@ -462,6 +489,8 @@ def spec_from_args(args: argparse.Namespace) -> PruneSpec:
         data["training"] = training_from_args(args, steps, schedule=True)
     if args.recover_steps:
         data["recovery"] = training_from_args(args, args.recover_steps)
+    if args.lr_rewind and "training" not in data:
+        raise SystemExit("error: --lr-rewind rewinds at gmp's pruning steps (--method gmp)")
     if args.teacher:
         data["teacher"] = {"model": args.teacher, "revision": args.teacher_revision}
     return PruneSpec.model_validate(data)  # a ValidationError names every bad field

@@ -93,6 +93,7 @@ def _hand_over(where: Path, model, teacher, ids, task, objective, cfg, checkpoin
             "distill": objective.distill,
             "temperature": objective.temperature,
             "lm_weight": objective.lm_weight,
+            "kl_weight": objective.kl_weight,
         },
     }
     (where / "job.json").write_text(json.dumps(job))
