@@ -565,8 +565,9 @@ class PruneSpec(_Strict):
             if "distill" not in ts.model_fields_set:  # a copy: the caller's may be shared
                 setattr(self, field, ts.model_copy(update={"distill": False}))
             elif ts.distill:
+                asked = f"objective {ts.objective!r} distils" if ts.objective else "distill"
                 raise ValueError(
-                    f"{field}.distill: with method {self.method!r} the model before pruning is "
+                    f"{field}.{asked}: with method {self.method!r} the model before pruning is "
                     "the input itself (KL = 0, nothing learned); name a teacher (teacher.model) "
                     "or leave distill off for the LM loss"
                 )

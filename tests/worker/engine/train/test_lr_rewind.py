@@ -20,8 +20,16 @@ from worker.engine.train.schedule import rewound_step
 def test_lr_at_rewinds_at_every_pruning_step_and_spans_the_steps_outside_the_ramp():
     """20 steps, lr warm-up 2, pruning at 4, 6, 8, 10 (t_0 4, dt 2, end 10): the decay spans
     20 - 6 = 14 steps, 12 after the warm-up; by hand, the step each lr reads."""
-    cfg = LoopConfig(steps=20, batch_size=1, micro_batch=1, lr=1.0, warmup_steps=2,
-                     weight_decay=0.0, checkpoint_every=5, lr_rewind=(4, 2, 10))  # fmt: skip
+    cfg = LoopConfig(
+        steps=20,
+        batch_size=1,
+        micro_batch=1,
+        lr=1.0,
+        warmup_steps=2,
+        weight_decay=0.0,
+        checkpoint_every=5,
+        lr_rewind=(4, 2, 10),
+    )
     reads = [2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]  # steps 2..19
     want = [0.5, 1.0] + [1 - (r - 2) / 12 for r in reads]
     assert [lr_at(s, cfg) for s in range(20)] == pytest.approx(want)
@@ -42,11 +50,21 @@ def lrs_seen(spec: PruneSpec, out) -> list[float]:
 
 
 def gmp_spec(model_dir, data, rewind: bool) -> PruneSpec:
-    training = {"dataset": str(data), "seqlen": 32, "batch_size": 2, "steps": 12, "lr": 3e-3,
-                "lr_warmup_steps": 1, "warmup_steps": 2, "prune_every": 2, "cooldown_steps": 2,
-                "lr_rewind": rewind}  # fmt: skip
-    return PruneSpec(model=str(model_dir), method="gmp", sparsity=0.5, device="cpu",
-                     training=training)  # fmt: skip
+    training = {
+        "dataset": str(data),
+        "seqlen": 32,
+        "batch_size": 2,
+        "steps": 12,
+        "lr": 3e-3,
+        "lr_warmup_steps": 1,
+        "warmup_steps": 2,
+        "prune_every": 2,
+        "cooldown_steps": 2,
+        "lr_rewind": rewind,
+    }
+    return PruneSpec(
+        model=str(model_dir), method="gmp", sparsity=0.5, device="cpu", training=training
+    )
 
 
 def test_gmp_with_lr_rewind_gives_the_optimizer_the_rewound_schedule(

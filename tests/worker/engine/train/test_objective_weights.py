@@ -25,16 +25,25 @@ from worker.engine.train.objective import Objective
 def test_the_presets_set_the_weights_and_keep_the_explicit_fields_working():
     paper = TrainingSpec(objective="paper")
     assert (paper.distill, paper.kl_weight, paper.lm_weight, paper.temperature) == (
-        True, 0.5, 0.5, 2.0)  # fmt: skip
+        True,
+        0.5,
+        0.5,
+        2.0,
+    )
     lm = TrainingSpec(objective="lm")
     assert (lm.distill, lm.lm_weight) == (False, 1.0)
     assert TrainingSpec(objective="kl").lm_weight == 0.0
     mixed = TrainingSpec(kl_weight=0.3, lm_weight=0.7)  # the fields alone, as before
     assert (mixed.distill, mixed.kl_weight, mixed.lm_weight, mixed.objective) == (
-        True, 0.3, 0.7, None)  # fmt: skip
+        True,
+        0.3,
+        0.7,
+        None,
+    )
     # a method whose default is the LM loss follows the preset, not its default
-    movement = PruneSpec(model="org/m", method="movement", sparsity=0.5,
-                         training={"objective": "paper"})  # fmt: skip
+    movement = PruneSpec(
+        model="org/m", method="movement", sparsity=0.5, training={"objective": "paper"}
+    )
     assert movement.training.distill is True and movement.training.kl_weight == 0.5
 
 
@@ -102,19 +111,54 @@ def test_the_loss_of_the_papers_mix_is_the_hand_computed_one(tiny_model_dir, tmp
     assert kl.item() > 0.01 and ce.item() > 0.1  # both terms count
     ts = TrainingSpec(objective="paper")
     objective = Objective(ts.distill, ts.temperature, ts.lm_weight, ts.kl_weight)
-    cfg = LoopConfig(steps=1, batch_size=2, micro_batch=1, lr=1e-3, warmup_steps=0,
-                     weight_decay=0.0, checkpoint_every=10)  # fmt: skip
-    result = train(model, teacher, ids, OneParameter(model), objective, cfg, Reporter(),
-                   Checkpoints(tmp_path / "ckpt", "recover", "k"))  # fmt: skip
+    cfg = LoopConfig(
+        steps=1,
+        batch_size=2,
+        micro_batch=1,
+        lr=1e-3,
+        warmup_steps=0,
+        weight_decay=0.0,
+        checkpoint_every=10,
+    )
+    result = train(
+        model,
+        teacher,
+        ids,
+        OneParameter(model),
+        objective,
+        cfg,
+        Reporter(),
+        Checkpoints(tmp_path / "ckpt", "recover", "k"),
+    )
     assert result.loss[0] == pytest.approx((0.5 * kl + 0.5 * ce).item(), rel=1e-5)
     assert objective.describe() == "0.5 x KL(teacher||student), T=2 + 0.5 x LM cross-entropy"
 
 
 def test_the_report_states_the_objective_used(tiny_model_dir, calib_file, tmp_path):
-    spec = PruneSpec(model=str(tiny_model_dir("llama")), method="wanda", sparsity=0.5,
-                     device="cpu", calibration={"dataset": str(calib_file), "nsamples": 2,
-                                                "seqlen": 32},
-                     recovery={"dataset": str(calib_file), "seqlen": 32, "batch_size": 2,
-                               "steps": 2, "objective": "paper"})  # fmt: skip
+    spec = PruneSpec(
+        model=str(tiny_model_dir("llama")),
+        method="wanda",
+        sparsity=0.5,
+        device="cpu",
+        calibration={"dataset": str(calib_file), "nsamples": 2, "seqlen": 32},
+        recovery={
+            "dataset": str(calib_file),
+            "seqlen": 32,
+            "batch_size": 2,
+            "steps": 2,
+            "objective": "paper",
+        },
+    )
     [tr] = run(spec, tmp_path / "out").training
     assert tr.objective == "paper: 0.5 x KL(teacher||student), T=2 + 0.5 x LM cross-entropy"
+
+
+def test_a_preset_that_distils_from_a_self_teacher_is_refused_by_its_name():
+    with pytest.raises(ValidationError, match="recovery.objective 'paper' distils: with method"):
+        PruneSpec(
+            model="org/m", method="pattern_lock", sparsity="2:4", recovery={"objective": "paper"}
+        )
+    lm = PruneSpec(
+        model="org/m", method="pattern_lock", sparsity="2:4", recovery={"objective": "lm"}
+    )
+    assert lm.recovery.distill is False
