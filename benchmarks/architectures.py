@@ -23,10 +23,14 @@ OUT = Path(__file__).parent / "results" / "architectures.json"
 def summarize(results: dict) -> dict:
     import transformers
 
-    both = {mt: next((v[0] for v in r.values() if v[0] != "pass"), "pass")
-            for mt, r in results.items()}  # fmt: skip
-    return {"transformers": transformers.__version__, "counts": Counter(both.values()),
-            "passing": sorted(m for m, s in both.items() if s == "pass")}  # fmt: skip
+    both = {
+        mt: next((v[0] for v in r.values() if v[0] != "pass"), "pass") for mt, r in results.items()
+    }
+    return {
+        "transformers": transformers.__version__,
+        "counts": Counter(both.values()),
+        "passing": sorted(m for m, s in both.items() if s == "pass"),
+    }
 
 
 def main(types: list[str]) -> None:

@@ -42,23 +42,53 @@ def in_cgroup(cmd: list[str], limit_mb: int) -> list[str]:
 
 def prune(args, model: Path, load: str, out: Path, nsamples: int, limit_mb: int = 0) -> dict:
     cmd = [
-        sys.executable, "-m", "clients.cli.main", "prune", "--model", str(model),
-        "--method", "wanda", "--sparsity", "2:4", "--calibration", "wikitext2",
-        "--nsamples", str(nsamples), "--seqlen", "512", "--seed", "0", "--dtype", "float32",
-        "--device", "cpu", "--data-dir", str(args.data_dir), "--load", load,
-        "--output", str(out), "--json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "clients.cli.main",
+        "prune",
+        "--model",
+        str(model),
+        "--method",
+        "wanda",
+        "--sparsity",
+        "2:4",
+        "--calibration",
+        "wikitext2",
+        "--nsamples",
+        str(nsamples),
+        "--seqlen",
+        "512",
+        "--seed",
+        "0",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(args.data_dir),
+        "--load",
+        load,
+        "--output",
+        str(out),
+        "--json",
+    ]
     if limit_mb:
         cmd = in_cgroup(cmd, limit_mb)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
-        raise SystemExit(f"{model.name} {load} failed (rc {proc.returncode}):\n"
-                         f"{proc.stderr[-3000:]}")  # fmt: skip
+        raise SystemExit(
+            f"{model.name} {load} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     report = json.loads(proc.stdout)
-    return {"load": report["load"], "wall_s": round(time.perf_counter() - t0, 1),
-            "peak_rss_mb": report["peak_rss_mb"], "stages_s": report["stages_s"],
-            "sparsity": report["sparsity"], "nm_ok": report["nm_ok"]}  # fmt: skip
+    return {
+        "load": report["load"],
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "peak_rss_mb": report["peak_rss_mb"],
+        "stages_s": report["stages_s"],
+        "sparsity": report["sparsity"],
+        "nm_ok": report["nm_ok"],
+    }
 
 
 def same_tensors(a: Path, b: Path) -> bool:
@@ -100,20 +130,29 @@ print(layers, sum(p.numel() for p in model.parameters()))
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | load | runs | wall s (median) | ratio to eager | peak RSS MB (max) "
-             "| same tensors as eager |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| model | load | runs | wall s (median) | ratio to eager | peak RSS MB (max) "
+        "| same tensors as eager |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         ratio = "–" if r.get("ratio") is None else f"{r['ratio']:.2f}"
         same = {True: "yes", False: "NO", None: "–"}[r.get("same_as_eager")]
-        lines.append(f"| {r['model']} | {r['load']} | {len(r['runs'])} | {r['wall_s']:.1f} "
-                     f"| {ratio} | {r['peak_rss_mb']:.0f} | {same} |")  # fmt: skip
+        lines.append(
+            f"| {r['model']} | {r['load']} | {len(r['runs'])} | {r['wall_s']:.1f} "
+            f"| {ratio} | {r['peak_rss_mb']:.0f} | {same} |"
+        )
     return "\n".join(lines)
 
 
 def row(model: str, load: str, runs: list[dict]) -> dict:
-    return {"model": model, "load": load, "runs": runs,
-            "wall_s": statistics.median(r["wall_s"] for r in runs),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}  # fmt: skip
+    return {
+        "model": model,
+        "load": load,
+        "runs": runs,
+        "wall_s": statistics.median(r["wall_s"] for r in runs),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+    }
 
 
 def main() -> None:
@@ -159,8 +198,9 @@ def main() -> None:
             n = args.synthetic_nsamples
             if args.cgroup_mb:  # under the limit only: its own peak RSS is reported too
                 capped = prune(args, src, "lazy", tmp / "syn_capped", n, args.cgroup_mb)
-                rows.append(row(f"{name}, cgroup memory limit {args.cgroup_mb} MiB", "lazy",
-                                [capped]))  # fmt: skip
+                rows.append(
+                    row(f"{name}, cgroup memory limit {args.cgroup_mb} MiB", "lazy", [capped])
+                )
             else:
                 lz = row(name, "lazy", [prune(args, src, "lazy", tmp / "syn_lazy", n)])
                 if args.synthetic_eager:

@@ -45,8 +45,15 @@ def reference_sparsegpt():
         H = stats.hessian
         out, masks = [], []
         for w in weights:
-            W = reference_fasterprune(w.float(), H, pattern.ratio, pattern.n, pattern.m,
-                                      options.blocksize, options.percdamp)  # fmt: skip
+            W = reference_fasterprune(
+                w.float(),
+                H,
+                pattern.ratio,
+                pattern.n,
+                pattern.m,
+                options.blocksize,
+                options.percdamp,
+            )
             out.append(W.to(w.dtype))
             masks.append(W == 0)
         return MethodResult(out, masks)
@@ -74,13 +81,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from benchmarks.prune_bench import dense_forward_s
     from service.schemas import CalibrationSpec, PruneSpec
-    from worker.engine import calibration, report
     from worker.engine import methods as registry
     from worker.engine import run as engine
-    from worker.engine.evaluate import perplexity
-    from worker.engine.model_io import decoder_layers, get_weight, load_model
+    from worker.engine.data import calibration
+    from worker.engine.evaluation.evaluate import perplexity
+    from worker.engine.model.model_io import decoder_layers, get_weight, load_model
     from worker.engine.progress import Reporter
-    from worker.engine.streaming import LayerStreamer
+    from worker.engine.publish import report
+    from worker.engine.walk.streaming import LayerStreamer
 
     parts = args.parts.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="oneshot_bench_"))
@@ -89,16 +97,25 @@ def main() -> None:
         corpora["licences"] = licence_corpus(tmp / "licences.txt")
     rows_spec = []
     if "owl" in parts:
-        rows_spec += [dict(method=m, sparsity=s, sparsity_profile=p)
-                      for m in ("wanda", "sparsegpt") for s in (0.5, 0.6, 0.7)
-                      for p in ("uniform", "owl")]  # fmt: skip
+        rows_spec += [
+            dict(method=m, sparsity=s, sparsity_profile=p)
+            for m in ("wanda", "sparsegpt")
+            for s in (0.5, 0.6, 0.7)
+            for p in ("uniform", "owl")
+        ]
     if "dsnot" in parts:
         rows_spec += [dict(method=m, sparsity="2:4") for m in ("wanda", "sparsegpt")]
-        rows_spec += [dict(method=m, sparsity=s, refine="dsnot")
-                      for m in ("wanda", "sparsegpt") for s in (0.6, 0.7, "2:4")]  # fmt: skip
+        rows_spec += [
+            dict(method=m, sparsity=s, refine="dsnot")
+            for m in ("wanda", "sparsegpt")
+            for s in (0.6, 0.7, "2:4")
+        ]
     if "seeds" in parts:
-        rows_spec += [dict(method="sparsegpt", sparsity="2:4", seed=seed, math=math, both=True)
-                      for seed in range(args.seeds) for math in ("ours", "reference")]  # fmt: skip
+        rows_spec += [
+            dict(method="sparsegpt", sparsity="2:4", seed=seed, math=math, both=True)
+            for seed in range(args.seeds)
+            for math in ("ours", "reference")
+        ]
 
     dense_fwd = [dense_forward_s(args.model, args.data_dir, args.nsamples, args.seqlen)]
     model, tok = load_model(args.model, "float32")
@@ -115,14 +132,17 @@ def main() -> None:
     for i, row in enumerate(rows_spec):
         row = dict(row)
         seed, math, both = row.pop("seed", 0), row.pop("math", "ours"), row.pop("both", False)
-        cal = CalibrationSpec(dataset="wikitext2", nsamples=args.nsamples, seqlen=args.seqlen,
-                              seed=seed)  # fmt: skip
-        spec = PruneSpec(model=str(args.model), calibration=cal, device="cpu", dtype="float32",
-                         **row)  # fmt: skip
+        cal = CalibrationSpec(
+            dataset="wikitext2", nsamples=args.nsamples, seqlen=args.seqlen, seed=seed
+        )
+        spec = PruneSpec(
+            model=str(args.model), calibration=cal, device="cpu", dtype="float32", **row
+        )
         registry.REGISTRY["sparsegpt"] = reference_sparsegpt() if math == "reference" else ours
         where = engine.Where(tmp / f"row{i}", data_dir=args.data_dir)
-        state = engine.Run(spec, where, Reporter(), torch.device("cpu"),
-                           report.new_report(spec, "cpu"))  # fmt: skip
+        state = engine.Run(
+            spec, where, Reporter(), torch.device("cpu"), report.new_report(spec, "cpu")
+        )
         state.sources = engine.datasets(spec, where)
         times = {}
         for stage in engine.plan(spec):
@@ -137,24 +157,41 @@ def main() -> None:
         ppl = {}
         for name in corpora if both else ["wikitext2"]:
             ids = eval_ids[name]
-            ppl[name] = round(perplexity(state.streamer, ids, args.seqlen, args.eval_windows,
-                                         Reporter())[0], 3)  # fmt: skip
-        out = {**row, "seed": seed, "math": math, "ppl": ppl,
-               "sparsity_achieved": round(state.report.sparsity, 5),
-               "calibrate_s": round(times.get("calibrate", 0.0), 2),
-               "prune_s": round(times["prune"], 2),
-               "layers": [(x.index, round(x.outlier_ratio, 5), round(x.sparsity, 4))
-                          for x in state.layer_sparsity],
-               "swaps": sum(r.swaps or 0 for r in state.results)}  # fmt: skip
+            ppl[name] = round(
+                perplexity(state.streamer, ids, args.seqlen, args.eval_windows, Reporter())[0], 3
+            )
+        out = {
+            **row,
+            "seed": seed,
+            "math": math,
+            "ppl": ppl,
+            "sparsity_achieved": round(state.report.sparsity, 5),
+            "calibrate_s": round(times.get("calibrate", 0.0), 2),
+            "prune_s": round(times["prune"], 2),
+            "layers": [
+                (x.index, round(x.outlier_ratio, 5), round(x.sparsity, 4))
+                for x in state.layer_sparsity
+            ],
+            "swaps": sum(r.swaps or 0 for r in state.results),
+        }
         rows.append(out)
         print(json.dumps(out), file=sys.stderr, flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        partial = {"argv": sys.argv, "dense_forward_s": dense_fwd, "dense_ppl": dense_ppl,
-                   "runs": rows}  # fmt: skip
+        partial = {
+            "argv": sys.argv,
+            "dense_forward_s": dense_fwd,
+            "dense_ppl": dense_ppl,
+            "runs": rows,
+        }
         args.out.write_text(json.dumps(partial, indent=2))
     dense_fwd.append(dense_forward_s(args.model, args.data_dir, args.nsamples, args.seqlen))
-    result = {"argv": sys.argv, "threads": args.threads, "dense_forward_s": dense_fwd,
-              "dense_ppl": dense_ppl, "runs": rows}  # fmt: skip
+    result = {
+        "argv": sys.argv,
+        "threads": args.threads,
+        "dense_forward_s": dense_fwd,
+        "dense_ppl": dense_ppl,
+        "runs": rows,
+    }
     args.out.write_text(json.dumps(result, indent=2))
     md = tables(result)
     args.out.with_suffix(".md").write_text(md + "\n")
@@ -167,8 +204,14 @@ def tables(result: dict) -> str:
     lines = [f"Dense forward of the calibration windows: {dense_s:.1f} s (median).", ""]
 
     def key(r):
-        return (r["method"], str(r["sparsity"]), r.get("sparsity_profile", "uniform"),
-                r.get("refine", "none"), r["seed"], r["math"])  # fmt: skip
+        return (
+            r["method"],
+            str(r["sparsity"]),
+            r.get("sparsity_profile", "uniform"),
+            r.get("refine", "none"),
+            r["seed"],
+            r["math"],
+        )
 
     by = {key(r): r for r in runs}
 
@@ -176,8 +219,10 @@ def tables(result: dict) -> str:
         work = r["calibrate_s"] + r["prune_s"]
         return f"{r['ppl']['wikitext2']:.2f} | {work / dense_s:.2f}x"
 
-    lines += ["| method | sparsity | uniform ppl | uniform time | OWL ppl | OWL time | ppl cut |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "| method | sparsity | uniform ppl | uniform time | OWL ppl | OWL time | ppl cut |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def pairs(sparsities, profile, refine):
         """(method, sparsity, uniform row, variant row) where both ran."""
@@ -191,20 +236,28 @@ def tables(result: dict) -> str:
     for m, s, u, o in pairs(("0.5", "0.6", "0.7"), "owl", "none"):
         gain = 1 - o["ppl"]["wikitext2"] / u["ppl"]["wikitext2"]
         lines.append(f"| {m} | {s} | {cell(u)} | {cell(o)} | {gain:.1%} |")
-    lines += ["", "| method | sparsity | ppl | time | with DSnoT ppl | time | swaps |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "| method | sparsity | ppl | time | with DSnoT ppl | time | swaps |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m, s, u, d in pairs(("0.6", "0.7", "2:4"), "uniform", "dsnot"):
         lines.append(f"| {m} | {s} | {cell(u)} | {cell(d)} | {d['swaps']} |")
     seeds = [r for r in runs if r["math"] in ("ours", "reference") and "licences" in r["ppl"]]
     if seeds:
-        lines += ["", "| SparseGPT 2:4 | corpus | per seed | mean | spread (min-max) |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "| SparseGPT 2:4 | corpus | per seed | mean | spread (min-max) |",
+            "|---|---|---|---|---|",
+        ]
         for math in ("ours", "reference"):
             for corpus in ("wikitext2", "licences"):
                 vals = [r["ppl"][corpus] for r in seeds if r["math"] == math]
                 each = ", ".join(f"{v:.2f}" for v in vals)
-                lines.append(f"| {math} | {corpus} | {each} | {statistics.mean(vals):.2f} | "
-                             f"{min(vals):.2f}-{max(vals):.2f} |")  # fmt: skip
+                lines.append(
+                    f"| {math} | {corpus} | {each} | {statistics.mean(vals):.2f} | "
+                    f"{min(vals):.2f}-{max(vals):.2f} |"
+                )
     return "\n".join(lines)
 
 

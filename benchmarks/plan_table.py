@@ -53,15 +53,15 @@ def rows() -> list[dict]:
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| model | job | devices | stage | peak GiB/device | fits | with |",
-        "|---|---|---|---|---|---|---|",
+        "| model | job | devices | stage | peak GiB/device | host GiB | fits | with |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         s = r["stage"]
         verdict = "yes" if s["fits"] else "no: " + (s["note"] or "")
         lines.append(
             f"| {r['model']} | {r['job']} | {r['devices']} | {s['name']} | "
-            f"{s['peak_bytes_per_device'] / GiB:.1f} | {verdict} | "
+            f"{s['peak_bytes_per_device'] / GiB:.1f} | {s['host_bytes'] / GiB:.0f} | {verdict} | "
             f"{', '.join(s['changes']) or 'as asked'} |"
         )
     return "\n".join(lines)

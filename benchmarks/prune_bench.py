@@ -32,10 +32,10 @@ def dense_forward_s(model_dir: Path, data_dir: Path, nsamples: int, seqlen: int)
     """Seconds for one dense pass of the calibration windows through every decoder layer."""
     import torch
 
-    from worker.engine import calibration
-    from worker.engine.model_io import decoder_layers, load_model
-    from worker.engine.streaming import LayerStreamer
-    from worker.engine.walker import batch_size, capture, run_layer
+    from worker.engine.data import calibration
+    from worker.engine.model.model_io import decoder_layers, load_model
+    from worker.engine.walk.streaming import LayerStreamer
+    from worker.engine.walk.walker import batch_size, capture, run_layer
 
     model, tok = load_model(model_dir, "float32")
     _, layers = decoder_layers(model)
@@ -53,14 +53,40 @@ def dense_forward_s(model_dir: Path, data_dir: Path, nsamples: int, seqlen: int)
 
 def prune_once(args, method: str, sparsity: str, out: Path) -> dict:
     cmd = [
-        sys.executable, "-m", "clients.cli.main", "prune",
-        "--model", str(args.model), "--method", method, "--sparsity", sparsity,
-        "--calibration", "wikitext2", "--nsamples", str(args.nsamples),
-        "--seqlen", str(args.seqlen), "--seed", "0", "--dtype", "float32", "--device", "cpu",
-        "--eval", "wikitext2", "--eval-seqlen", str(args.seqlen),
-        "--eval-windows", str(args.eval_windows),
-        "--data-dir", str(args.data_dir), "--output", str(out), "--json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "clients.cli.main",
+        "prune",
+        "--model",
+        str(args.model),
+        "--method",
+        method,
+        "--sparsity",
+        sparsity,
+        "--calibration",
+        "wikitext2",
+        "--nsamples",
+        str(args.nsamples),
+        "--seqlen",
+        str(args.seqlen),
+        "--seed",
+        "0",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--eval",
+        "wikitext2",
+        "--eval-seqlen",
+        str(args.seqlen),
+        "--eval-windows",
+        str(args.eval_windows),
+        "--data-dir",
+        str(args.data_dir),
+        "--output",
+        str(out),
+        "--json",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0

@@ -62,12 +62,13 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from service.schemas import CalibrationSpec, PruneSpec
-    from worker.engine import calibration, report
     from worker.engine import run as engine
-    from worker.engine.evaluate import perplexity
+    from worker.engine.data import calibration
+    from worker.engine.evaluation.evaluate import perplexity
     from worker.engine.memory import peak_rss_mb
-    from worker.engine.model_io import get_weight, load_tokenizer
+    from worker.engine.model.model_io import get_weight, load_tokenizer
     from worker.engine.progress import Reporter
+    from worker.engine.publish import report
 
     class Log(Reporter):  # each block's epochs on stderr
         def step(self, done, total, message=None, **values):

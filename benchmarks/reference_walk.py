@@ -116,8 +116,10 @@ def prune(model, ids: torch.Tensor, method: str, prune_n: int = 2, prune_m: int 
     """prune_wanda / prune_sparsegpt of the reference for an N:M pattern, in place."""
     model.config.use_cache = False
     inps, outs, kwargs = prepare_calibration_input(model, ids)
-    stats, apply = {"wanda": (WrappedGPT, wanda_prune),
-                    "sparsegpt": (SparseGPTStats, sparsegpt_prune)}[method]  # fmt: skip
+    stats, apply = {
+        "wanda": (WrappedGPT, wanda_prune),
+        "sparsegpt": (SparseGPTStats, sparsegpt_prune),
+    }[method]
     layers = model.model.layers
     n = ids.shape[0]
     for i in range(len(layers)):

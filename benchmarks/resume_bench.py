@@ -31,12 +31,38 @@ sys.path.insert(0, str(ROOT))
 
 def command(args, out: Path, every: int) -> list[str]:
     return [
-        sys.executable, "-m", "clients.cli.main", "prune", "--model", str(args.model),
-        "--method", "sparsegpt", "--sparsity", "2:4", "--calibration", "wikitext2",
-        "--nsamples", "32", "--seqlen", "512", "--seed", "0", "--dtype", "float32",
-        "--device", "cpu", "--load", "lazy", "--data-dir", str(args.data_dir),
-        "--checkpoint-layers", str(every), "--output", str(out), "--json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "clients.cli.main",
+        "prune",
+        "--model",
+        str(args.model),
+        "--method",
+        "sparsegpt",
+        "--sparsity",
+        "2:4",
+        "--calibration",
+        "wikitext2",
+        "--nsamples",
+        "32",
+        "--seqlen",
+        "512",
+        "--seed",
+        "0",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--load",
+        "lazy",
+        "--data-dir",
+        str(args.data_dir),
+        "--checkpoint-layers",
+        str(every),
+        "--output",
+        str(out),
+        "--json",
+    ]
 
 
 def finished_layers(partial: Path) -> int:
@@ -56,8 +82,13 @@ def killed_then_resumed(args, out: Path, every: int) -> dict:
 
     partial = partial_dir(out)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(command(args, out, every), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        command(args, out, every),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     while finished_layers(partial) < args.kill_at:
         if proc.poll() is not None:
             raise SystemExit("the run ended before the kill point")
@@ -68,9 +99,15 @@ def killed_then_resumed(args, out: Path, every: int) -> dict:
     killed_s = time.perf_counter() - t0
     report, resumed_s = run_json(command(args, out, every))
     at = report["resumed_at_layer"]
-    return {"checkpoint_layers": every, "layers_done_at_kill": done, "resumed_at_layer": at,
-            "layers_redone": done - (at or 0), "killed_run_s": round(killed_s, 1),
-            "resumed_run_s": round(resumed_s, 1), "stages_s": report["stages_s"]}  # fmt: skip
+    return {
+        "checkpoint_layers": every,
+        "layers_done_at_kill": done,
+        "resumed_at_layer": at,
+        "layers_redone": done - (at or 0),
+        "killed_run_s": round(killed_s, 1),
+        "resumed_run_s": round(resumed_s, 1),
+        "stages_s": report["stages_s"],
+    }
 
 
 def main() -> None:
@@ -100,14 +137,18 @@ def main() -> None:
     doc = {"argv": sys.argv, "uninterrupted_s": round(whole_s, 1), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2))
-    lines = ["| checkpoint_layers | layers | killed after | resumed at | layers redone "
-             "| killed run s | resumed run s | uninterrupted s | same tensors |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| checkpoint_layers | layers | killed after | resumed at | layers redone "
+        "| killed run s | resumed run s | uninterrupted s | same tensors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['checkpoint_layers']} | {r['n_layers']} | {r['layers_done_at_kill']} "
-                     f"| {r['resumed_at_layer']} | {r['layers_redone']} | {r['killed_run_s']} "
-                     f"| {r['resumed_run_s']} | {doc['uninterrupted_s']} "
-                     f"| {'yes' if r['same_as_uninterrupted'] else 'NO'} |")  # fmt: skip
+        lines.append(
+            f"| {r['checkpoint_layers']} | {r['n_layers']} | {r['layers_done_at_kill']} "
+            f"| {r['resumed_at_layer']} | {r['layers_redone']} | {r['killed_run_s']} "
+            f"| {r['resumed_run_s']} | {doc['uninterrupted_s']} "
+            f"| {'yes' if r['same_as_uninterrupted'] else 'NO'} |"
+        )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -10,13 +10,14 @@ wanda:0.5:recover@5e-4; rows without one take --lr, else the method's default).
 
 Each row is its own `pruneserve prune` process: calibration 32 x 512 (wikitext2 valid),
 training windows 4 x 256 a step from wikitext2 valid, evaluation wikitext2 test 20 x 512,
-fp32 on CPU. With --train-file (the raw valid.txt) the training corpus is a user file: it is
-split 90/10 by the seed and the report adds the perplexity on the held-out 10%. With
---chat-from (a .txt such as wikitext2 valid) the corpus is a chat .jsonl made from it
+fp32 weights on CPU, training in --precision (default fp32). With --train-file (the raw
+valid.txt) the training corpus is a user file: it is split 90/10 by the seed and the report
+adds the perplexity on the held-out 10%.
+With --chat-from (a .txt such as wikitext2 valid) the corpus is a chat .jsonl made from it
 (`chat_records`): each paragraph of two sentences or more becomes a user turn asking to
 continue its first sentence and an assistant turn with the rest, so the held-out perplexity
 is over the answers only. --extra: more `pruneserve prune` flags for every row (method
-options such as --smp-variant S); --precision: training precision (default fp32).
+options such as --smp-variant S); --eval-tasks: lm-eval tasks, dense and pruned.
 Writes benchmarks/results/train_bench.json (and .md) and prints a table.
 """
 
@@ -38,23 +39,60 @@ from bench_args import parser
 ROOT = Path(__file__).resolve().parents[1]
 # method, sparsity, use ("recover": one-shot then recovery; "train": the method's own training;
 # "train+distill": its training on the LM loss plus distillation from the dense model)
-ROWS = [("sparsegpt", "2:4", "recover"), ("wanda", "2:4", "recover"), ("smp", "2:4", "train"),
-        ("wanda", "0.5", "recover")]  # fmt: skip
+ROWS = [
+    ("sparsegpt", "2:4", "recover"),
+    ("wanda", "2:4", "recover"),
+    ("smp", "2:4", "train"),
+    ("wanda", "0.5", "recover"),
+]
 
 
 def run_row(
     args, method: str, sparsity: str, use: str, lr: float | None, steps: int, out: Path
 ) -> dict:
     cmd = [
-        sys.executable, "-m", "clients.cli.main", "prune", "--model", str(args.model),
-        "--method", method, "--sparsity", sparsity, "--calibration", "wikitext2",
-        "--nsamples", "32", "--seqlen", "512", "--seed", "0", "--dtype", "float32",
-        "--device", "cpu", "--eval", "wikitext2", "--eval-seqlen", "512",
-        "--eval-windows", str(args.eval_windows), "--data-dir", str(args.data_dir),
-        "--train-data", str(args.train_data or "wikitext2"), "--train-seqlen", "256",
-        "--train-batch", "4",
-        "--precision", args.precision, "--output", str(out), "--json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "clients.cli.main",
+        "prune",
+        "--model",
+        str(args.model),
+        "--method",
+        method,
+        "--sparsity",
+        sparsity,
+        "--calibration",
+        "wikitext2",
+        "--nsamples",
+        "32",
+        "--seqlen",
+        "512",
+        "--seed",
+        "0",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--eval",
+        "wikitext2",
+        "--eval-seqlen",
+        "512",
+        "--eval-windows",
+        str(args.eval_windows),
+        "--data-dir",
+        str(args.data_dir),
+        "--train-data",
+        str(args.train_data or "wikitext2"),
+        "--train-seqlen",
+        "256",
+        "--train-batch",
+        "4",
+        "--precision",
+        args.precision,
+        "--output",
+        str(out),
+        "--json",
+    ]
     if args.eval_tasks:
         cmd += ["--eval-tasks", args.eval_tasks]
     cmd += shlex.split(args.extra or "")
@@ -145,10 +183,12 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--train-file", type=Path, default=None, help="a .txt training corpus")
     ap.add_argument("--chat-from", type=Path, default=None, help="a .txt to make a chat .jsonl of")
-    ap.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
     ap.add_argument("--eval-tasks", default=None, help="lm-eval tasks, dense and pruned")
     ap.add_argument("--extra", default=None, help="more pruneserve prune flags for every row")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="training precision"
+    )
     ap.add_argument("--only", default=None, help="comma list of method:sparsity:use")
     ap.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_bench.json"

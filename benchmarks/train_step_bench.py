@@ -2,6 +2,13 @@
 
     python benchmarks/train_step_bench.py --model DIR [--baseline-root DIR] [--steps 4]
         [--only speed:bf16,memory:fp32,...] [--out FILE]
+    python benchmarks/train_step_bench.py --model DIR --interleave ROUNDS [--steps 3]
+        [--threads 1] [--out FILE]
+
+--interleave: bf16 against fp32 in ONE process on the same model, masks and data, for a
+machine shared with other jobs: ROUNDS rounds, each a block of --steps steps in fp32 and one
+in bf16 (which goes first alternates), the first step of each block dropped; per step the
+wall and the CPU seconds (the process's, every thread); the ratio of the medians.
 
 speed rows: s/step of `--steps` steps of 4 x 256 tokens (median after the first), fp32 and
 bf16 (autocast, fp32 master weights), gradient checkpointing and chunked losses on (the
@@ -60,10 +67,10 @@ def one(kind: str, variant: str, model_dir: Path, data_dir: Path, steps: int) ->
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from worker.engine import calibration
-    from worker.engine.mask_state import MaskState
-    from worker.engine.masks import Pattern, n_of_m
+    from worker.engine.data import calibration
     from worker.engine.progress import Reporter
+    from worker.engine.prune.mask_state import MaskState
+    from worker.engine.prune.masks import Pattern, n_of_m
     from worker.engine.train import loop
     from worker.engine.train.checkpoint import Checkpoints
     from worker.engine.train.objective import Objective
@@ -120,6 +127,93 @@ def one(kind: str, variant: str, model_dir: Path, data_dir: Path, steps: int) ->
     }
 
 
+class _Clock:
+    """A Reporter that marks the process's CPU seconds at the end of every step."""
+
+    def __init__(self):
+        from worker.engine.progress import Reporter
+
+        self.base, self.marks = Reporter(), []
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+    def step(self, done, total, message=None, **values) -> None:
+        self.marks.append(time.process_time())
+
+
+def interleaved(model_dir: Path, data_dir: Path, rounds: int, steps: int, threads: int) -> dict:
+    """bf16 and fp32 blocks of `steps` recovery steps (4 x 256, KL), alternated in this
+    process on the same model, masks and windows."""
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from worker.engine.mask_state import MaskState
+    from worker.engine.masks import Pattern, n_of_m
+
+    from worker.engine import calibration
+    from worker.engine.train import loop
+    from worker.engine.train.checkpoint import Checkpoints
+    from worker.engine.train.objective import Objective
+    from worker.engine.train.tasks import Recovery
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    teacher = copy.deepcopy(model)
+    mods = {
+        n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." in n
+    }
+    masks, pattern = MaskState(), Pattern(0.5, 2, 4)
+    for n, m in mods.items():
+        masks.record(n, n_of_m(m.weight.detach().abs(), 2, 4), pattern)
+    text = (data_dir / "wikitext-2-raw" / "valid.txt").read_text()
+    ids = calibration.calibration_windows(calibration.tokenize(tok, text), steps * 4, 256, 0)
+    ckpt = Checkpoints(Path(os.environ.get("TMPDIR", "/tmp")) / f"tsb-{os.getpid()}", "r", "k")
+    rows: dict[str, dict[str, list[float]]] = {p: {"wall": [], "cpu": []} for p in ("fp32", "bf16")}
+    for r in range(rounds):
+        for precision in ("fp32", "bf16") if r % 2 == 0 else ("bf16", "fp32"):
+            cfg = loop.LoopConfig(
+                steps=steps,
+                batch_size=4,
+                micro_batch=4,
+                lr=1e-4,
+                warmup_steps=0,
+                weight_decay=0.0,
+                checkpoint_every=10**6,
+                precision=precision,
+                checkpointing=True,
+            )
+            clock = _Clock()
+            res = loop.train(
+                model,
+                teacher,
+                ids,
+                Recovery(mods, masks),
+                Objective(True, 2.0, 0.0),
+                cfg,
+                clock,
+                ckpt,
+            )
+            rows[precision]["wall"] += res.times[1:]
+            rows[precision]["cpu"] += [
+                round(b - a, 3) for a, b in zip(clock.marks, clock.marks[1:], strict=False)
+            ]
+            print(precision, res.times, flush=True)
+    med = {p: {k: statistics.median(v) for k, v in row.items()} for p, row in rows.items()}
+    return {
+        "rounds": rounds,
+        "steps_per_block": steps,
+        "threads": threads,
+        "steps": rows,
+        "median": med,
+        "speedup_wall": round(med["fp32"]["wall"] / med["bf16"]["wall"], 3),
+        "speedup_cpu": round(med["fp32"]["cpu"] / med["bf16"]["cpu"], 3),
+    }
+
+
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--baseline-root", type=Path, default=None)
@@ -127,7 +221,23 @@ def main() -> None:
     ap.add_argument("--only", default=",".join(ROWS))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/train_step_bench.json")
     ap.add_argument("--one", default=None, help=argparse_hidden())
+    ap.add_argument("--interleave", type=int, default=0, help="rounds of bf16 against fp32")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (--interleave)")
     args = ap.parse_args()
+    if args.interleave:
+        res = interleaved(args.model, args.data_dir, args.interleave, args.steps, args.threads)
+        res["load_before"] = os.getloadavg()
+        res["machine"] = {"cpus": os.cpu_count(), "note": "machine shared with other jobs"}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=1))
+        print(
+            json.dumps(res["median"]),
+            "speedup wall",
+            res["speedup_wall"],
+            "cpu",
+            res["speedup_cpu"],
+        )
+        return
     if args.one:
         kind, variant = args.one.split(":")
         print(json.dumps(one(kind, variant, args.model, args.data_dir, args.steps)))

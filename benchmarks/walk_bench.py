@@ -31,12 +31,19 @@ from bench_args import parser
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ROWS = ["dense", "ours:wanda:eager", "ours:wanda:lazy", "reference:wanda",
-        "ours:sparsegpt:eager", "ours:sparsegpt:lazy", "reference:sparsegpt"]  # fmt: skip
+ROWS = [
+    "dense",
+    "ours:wanda:eager",
+    "ours:wanda:lazy",
+    "reference:wanda",
+    "ours:sparsegpt:eager",
+    "ours:sparsegpt:lazy",
+    "reference:sparsegpt",
+]
 
 
 def windows(args, tokenizer):
-    from worker.engine import calibration
+    from worker.engine.data import calibration
 
     src = calibration.resolve_dataset("wikitext2", "calibration", args.data_dir)
     return calibration.calibration_ids(tokenizer, "wikitext2", src, args.nsamples, args.seqlen, 0)
@@ -45,8 +52,8 @@ def windows(args, tokenizer):
 def dense(args) -> dict:
     import torch
 
-    from worker.engine.model_io import load_model
-    from worker.engine.walker import batch_size, spans
+    from worker.engine.model.model_io import load_model
+    from worker.engine.walk.walker import batch_size, spans
 
     model, tok = load_model(args.model, "float32")
     ids = windows(args, tok)
@@ -63,14 +70,25 @@ def ours(args, method: str, load: str) -> dict:
     from worker.engine.run import run
 
     cal = CalibrationSpec(dataset="wikitext2", nsamples=args.nsamples, seqlen=args.seqlen, seed=0)
-    spec = PruneSpec(model=str(args.model), method=method, sparsity="2:4", calibration=cal,
-                     device="cpu", dtype="float32", load=load)  # fmt: skip
+    spec = PruneSpec(
+        model=str(args.model),
+        method=method,
+        sparsity="2:4",
+        calibration=cal,
+        device="cpu",
+        dtype="float32",
+        load=load,
+    )
     out = args.tmp / f"{method}-{load}"
     report = run(spec, out, data_dir=args.data_dir)
     zeros = zeros_of(out)
     shutil.rmtree(out, ignore_errors=True)
-    return {"prune_s": report.stages_s["prune"], "stages_s": report.stages_s,
-            "load": report.load, "zeros": zeros}  # fmt: skip
+    return {
+        "prune_s": report.stages_s["prune"],
+        "stages_s": report.stages_s,
+        "load": report.load,
+        "zeros": zeros,
+    }
 
 
 def zeros_of(directory: Path) -> dict[str, list[int]]:
@@ -96,15 +114,18 @@ def mask_digest(mask) -> list[int]:
 
 def reference(args, method: str) -> dict:
     from benchmarks import reference_walk
-    from worker.engine.model_io import load_model
+    from worker.engine.model.model_io import load_model
 
     model, tok = load_model(args.model, "float32")
     ids = windows(args, tok)
     t0 = time.perf_counter()
     reference_walk.prune(model, ids, method)
     elapsed = time.perf_counter() - t0
-    zeros = {k: mask_digest(v == 0) for k, v in model.state_dict().items()
-             if ".layers." in k and k.endswith("proj.weight")}  # fmt: skip
+    zeros = {
+        k: mask_digest(v == 0)
+        for k, v in model.state_dict().items()
+        if ".layers." in k and k.endswith("proj.weight")
+    }
     return {"prune_s": elapsed, "zeros": zeros}
 
 
@@ -118,17 +139,35 @@ def child(args) -> None:
     else:
         row = reference(args, *rest)
     use = resource.getrusage(resource.RUSAGE_SELF)
-    row.update(row=args.child, process_s=time.perf_counter() - t0,
-               peak_rss_mib=use.ru_maxrss / 1024, minor_faults=use.ru_minflt,
-               cpu_s=use.ru_utime + use.ru_stime)  # fmt: skip
+    row.update(
+        row=args.child,
+        process_s=time.perf_counter() - t0,
+        peak_rss_mib=use.ru_maxrss / 1024,
+        minor_faults=use.ru_minflt,
+        cpu_s=use.ru_utime + use.ru_stime,
+    )
     print(json.dumps(row))
 
 
 def run_row(args, name: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", name, "--model", str(args.model),
-           "--data-dir", str(args.data_dir), "--nsamples", str(args.nsamples),
-           "--seqlen", str(args.seqlen), "--threads", str(args.threads),
-           "--tmp", str(args.tmp)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--model",
+        str(args.model),
+        "--data-dir",
+        str(args.data_dir),
+        "--nsamples",
+        str(args.nsamples),
+        "--seqlen",
+        str(args.seqlen),
+        "--threads",
+        str(args.threads),
+        "--tmp",
+        str(args.tmp),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if proc.returncode != 0:
@@ -149,11 +188,15 @@ def compare_masks(rows: dict) -> None:
 def table(doc: dict) -> str:
     rows = doc["rows"]
     dense_s = rows["dense"]["prune_s"]
-    lines = [f"Dense forward of the {doc['nsamples']} x {doc['seqlen']} windows: {dense_s:.1f} s"
-             f" (peak RSS {rows['dense']['peak_rss_mib']:.0f} MiB, "
-             f"{rows['dense']['minor_faults'] / 1e6:.2f} M minor faults).", "",
-             "| row | prune s | / dense fwd | reference / ours | peak RSS MiB | minor faults "
-             "| masks = reference |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"Dense forward of the {doc['nsamples']} x {doc['seqlen']} windows: {dense_s:.1f} s"
+        f" (peak RSS {rows['dense']['peak_rss_mib']:.0f} MiB, "
+        f"{rows['dense']['minor_faults'] / 1e6:.2f} M minor faults).",
+        "",
+        "| row | prune s | / dense fwd | reference / ours | peak RSS MiB | minor faults "
+        "| masks = reference |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
         if name == "dense":
             continue
@@ -162,8 +205,10 @@ def table(doc: dict) -> str:
         speed = f"{ref['prune_s'] / r['prune_s']:.2f}x" if ref and name != ref["row"] else "–"
         same = {True: "yes", False: "NO", None: "–"}[r.get("same_masks_as_reference")]
         faults = r["minor_faults"] / 1e6
-        lines.append(f"| {name} | {r['prune_s']:.1f} | {r['prune_s'] / dense_s:.2f}x | {speed} "
-                     f"| {r['peak_rss_mib']:.0f} | {faults:.2f} M | {same} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {r['prune_s']:.1f} | {r['prune_s'] / dense_s:.2f}x | {speed} "
+            f"| {r['peak_rss_mib']:.0f} | {faults:.2f} M | {same} |"
+        )
     lazy_eager = []
     for method in ("wanda", "sparsegpt"):
         e, lz = rows.get(f"ours:{method}:eager"), rows.get(f"ours:{method}:lazy")
@@ -191,8 +236,14 @@ def main() -> None:
         child(args)
         return
     names = args.only.split(",")
-    doc = {"argv": sys.argv, "nsamples": args.nsamples, "seqlen": args.seqlen,
-           "threads": args.threads, "machine": machine(), "rows": {}}  # fmt: skip
+    doc = {
+        "argv": sys.argv,
+        "nsamples": args.nsamples,
+        "seqlen": args.seqlen,
+        "threads": args.threads,
+        "machine": machine(),
+        "rows": {},
+    }
     args.tmp = Path(tempfile.mkdtemp(prefix="walk_bench_"))
     try:
         for name in ["dense"] + [n for n in names if n != "dense"]:
@@ -212,8 +263,14 @@ def main() -> None:
 
 
 def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
-                .splitlines() if ln.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start"
 
 

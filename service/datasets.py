@@ -65,9 +65,12 @@ class DatasetStore:
         finally:
             partial.unlink(missing_ok=True)
         record = DatasetPublic(
-            id=ds_id, filename=Path(part.filename).name, size=size, sha256=digest.hexdigest(),
+            id=ds_id,
+            filename=Path(part.filename).name,
+            size=size,
+            sha256=digest.hexdigest(),
             created_at=now_iso(),
-        )  # fmt: skip
+        )
         payload = {"tenant": tenant, **record.model_dump(mode="json")}
         try:
             self.r.set(f"ps:dataset:{ds_id}", json.dumps(payload))

@@ -21,17 +21,21 @@ def install(app: FastAPI) -> None:
 
     def swagger_ui(request: Request) -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url, title=f"{app.title} - Swagger UI",
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - Swagger UI",
             swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css", swagger_favicon_url=favicon,
-        )  # fmt: skip
+            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=favicon,
+        )
 
     def redoc(request: Request) -> HTMLResponse:
         return get_redoc_html(
-            openapi_url=app.openapi_url, title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js", redoc_favicon_url=favicon,
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=favicon,
             with_google_fonts=False,
-        )  # fmt: skip
+        )
 
     for path, page in (("/docs", swagger_ui), ("/redoc", redoc)):  # GET and HEAD, as FastAPI's
         app.add_route(path, page, include_in_schema=False)

@@ -21,13 +21,17 @@ log = logging.getLogger("pruneserve.api")
 RETRY_AFTER_S = 5
 FASTAPI_BODY_ERROR = "There was an error parsing the body"  # FastAPI's 400, e.g. bad UTF-8
 _WHY = {
-    400: "The body could not be parsed", 401: "Missing or invalid API key",
-    404: "Not found (or another tenant's)", 408: "The body stopped arriving; connection closed",
+    400: "The body could not be parsed",
+    401: "Missing or invalid API key",
+    404: "Not found (or another tenant's)",
+    408: "The body stopped arriving; connection closed",
     409: "Conflict with the job's state",
-    413: "Body or upload over its size limit", 422: "Invalid input; `field` names it",
-    431: "Request headers too large", 503: "The job store (Redis) is unreachable; retry",
+    413: "Body or upload over its size limit",
+    422: "Invalid input; `field` names it",
+    431: "Request headers too large",
+    503: "The job store (Redis) is unreachable; retry",
     507: "No space left to store the upload",
-}  # fmt: skip
+}
 
 
 def responses(*codes: int) -> dict:

@@ -75,8 +75,10 @@ class StatusPoll:
             return False
         if owner != tenant:
             return False  # the routed handler's 404, byte-identical to an unknown id's
-        headers = [(b"content-length", str(len(body)).encode()),
-                   (b"content-type", b"application/json")]  # fmt: skip
+        headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return True

@@ -55,8 +55,16 @@ def delete(store: JobStore, tenant: str, job_id: str) -> bool:
     """Delete `tenant`'s job `job_id` (a running one is cancelled first); False when the tenant
     has no such job, now or recently deleted."""
     s = store.settings
-    keys = [f"ps:job:{job_id}", f"ps:events:{job_id}", f"ps:tenant:{tenant}:jobs", UNQUEUED,
-            FINISHED, f"ps:gone:{job_id}", PURGE, f"ps:cancel:{job_id}"]  # fmt: skip
+    keys = [
+        f"ps:job:{job_id}",
+        f"ps:events:{job_id}",
+        f"ps:tenant:{tenant}:jobs",
+        UNQUEUED,
+        FINISHED,
+        f"ps:gone:{job_id}",
+        PURGE,
+        f"ps:cancel:{job_id}",
+    ]
     keys += [f"ps:state:{state.value}" for state in JobState]
     args = [job_id, tenant, s.IDEMPOTENCY_TTL_S, s.VISIBILITY_TIMEOUT_S]
     was = store.r.register_script(_DELETE)(keys=keys, args=args)

@@ -48,9 +48,14 @@ def claim(
         return _end(rec.model_copy(update={"attempts": attempts}), JobState.failed, now, error)
     progress = Progress(stage="starting", percent=0.0)
     return rec.model_copy(
-        update={"state": R, "owner": owner, "started_at": now, "attempts": attempts,
-                "progress": progress}
-    )  # fmt: skip
+        update={
+            "state": R,
+            "owner": owner,
+            "started_at": now,
+            "attempts": attempts,
+            "progress": progress,
+        }
+    )
 
 
 def progress(rec: JobRecord, owner: str, **fields: object) -> JobRecord:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-METHODS: dict[str, type[BaseModel]] = {}  # name -> its options model, in registration order
+METHODS: dict[str, type[Options]] = {}  # name -> its options model, in registration order
 
 
 class Options(BaseModel):
@@ -26,6 +26,9 @@ class Options(BaseModel):
     # the training stages use the LM loss
     SELF_TEACHER: ClassVar[bool] = False
     REWINDS_LR: ClassVar[bool] = False  # training.lr_rewind applies (its pruning steps)
+    # a one-shot method of the walk, whose layer sparsity may vary: OWL's profile, DSnoT's
+    # refinement and block-wise reconstruction work with it
+    ONE_SHOT: ClassVar[bool] = False
 
     def calibrates(self) -> bool:
         """Whether the method reads calibration data (known without the engine or torch)."""
@@ -70,6 +73,7 @@ def method_options(name: str):
 class MagnitudeOptions(Options):
     """Magnitude pruning: score |W|."""
 
+    ONE_SHOT: ClassVar[bool] = True
     STATISTICS: ClassVar[str] = "none"
 
     magnitude_scope: Literal["matrix", "row"] = Field(
@@ -84,12 +88,15 @@ class MagnitudeOptions(Options):
 class WandaOptions(Options):
     """Wanda: score |W| * ||X_j||, lowest per output row; no options."""
 
+    ONE_SHOT: ClassVar[bool] = True
+
 
 @method_options("sparsegpt")
 class SparseGPTOptions(Options):
     """SparseGPT: column-wise pruning with inverse-Hessian weight updates."""
 
     STATISTICS: ClassVar[str] = "hessians"
+    ONE_SHOT: ClassVar[bool] = True
 
     blocksize: int = Field(128, ge=1, le=65536, description="SparseGPT column block size")
     percdamp: float = Field(
@@ -209,9 +216,12 @@ class MovementOptions(PrunesWhileTraining):
         "whole matrix (as the paper's code does) or per row; N:M selects per group either way",
     )
     score_lr: float = Field(
-        1.0, gt=0, le=1e12, description="alpha_S: S = -alpha_S * sum_t W * dL/dW (plain "
-        "accumulation; hard movement is invariant to it)"
-    )  # fmt: skip
+        1.0,
+        gt=0,
+        le=1e12,
+        description="alpha_S: S = -alpha_S * sum_t W * dL/dW (plain "
+        "accumulation; hard movement is invariant to it)",
+    )
 
     SCHEDULE_NOTE: ClassVar[str] = "movement"
 
@@ -259,6 +269,11 @@ class PatternLockOptions(Options):
 
     def calibrates(self) -> bool:
         return False
+
+
+def one_shot_methods() -> list[str]:
+    """The methods OWL, DSnoT and reconstruction work with."""
+    return [name for name, model in METHODS.items() if model.ONE_SHOT]
 
 
 def _legacy_defaults() -> dict[str, Any]:

@@ -26,9 +26,10 @@ class JobsCollector(Collector):
             "pruneserve_queue_depth", "Tasks waiting in the queue", value=self.store.queue_depth()
         )
         yield GaugeMetricFamily(
-            "pruneserve_workers_alive", "Workers with a fresh heartbeat",
+            "pruneserve_workers_alive",
+            "Workers with a fresh heartbeat",
             value=len(self.store.workers_alive()),
-        )  # fmt: skip
+        )
         hist = HistogramMetricFamily(
             "pruneserve_job_duration_seconds", "Run time of finished jobs", labels=["state"]
         )

@@ -17,9 +17,11 @@ def install(app: FastAPI) -> None:
     def openapi() -> dict:
         if app.openapi_schema is None:
             doc = get_openapi(
-                title=app.title, version=app.version, description=app.description,
+                title=app.title,
+                version=app.version,
+                description=app.description,
                 routes=app.routes,
-            )  # fmt: skip
+            )
             doc.setdefault("components", {})["securitySchemes"] = BEARER
             for name, path in doc["paths"].items():
                 for operation in path.values():

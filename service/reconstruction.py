@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from service.fields import one_of
+
 RECON_TARGETS = ("pruned_input", "dense_input")
 BATCH_ABOUT = (
     "calibration windows per optimizer step (at most calibration.nsamples); rounded "
@@ -29,6 +31,7 @@ class ReconstructionSpec(BaseModel):
         "(a second activation buffer carries the dense model's stream; measured the better of "
         "the two on SmolLM2); pruned_input: the dense layer's output on the pruned model's "
         "activations (EBFT's)",
+        json_schema_extra=one_of(RECON_TARGETS),
     )
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="order of the windows in each epoch")

@@ -11,21 +11,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.config import JsonDict
 
-from service.methods import METHODS, Options, options_schema, validate_options
+from service.fields import choices, one_of
+from service.methods import METHODS, Options, one_shot_methods, options_schema, validate_options
 from service.reconstruction import BlockReport, ReconstructionSpec
+from service.sparsity import Pattern, parse_sparsity
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 NAMED_DATASETS = ("wikitext2", "c4")
 REPORT_FILE = "pruning_report.json"  # written next to every pruned checkpoint
-_NM = re.compile(r"^\s*([0-9]+)\s*:\s*([0-9]+)\s*$")
-# N:M group sizes: powers of two up to 32. Sparse kernels use 2:4 (and 4:8); models' widths
-# are multiples of 32, so these divide them, while an M such as 5 or 1000 fits no real model.
-NM_GROUPS = (2, 4, 8, 16, 32)
-_DECIMAL = re.compile(r"^\s*[0-9]*\.?[0-9]+\s*$")  # no exponent, sign or non-ASCII digits
 # What the schema says sparsity may be; the server accepts a subset (0 < N < M, 0 < x < 1).
-SPARSITY_SCHEMA = {
+SPARSITY_SCHEMA: JsonDict = {
     "anyOf": [
         {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         {"type": "string", "pattern": r"^\s*(?:[0-9]+\s*:\s*0*(?:2|4|8|16|32)|0*\.[0-9]+)\s*$"},
@@ -75,7 +73,7 @@ def resume_dir(output: Path) -> Path:
 def describe_errors(errors: list[dict]) -> list[tuple[str | None, str]]:
     """pydantic errors -> (field such as "calibration.nsamples", message) pairs, as the API
     and the CLI print them."""
-    out = []
+    out: list[tuple[str | None, str]] = []
     for err in errors:
         if err.get("type") == "json_invalid":  # loc holds a character offset, not a field
             reason = (err.get("ctx") or {}).get("error", "invalid JSON")
@@ -94,51 +92,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Sparsity(_Strict):
-    """A parsed sparsity: a fraction (unstructured) or N zeros in every M weights."""
-
-    ratio: float
-    n: int = 0
-    m: int = 0
-
-    @property
-    def is_nm(self) -> bool:
-        return self.m > 0
-
-    def __str__(self) -> str:
-        return f"{self.n}:{self.m}" if self.is_nm else f"{self.ratio:g}"
-
-
-def parse_sparsity(value: float | str) -> Sparsity:
-    """'2:4' -> N:M; 0.5 or '0.5' -> unstructured. Raises ValueError with what is allowed."""
-    groups = ", ".join(map(str, NM_GROUPS))
-    allowed = (
-        f'allowed: a fraction in (0, 1) such as 0.5, or "N:M" with M one of {groups} and '
-        '0 < N < M, such as "2:4"'
-    )
-    if isinstance(value, bool):
-        raise ValueError(f"sparsity {value!r} is not valid; {allowed}")
-    if isinstance(value, str):
-        m = _NM.match(value)
-        if m:
-            n, mm = int(m.group(1)), int(m.group(2))
-            if mm not in NM_GROUPS:
-                raise ValueError(
-                    f"sparsity {value!r} is not valid: M must be a power of two from 2 to 32; "
-                    f"{allowed}"
-                )
-            if not 0 < n < mm:
-                raise ValueError(f"sparsity {value!r} is not valid: need 0 < N < M; {allowed}")
-            return Sparsity(ratio=n / mm, n=n, m=mm)
-        if not _DECIMAL.match(value):
-            raise ValueError(f"sparsity {value!r} is not valid; {allowed}")
-        value = float(value)
-    ratio = float(value)
-    if not 0.0 < ratio < 1.0:
-        raise ValueError(f"sparsity {value!r} is out of range; {allowed}")
-    return Sparsity(ratio=ratio)
-
-
 class CalibrationSpec(_Strict):
     """Where calibration windows come from and how many."""
 
@@ -148,9 +101,9 @@ class CalibrationSpec(_Strict):
         max_length=MAX_PATH,
         description='"wikitext2", "c4", a local .txt/.jsonl file (local runs) or "upload:<id>"',
     )
-    nsamples: int = Field(128, ge=1, le=4096)
-    seqlen: int = Field(2048, ge=8, le=32768)
-    seed: int = 0
+    nsamples: int = Field(128, ge=1, le=4096, description="calibration sequences")
+    seqlen: int = Field(2048, ge=8, le=32768, description="calibration tokens per sequence")
+    seed: int = Field(0, description="calibration window seed")
 
 
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -166,9 +119,16 @@ class EvalSpec(_Strict):
     """Perplexity evaluation, standard protocol (non-overlapping windows); task accuracy with
     lm-evaluation-harness (zero-shot), on the dense and the pruned model alike."""
 
-    dataset: str = Field("wikitext2", min_length=1, max_length=MAX_PATH)
-    seqlen: int = Field(2048, ge=8, le=32768)
-    max_windows: int | None = Field(None, ge=1)
+    dataset: str = Field(
+        "wikitext2",
+        min_length=1,
+        max_length=MAX_PATH,
+        description="evaluate perplexity on this dataset, e.g. wikitext2",
+    )
+    seqlen: int = Field(2048, ge=8, le=32768, description="tokens per evaluation window")
+    max_windows: int | None = Field(
+        None, ge=1, description="at most this many windows (default: all)"
+    )
     prompts: list[Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]] = Field(
         default_factory=lambda: list(DEFAULT_PROMPTS),
         max_length=MAX_PROMPTS,
@@ -209,6 +169,10 @@ OBJECTIVES: dict[str, dict[str, Any]] = {
 }
 
 
+# the pruning schedule's fields of TrainingSpec: training only (recovery keeps the mask fixed)
+SCHEDULE_FIELDS = ("initial_sparsity", "warmup_steps", "prune_every", "cooldown_steps")
+
+
 class TrainingSpec(_Strict):
     """One run of the training engine: data, step budget, optimizer, objective.
 
@@ -218,9 +182,10 @@ class TrainingSpec(_Strict):
     """
 
     dataset: str = Field(
-        "wikitext2", description="as calibration.dataset; named datasets train on their "
-        "calibration split (wikitext2: valid), never on the evaluation split"
-    )  # fmt: skip
+        "wikitext2",
+        description="as calibration.dataset; named datasets train on their "
+        "calibration split (wikitext2: valid), never on the evaluation split",
+    )
     steps: int = Field(100, ge=1, le=1_000_000, description="optimizer steps")
     seqlen: int = Field(256, ge=8, le=32768, description="tokens per training sequence")
     batch_size: int = Field(4, ge=1, le=4096, description="sequences per optimizer step")
@@ -228,13 +193,19 @@ class TrainingSpec(_Strict):
         1, ge=1, le=4096, description="sequences per forward; gradients accumulate to batch_size"
     )
     lr: float | None = Field(
-        None, gt=0, le=1, description="peak learning rate (default: 1e-4 for weights, "
-        "1e-2 for mask scores)"
-    )  # fmt: skip
+        None,
+        gt=0,
+        le=1,
+        description="peak learning rate (default: 1e-4 for weights, 1e-2 for mask scores)",
+    )
     lr_warmup_steps: int | None = Field(None, ge=0, description="default: 10% of steps")
-    weight_decay: float = Field(0.0, ge=0, le=1)
-    distill: bool = Field(True, description="KL(teacher || student) on the logits")
-    temperature: float = Field(2.0, gt=0, le=100)
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
+    distill: bool = Field(
+        True,
+        description="KL(teacher || student) on the logits (default: on; off for a method "
+        "whose objective is the language-model loss, such as movement)",
+    )
+    temperature: float = Field(2.0, gt=0, le=100, description="distillation temperature T")
     lm_weight: float = Field(
         0.0, ge=0, le=100, description="weight of the language-model loss (1.0 when not distilling)"
     )
@@ -254,15 +225,18 @@ class TrainingSpec(_Strict):
         "spans the steps outside the pruning ramp and goes back to its value at the ramp's "
         "start at every pruning step",
     )
-    seed: int = 0
+    seed: int = Field(0, description="training window seed")
     checkpoint_every: int = Field(
         25, ge=1, description="steps between checkpoints of the trainable state (for resume)"
     )
     holdout: float = Field(
-        0.1, ge=0, le=0.5, description="share of a user's training data (a .txt/.jsonl file or "
+        0.1,
+        ge=0,
+        le=0.5,
+        description="share of a user's training data (a .txt/.jsonl file or "
         "upload) held out, split by `seed`, for the held-out perplexity in the report; named "
-        "datasets are never split (they train on their calibration split)"
-    )  # fmt: skip
+        "datasets are never split (they train on their calibration split)",
+    )
     processes: int | None = Field(
         None,
         ge=1,
@@ -270,6 +244,13 @@ class TrainingSpec(_Strict):
         description="recovery: processes (FSDP ranks, one per GPU) that train the model "
         "sharded; default: the visible GPUs (at most batch_size / micro_batch, a divisor of "
         "it), 1 on CPU (more on CPU: gloo ranks)",
+    )
+    offload: Literal["none", "cpu"] = Field(
+        "none",
+        description="recovery: cpu keeps the trained weights' fp32 master, gradients and AdamW "
+        "state in host memory and steps the optimizer on the CPU (FSDP's CPUOffloadPolicy), so "
+        "the GPU holds the teacher, masks and one layer at a time; runs through the FSDP ranks "
+        "even with one process",
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
@@ -291,13 +272,17 @@ class TrainingSpec(_Strict):
         None, ge=0, description="movement/gmp: steps t_0 before pruning starts (default 10%)"
     )
     prune_every: int | None = Field(
-        None, ge=1, description="movement/gmp: steps between pruning steps (default: every "
-        "step for movement; the ramp / 10 for gmp)"
-    )  # fmt: skip
+        None,
+        ge=1,
+        description="movement/gmp: steps between pruning steps (default: every "
+        "step for movement; the ramp / 10 for gmp)",
+    )
     cooldown_steps: int | None = Field(
-        None, ge=0, description="movement/gmp: steps at the target with the mask fixed at the "
-        "end (default 20%)"
-    )  # fmt: skip
+        None,
+        ge=0,
+        description="movement/gmp: steps at the target with the mask fixed at the "
+        "end (default 20%)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -351,7 +336,7 @@ class TrainingSpec(_Strict):
     def schedules(self) -> bool:
         """Whether any pruning-schedule field was set."""
         return bool(self.initial_sparsity) or any(
-            getattr(self, f) is not None for f in ("warmup_steps", "prune_every", "cooldown_steps")
+            getattr(self, f) is not None for f in SCHEDULE_FIELDS[1:]
         )
 
     def schedule_steps(self, default_every: int | None = None) -> tuple[int, int, int, int]:
@@ -383,9 +368,12 @@ class OWLSpec(_Strict):
     )
     lam: float = Field(0.08, ge=0, lt=0.5, description="layer sparsities lie in [s - lam, s + lam]")
     samples: int = Field(
-        4, ge=1, le=4096, description="calibration windows of the dense survey that measures "
-        "every layer's outlier ratio before the walk (at most calibration.nsamples)"
-    )  # fmt: skip
+        4,
+        ge=1,
+        le=4096,
+        description="calibration windows of the dense survey that measures "
+        "every layer's outlier ratio before the walk (at most calibration.nsamples)",
+    )
 
 
 class DSnoTSpec(_Strict):
@@ -394,9 +382,11 @@ class DSnoTSpec(_Strict):
 
     max_cycles: int = Field(50, ge=1, le=10_000, description="swap rounds per matrix at most")
     update_threshold: float = Field(
-        0.0, ge=0, le=1e6,
+        0.0,
+        ge=0,
+        le=1e6,
         description="a row stops once |E[error of its output]| per token is at most this",
-    )  # fmt: skip
+    )
     var_power: float = Field(
         1.0, ge=0, le=4, description="regrow candidates ranked by W*E[x] / Var[x]^var_power"
     )
@@ -424,7 +414,6 @@ class TeacherSpec(_Strict):
 
 SPARSITY_PROFILES = ("uniform", "owl")
 REFINERS = ("none", "dsnot")
-ONE_SHOT_FOR_PROFILES = ("magnitude", "wanda", "sparsegpt")  # what OWL and DSnoT work with
 LOADS = ("auto", "eager", "lazy")  # how the model is held: whole, or a layer at a time
 
 
@@ -443,8 +432,12 @@ class PruneSpec(_Strict):
         description='fraction in (0, 1), or "N:M" such as "2:4" (M one of 2, 4, 8, 16, 32)',
         json_schema_extra=SPARSITY_SCHEMA,
     )
-    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
-    evaluation: EvalSpec | None = None
+    calibration: CalibrationSpec = Field(
+        default_factory=CalibrationSpec, description="the calibration windows"
+    )
+    evaluation: EvalSpec | None = Field(
+        None, description="perplexity, sample generations and task accuracy, dense and pruned"
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, validate_default=True, json_schema_extra=options_schema
     )
@@ -453,10 +446,16 @@ class PruneSpec(_Strict):
         max_length=MAX_SKIP,
         description="extra module name patterns (fnmatch) to keep dense, e.g. '*.mlp.down_proj'",
     )
-    device: str = "auto"
-    dtype: str = "auto"
+    device: str = Field(
+        "auto", description="where the engine runs", json_schema_extra=one_of(DEVICES)
+    )
+    dtype: str = Field(
+        "auto", description="weights' dtype while pruning", json_schema_extra=one_of(DTYPES)
+    )
     training: TrainingSpec | None = Field(
-        None, description="the method's own training (methods that learn, e.g. smp)"
+        None,
+        description="the method's own training (a method that learns, e.g. smp, always "
+        f"trains: {TrainingSpec.model_fields['steps'].default} steps unless told)",
     )
     recovery: TrainingSpec | None = Field(
         None, description="after pruning: masks fixed, kept weights trained with distillation"
@@ -467,10 +466,18 @@ class PruneSpec(_Strict):
         "model before pruning)",
     )
     sparsity_profile: str = Field(
-        "uniform", description="uniform: every layer at `sparsity`; owl: per layer (OWL)"
+        "uniform",
+        description="uniform: every layer at `sparsity`; owl: each layer its own, from its "
+        "outlier ratio, with the mean at `sparsity` (unstructured only)",
+        json_schema_extra=one_of(SPARSITY_PROFILES),
     )
     owl: OWLSpec | None = Field(None, description="OWL's knobs (sparsity_profile 'owl')")
-    refine: str = Field("none", description="none, or dsnot: mask refinement after pruning")
+    refine: str = Field(
+        "none",
+        description="dsnot: after pruning, swap pruned and kept weights per row (per group for "
+        "N:M) where that lowers the expected output error; no training",
+        json_schema_extra=one_of(REFINERS),
+    )
     dsnot: DSnoTSpec | None = Field(None, description="DSnoT's knobs (refine 'dsnot')")
     reconstruction: ReconstructionSpec | None = Field(
         None, description="block-wise reconstruction inside the walk (EBFT); null: off"
@@ -487,14 +494,14 @@ class PruneSpec(_Strict):
         description="eager: the whole model in memory; lazy: one decoder layer at a time from "
         "the checkpoint, each pruned layer written at once (no training stages); auto: lazy "
         "when the weights exceed half the available memory",
+        json_schema_extra=one_of(LOADS),
     )
 
     @field_validator("method", "device", "dtype", "sparsity_profile", "refine", "load")
     @classmethod
     def _one_of(cls, v: str, info: ValidationInfo) -> str:
-        allowed = {"method": tuple(METHODS), "device": DEVICES, "dtype": DTYPES,
-                   "sparsity_profile": SPARSITY_PROFILES,
-                   "refine": REFINERS, "load": LOADS}[info.field_name]  # fmt: skip
+        name = info.field_name or ""
+        allowed = tuple(METHODS) if name == "method" else choices(cls.model_fields[name])
         if v not in allowed:
             raise ValueError(f"unknown {info.field_name} {v!r}; allowed: {', '.join(allowed)}")
         return v
@@ -597,10 +604,11 @@ class PruneSpec(_Strict):
                 f"training.lr_rewind: learning-rate rewinding is for {which}, whose pruning "
                 f"steps it rewinds at, not {self.method!r}"
             )
-        if (self.training.processes or 1) > 1:
+        if (self.training.processes or 1) > 1 or self.training.offload != "none":
             raise ValueError(
-                "training.processes: more than one process (FSDP) trains recovery only; "
-                f"{self.method}'s own training runs in one process (set recovery.processes)"
+                "training.processes, training.offload: FSDP ranks and CPU offload train "
+                f"recovery only; {self.method}'s own training runs in one process (set "
+                "recovery.processes or recovery.offload)"
             )
         if not scheduled and self.training.schedules():
             raise ValueError(
@@ -617,21 +625,27 @@ class PruneSpec(_Strict):
 
     @model_validator(mode="after")
     def _profile_and_refine(self) -> PruneSpec:
-        for field, value, knobs, on in (("sparsity_profile", self.sparsity_profile, "owl", "owl"),
-                                        ("refine", self.refine, "dsnot", "dsnot")):  # fmt: skip
+        for field, value, knobs, on in (
+            ("sparsity_profile", self.sparsity_profile, "owl", "owl"),
+            ("refine", self.refine, "dsnot", "dsnot"),
+        ):
             if value != on:
                 if getattr(self, knobs) is not None:
-                    raise ValueError(f"{knobs}: these settings are for {field} {on!r}, but "
-                                     f"{field} is {value!r}; set {field} to {on!r} or drop "
-                                     f"{knobs}")  # fmt: skip
+                    raise ValueError(
+                        f"{knobs}: these settings are for {field} {on!r}, but "
+                        f"{field} is {value!r}; set {field} to {on!r} or drop "
+                        f"{knobs}"
+                    )
                 continue
-            if self.method not in ONE_SHOT_FOR_PROFILES:
-                methods = ", ".join(ONE_SHOT_FOR_PROFILES)
-                raise ValueError(f"{field}: {on!r} works with the one-shot methods {methods}, "
-                                 f"not {self.method!r}")  # fmt: skip
+            if not METHODS[self.method].ONE_SHOT:
+                methods = ", ".join(one_shot_methods())
+                raise ValueError(
+                    f"{field}: {on!r} works with the one-shot methods {methods}, "
+                    f"not {self.method!r}"
+                )
         if self.sparsity_profile == "owl":
             self.owl = self.owl or OWLSpec()
-            self._owl_samples_fit()
+            self._owl_samples_fit(self.owl)
             s, lam = self.parsed_sparsity, self.owl.lam
             if s.is_nm:
                 raise ValueError(
@@ -652,8 +666,8 @@ class PruneSpec(_Strict):
         rc = self.reconstruction
         if rc is None:
             return self
-        if self.method not in ONE_SHOT_FOR_PROFILES:
-            methods = ", ".join(ONE_SHOT_FOR_PROFILES)
+        if not METHODS[self.method].ONE_SHOT:
+            methods = ", ".join(one_shot_methods())
             raise ValueError(
                 f"reconstruction: works with the one-shot methods {methods}, not {self.method!r}"
             )
@@ -664,11 +678,11 @@ class PruneSpec(_Strict):
             )
         return self
 
-    def _owl_samples_fit(self) -> None:
+    def _owl_samples_fit(self, owl: OWLSpec) -> None:
         """An owl.samples that was given must not exceed the windows calibration reads (the
         default, 4, is simply capped there)."""
-        samples, nsamples = self.owl.samples, self.calibration.nsamples
-        if "samples" in self.owl.model_fields_set and samples > nsamples:
+        samples, nsamples = owl.samples, self.calibration.nsamples
+        if "samples" in owl.model_fields_set and samples > nsamples:
             raise ValueError(
                 f"owl.samples: {samples} is more than calibration.nsamples ({nsamples}); the "
                 f"survey reads the first owl.samples calibration windows, so allowed: 1 to "
@@ -698,11 +712,15 @@ class PruneSpec(_Strict):
     def calibrates(self) -> bool:
         """Whether the job reads calibration data (its method, OWL, DSnoT or reconstruction
         need it)."""
-        return (self.method_options.calibrates() or self.sparsity_profile != "uniform"
-                or self.refine != "none" or self.reconstruction is not None)  # fmt: skip
+        return (
+            self.method_options.calibrates()
+            or self.sparsity_profile != "uniform"
+            or self.refine != "none"
+            or self.reconstruction is not None
+        )
 
     @property
-    def parsed_sparsity(self) -> Sparsity:
+    def parsed_sparsity(self) -> Pattern:
         return parse_sparsity(self.sparsity)
 
     @property
@@ -721,14 +739,17 @@ class JobCreate(PruneSpec):
         ..., min_length=1, max_length=MAX_NAME, description="hub id org/name, or a model name"
     )
     dry_run: bool = Field(
-        False, description="answer 200 with the plan (memory per device and stage, from the "
-        "model's config.json) and queue nothing"
-    )  # fmt: skip
+        False,
+        description="answer 200 with the plan (memory per device and stage, from the "
+        "model's config.json) and queue nothing",
+    )
     plan_for: str | None = Field(
-        None, max_length=32, pattern=PLAN_FOR_PATTERN,
+        None,
+        max_length=32,
+        pattern=PLAN_FOR_PATTERN,
         description="dry_run: plan for these devices, COUNTxSIZE such as 8x80GiB (default: "
         "the workers' devices, PRUNESERVE_PLAN_DEVICES)",
-    )  # fmt: skip
+    )
 
     def spec(self) -> PruneSpec:
         """The job's spec: the body without the dry-run fields."""

@@ -15,8 +15,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_KEY = "dev-key"
 _WEAK_PREFIXES = (
-    "dev", "test", "changeme", "change-me", "replace", "secret", "example", "password", "key"
-)  # fmt: skip
+    "dev",
+    "test",
+    "changeme",
+    "change-me",
+    "replace",
+    "secret",
+    "example",
+    "password",
+    "key",
+)
 MIN_KEY_LEN = 16
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.support.corpus import write_wikitext
 from tests.support.live_service import CORPUS_BYTES
-from worker.engine.calibration import split_holdout
+from worker.engine.data.calibration import split_holdout
 
 
 def test_the_stand_in_splits_into_training_and_held_out_paragraphs(tmp_path):

@@ -30,8 +30,9 @@ def read_note(output: Path, rec: JobRecord) -> str | None:
     except (OSError, ValueError):
         return None
     mine = rec.state == JobState.running and (note.get("owner"), note.get("attempt")) == (
-        rec.owner, rec.attempts,
-    )  # fmt: skip
+        rec.owner,
+        rec.attempts,
+    )
     return str(note.get("reason", "")) if mine else None
 
 

@@ -30,15 +30,24 @@ def retrying(call: Callable[[], T], within_s: float, what: str, whose: str = "")
         except UNREACHABLE as exc:
             left = deadline - time.monotonic()
             if left <= 0:  # the job's events show this; Redis's address stays in the log
-                log.warning("%sRedis still unreachable while %s (%s); giving up",
-                            f"{whose}: " if whose else "", what, exc)  # fmt: skip
+                log.warning(
+                    "%sRedis still unreachable while %s (%s); giving up",
+                    f"{whose}: " if whose else "",
+                    what,
+                    exc,
+                )
                 raise Interrupted(
                     f"Redis was unreachable for {within_s:g} s (PRUNESERVE_REDIS_RETRY_S) while "
                     f"{what}"
                 ) from exc
             if wait == FIRST_WAIT_S:
-                log.warning("%sRedis unreachable while %s (%s); retrying for up to %g s",
-                            f"{whose}: " if whose else "", what, exc, within_s)  # fmt: skip
+                log.warning(
+                    "%sRedis unreachable while %s (%s); retrying for up to %g s",
+                    f"{whose}: " if whose else "",
+                    what,
+                    exc,
+                    within_s,
+                )
             time.sleep(min(wait, left))
             wait = min(2 * wait, MAX_WAIT_S)
 

@@ -44,8 +44,9 @@ def expire(store: JobStore, now: float) -> list[str]:
         if rec is None:  # deleted meanwhile
             store.r.zrem(FINISHED, raw)
         elif job_delete.delete(store, rec.tenant, rec.id):
-            log.info("job %s expired (ended %s, retention %g days)", rec.id, rec.finished_at,
-                     ttl_days)  # fmt: skip
+            log.info(
+                "job %s expired (ended %s, retention %g days)", rec.id, rec.finished_at, ttl_days
+            )
             deleted.append(rec.id)
     return deleted
 

@@ -114,9 +114,13 @@ class JobRunner:
             cancel = self.store.cancel_requested(self.job_id)
             self.resumes = interruption.read_note(self.out, rec)
             return job_state.claim(
-                rec, self.owner, now(), max_attempts=self.settings.MAX_ATTEMPTS,
-                cancel_requested=cancel, interrupted=self.resumes is not None,
-            )  # fmt: skip
+                rec,
+                self.owner,
+                now(),
+                max_attempts=self.settings.MAX_ATTEMPTS,
+                cancel_requested=cancel,
+                interrupted=self.resumes is not None,
+            )
 
         rec = self.events.redis(lambda: self.store.update(self.job_id, claim), "claiming it")
         interruption.remove_note(self.out)
@@ -215,8 +219,10 @@ class JobRunner:
             self.events.add("error" if state == JobState.failed else "state", message)
             if rec and rec.started_at and rec.finished_at:
                 seconds = (rec.finished_at - rec.started_at).total_seconds()
-                self.events.redis(lambda: self.store.record_duration(state.value, seconds),
-                                  "recording the duration")  # fmt: skip
+                self.events.redis(
+                    lambda: self.store.record_duration(state.value, seconds),
+                    "recording the duration",
+                )
         return rec.state.value if rec else "missing"
 
     def _interrupted(self, exc: Exception) -> str:
@@ -225,8 +231,13 @@ class JobRunner:
         then re-queues the job (this attempt's heartbeat has stopped)."""
         reason = str(exc) if isinstance(exc, Interrupted) else f"Redis: {type(exc).__name__}"
         self.events.traceback()
-        log.warning("job %s [%s] interrupted: %s; its checkpoints are kept and the next delivery "
-                    "resumes from them", self.job_id, self.events.stage, reason)  # fmt: skip
+        log.warning(
+            "job %s [%s] interrupted: %s; its checkpoints are kept and the next delivery "
+            "resumes from them",
+            self.job_id,
+            self.events.stage,
+            reason,
+        )
         interruption.leave_note(self.out, self.owner, self.attempt, reason)
         wait_until_reachable(self.store.r, f"job {self.job_id}")
         return "interrupted"

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from service.schemas import CalibrationSpec, TrainingSpec
-from worker.engine.datasets import NAMED, resolve_dataset
+from worker.engine.data.datasets import NAMED, resolve_dataset
 from worker.engine.errors import CalibrationError, ModelLoadError, SpecError
 
 _HUB_OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")

@@ -30,9 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="prune a model locally (no server)")
     add_spec_args(p)
     p.add_argument(
-        "--output", type=Path, default=None, help="new directory for the checkpoint (required "
-        "unless --dry-run)"
-    )  # fmt: skip
+        "--output",
+        type=Path,
+        default=None,
+        help="new directory for the checkpoint (required unless --dry-run)",
+    )
     p.add_argument(
         "--data-dir",
         type=Path,

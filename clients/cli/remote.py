@@ -215,9 +215,12 @@ def jobs_table(jobs: list[JobPublic]):
         if not j.state.terminal:
             state += f" {j.progress.stage} {j.progress.percent:.0f}%"
         table.add_row(
-            j.id, state, j.spec.model, f"{j.spec.method} {j.spec.sparsity}",
+            j.id,
+            state,
+            j.spec.model,
+            f"{j.spec.method} {j.spec.sparsity}",
             f"{j.created_at:%Y-%m-%d %H:%M}",
-        )  # fmt: skip
+        )
     return table
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from service.planner.shape import ModelShape
 
 CHUNK_TOKENS = 1024  # tokens per chunk of the KL / LM loss when the loss is chunked
-WALK_TOKENS = 1024  # tokens per layer call of the walk (worker/engine/walker.py)
+WALK_TOKENS = 1024  # tokens per layer call of the walk (worker/engine/walk/walker.py)
 FP32 = 4
 
 
@@ -24,10 +24,16 @@ class TrainSettings:
     chunked_loss: bool = False  # full-vocabulary logits only for CHUNK_TOKENS at a time
     micro_batch: int = 1  # sequences per forward
     processes: int = 1  # FSDP ranks, one per device
+    offload: str = "none"  # cpu: trained state in host memory, the optimizer on the CPU
 
     @property
     def compute_bytes(self) -> int:
         return 2 if self.precision == "bf16" else FP32
+
+    @property
+    def ranks(self) -> bool:
+        """Whether the stage runs as FSDP ranks (more than one, or CPU offload)."""
+        return self.processes > 1 or self.offload == "cpu"
 
     def but(self, **changes) -> TrainSettings:
         return replace(self, **changes)
@@ -39,6 +45,7 @@ class TrainSettings:
             "chunked_loss": self.chunked_loss,
             "micro_batch": self.micro_batch,
             "processes": self.processes,
+            "offload": self.offload,
         }
 
 
@@ -98,36 +105,61 @@ def reconstruction_bytes(
     }
 
 
-def training_bytes(
-    m: ModelShape, trained: tuple[str, ...], teacher: bool, seqlen: int, s: TrainSettings
-) -> dict:
-    """A training stage: the student (fp32 master of what trains, the rest at the compute
-    precision), its gradients and AdamW moments, masks, the teacher, activations, logits.
-    With processes > 1 (FSDP full sharding) the states are split over the ranks and each rank
-    gathers one layer (and the next, prefetched) at a time."""
-    cb, n, t = s.compute_bytes, m.params, m.linear
-    n_train = t * len(trained)
-    frozen = n - t if "weights" in trained else n
-    states = {
-        "student: fp32 trainable + frozen": FP32 * n_train + frozen * cb,
+def trained_state(m: ModelShape, trained: tuple[str, ...], kept: float) -> dict:
+    """What each trained value costs, all ranks together: fp32 master, fp32 gradient, two fp32
+    AdamW moments. `kept` < 1: recovery, which trains only the kept entries of the pruned
+    Linears (train/masked.py KeptValues), so a pruned weight has no state at all."""
+    n_train = int(m.linear * kept) * len(trained)
+    return {
+        "fp32 master of the trained values": FP32 * n_train,
         "gradients (fp32)": FP32 * n_train,
         "AdamW moments (fp32)": 2 * FP32 * n_train,
-        "masks (bool)": t,
-        "teacher": n * cb if teacher else 0,
     }
-    if s.processes > 1:
-        states = {f"{k} / {s.processes} ranks": v // s.processes for k, v in states.items()}
-        states["FSDP gathered layers (2) + layer gradient"] = m.layer_linear * (2 * cb + FP32)
-        states["FSDP gathered embeddings"] = m.embeddings * cb
+
+
+def training_bytes(
+    m: ModelShape,
+    trained: tuple[str, ...],
+    teacher: bool,
+    seqlen: int,
+    s: TrainSettings,
+    kept: float = 1.0,
+) -> dict:
+    """A training stage on one device, as the engine holds it: the frozen rest of the student
+    (embeddings, head, norms: whole on every rank), the trained state (trained_state; split
+    over FSDP ranks, or in host memory with offload cpu), the masks (bool or kept columns in
+    one process, bits on FSDP ranks, whose buffers are whole on every rank), the teacher
+    (split over the ranks), activations and logits. FSDP ranks each gather one layer (and the next,
+    prefetched) of student and teacher at a time, and a layer's gradient."""
+    cb, n, t = s.compute_bytes, m.params, m.linear
+    frozen = n - t if "weights" in trained else n
+    state = trained_state(m, trained, kept)
+    p = s.processes
+    out = {"student: frozen parts (embeddings, head, norms)": frozen * cb}
+    if not s.ranks:
+        # recovery holds each row's kept columns (int16) where rows keep equal counts, else
+        # a bool mask: the larger of the two
+        masks = max(t, int(2 * kept * t)) if kept < 1 else t
+        out |= state | {"masks (bool)": masks, "teacher": n * cb if teacher else 0}
+    else:
+        if s.offload == "cpu":
+            out["trained state (in host memory)"] = 0  # training_host_bytes
+        else:
+            out |= {f"{k} / {p} ranks": v // p for k, v in state.items()}
+        out["masks (bits, whole on each rank)"] = t // 8
+        out[f"teacher / {p} ranks"] = (n * cb if teacher else 0) // p
+        layer = int(m.layer_linear * kept)
+        out["FSDP gathered student layers (2) + layer gradient"] = layer * FP32 * 3
+        out["FSDP gathered teacher layers (2)"] = 2 * m.layer_linear * cb if teacher else 0
     tokens = s.micro_batch * seqlen
     per_layer = tokens * layer_token_values(m) * cb
     if s.checkpointing:
         acts = {
             "layer inputs (checkpointed)": m.layers * tokens * m.hidden * cb,
-            "one layer recomputed": per_layer + m.layer_linear * (cb + FP32),
+            "one layer recomputed (+ its built weights)": per_layer + m.layer_linear * cb,
         }
-    else:  # W * M saves the mask as a float and the linear saves the product
-        acts = {"activations": m.layers * per_layer, "masked weights saved": t * (cb + FP32)}
+    else:  # each layer's weight built from the kept values and saved by its Linear
+        acts = {"activations": m.layers * per_layer, "built weights saved": t * cb}
     if teacher:
         acts["teacher forward (one layer)"] = per_layer
     chunk = min(tokens, CHUNK_TOKENS) if s.chunked_loss else tokens
@@ -137,7 +169,19 @@ def training_bytes(
     acts["logits"] = chunk * m.vocab * per_logit
     if s.chunked_loss:
         acts["final hidden states"] = tokens * m.hidden * cb * (2 if teacher else 1)
-    return {**states, **acts}
+    return {**out, **acts}
+
+
+def training_host_bytes(
+    m: ModelShape, wb: int, trained: tuple[str, ...], teacher: bool, s: TrainSettings, kept: float
+) -> int:
+    """Host memory of a training stage on accelerators, an upper bound: the worker's model and
+    dense copy; FSDP ranks each load both before sharding them (train/rank.py); with offload
+    cpu, the trained state of every rank (trained_state)."""
+    copies = m.params * wb * (2 if teacher else 1)
+    ranks = s.processes * copies if s.ranks else 0
+    offloaded = sum(trained_state(m, trained, kept).values()) if s.offload == "cpu" else 0
+    return copies + ranks + offloaded
 
 
 def eval_bytes(m: ModelShape, wb: int, seqlen: int) -> dict:

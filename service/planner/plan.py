@@ -14,7 +14,7 @@ from service.planner.shape import DTYPE_BYTES, ModelShape
 from service.schemas import PruneSpec, TrainingSpec
 
 USABLE = 0.9  # of a device's bytes: the rest for the CUDA context, allocator and workspaces
-LAZY_SHARE = 0.5  # load auto: lazy when the weights exceed this share (worker/engine/run.py)
+LAZY_SHARE = 0.5  # load auto: lazy above this share of memory (worker/engine/stages/load.py)
 GiB = 2**30
 MAX_PROCESSES = 1024
 
@@ -80,7 +80,10 @@ def plan(
     for name, ts, what in (("train", spec.training, trained), ("recover", spec.recovery, None)):
         if ts is not None:
             teacher = _teacher(spec, name, ts)
-            stages.append(_train(name, ts, what or ("weights",), teacher, shape, usable, devices))
+            # recovery trains only the kept weights; the methods' own training every weight
+            kept = 1 - spec.parsed_sparsity.ratio if name == "recover" else 1.0
+            how = (teacher, shape, usable, devices, kept, wb)
+            stages.append(_train(name, ts, what or ("weights",), *how))
     if evals is not None:
         ev = memory.eval_bytes(shape, wb, evals.seqlen)
         stages.append(_fixed("eval_pruned", ev, on_host, usable, devices, host))
@@ -176,27 +179,36 @@ def asked_settings(ts: TrainingSpec, devices: Devices) -> TrainSettings:
         chunked_loss=True,
         micro_batch=ts.micro_batch,
         processes=int(getattr(ts, "processes", None) or 1),
+        offload=str(getattr(ts, "offload", "none")),
     )
 
 
-def candidates(asked: TrainSettings, count: int):
+LEANER = ({}, {"precision": "bf16"}, {"checkpointing": True}, {"chunked_loss": True})
+
+
+def candidates(asked: TrainSettings, count: int, offload: bool = True):
     """Settings to try, cheapest change first: the spec's; bf16; + checkpointing; + chunked
-    loss; each with the micro-batch halved down to 1; then more processes (FSDP)."""
+    loss; each with the micro-batch halved down to 1; then more processes (FSDP); then all of
+    that again with the trained state offloaded to the host (`offload`: where the stage can)."""
     procs = [asked.processes] + [p for p in _doublings(count) if p > asked.processes]
-    for p in procs:
-        lean = asked.but(processes=p)
-        for step in ({}, {"precision": "bf16"}, {"checkpointing": True}, {"chunked_loss": True}):
-            lean = lean.but(**step)
-            for mb in _halvings(asked.micro_batch):
-                yield lean.but(micro_batch=mb)
+    offloads = dict.fromkeys((asked.offload, "cpu") if offload else (asked.offload,))
+    for where in offloads:
+        for p in procs:
+            lean = asked.but(processes=p, offload=where)
+            for step in LEANER:
+                lean = lean.but(**step)
+                for mb in _halvings(asked.micro_batch):
+                    yield lean.but(micro_batch=mb)
 
 
-def _train(name, ts, trained, teacher, shape, usable, devices) -> StagePlan:
+def _train(name, ts, trained, teacher, shape, usable, devices, kept, wb) -> StagePlan:
     asked = asked_settings(ts, devices)
-    count = devices.count if devices.accelerator else 1
+    # FSDP ranks and CPU offload are recovery's (and only GPUs gain from them)
+    ranks = name == "recover" and devices.accelerator
+    count = devices.count if ranks else 1
     tried = None
-    for s in candidates(asked, count):
-        terms = memory.training_bytes(shape, trained, teacher, ts.seqlen, s)
+    for s in candidates(asked, count, offload=ranks):
+        terms = memory.training_bytes(shape, trained, teacher, ts.seqlen, s, kept)
         tried = (s, terms)
         if sum(terms.values()) <= usable:
             break
@@ -205,11 +217,14 @@ def _train(name, ts, trained, teacher, shape, usable, devices) -> StagePlan:
     tokens = ts.steps * ts.batch_size * ts.seqlen
     passes = 6 + 2 * s.checkpointing + 2 * teacher  # fwd+bwd, recompute, teacher forward
     fits = peak <= usable
-    note = None if fits else _what_fits(shape, trained, teacher, ts.seqlen, s, devices)
+    note = None if fits else _what_fits(shape, trained, teacher, ts.seqlen, s, devices, kept)
     return StagePlan(
         name=name,
         fits=fits,
         peak_bytes_per_device=peak,
+        host_bytes=memory.training_host_bytes(shape, wb, trained, teacher, s, kept)
+        if devices.accelerator
+        else 0,
         settings=s.describe(),
         changes=_changes(asked, s),
         breakdown=terms,
@@ -260,20 +275,19 @@ def _settings(s: StagePlan) -> str:
     return ", ".join(items) or "as asked"
 
 
-def _what_fits(shape, trained, teacher, seqlen, lean: TrainSettings, devices) -> str:
+def _what_fits(shape, trained, teacher, seqlen, lean: TrainSettings, devices, kept) -> str:
     """The devices the leanest settings would fit: one larger device, or (accelerators) the
     smallest count of these with FSDP."""
-    one = sum(
-        memory.training_bytes(shape, trained, teacher, seqlen, lean.but(processes=1)).values()
-    )
+
+    def peak(settings: TrainSettings) -> int:
+        return sum(memory.training_bytes(shape, trained, teacher, seqlen, settings, kept).values())
+
+    one = peak(lean.but(processes=1))
     out = f"one device of {one / USABLE / GiB:.0f} GiB would hold it"
     if not devices.accelerator:
         return out + " (a CPU host trains in one process)"
     usable = devices.bytes_each * USABLE
     for k in range(2, MAX_PROCESSES + 1):
-        peak = sum(
-            memory.training_bytes(shape, trained, teacher, seqlen, lean.but(processes=k)).values()
-        )
-        if peak <= usable:
+        if peak(lean.but(processes=k)) <= usable:
             return f"{k} x {devices.bytes_each / GiB:g} GiB with processes {k} would; {out}"
     return out

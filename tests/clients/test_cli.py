@@ -15,9 +15,21 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_FLAGS = [
-    "--model", "tiny-llama", "--method", "wanda", "--sparsity", "2:4",
-    "--nsamples", "4", "--seqlen", "32", "--eval", "wikitext2", "--eval-windows", "2",
-]  # fmt: skip
+    "--model",
+    "tiny-llama",
+    "--method",
+    "wanda",
+    "--sparsity",
+    "2:4",
+    "--nsamples",
+    "4",
+    "--seqlen",
+    "32",
+    "--eval",
+    "wikitext2",
+    "--eval-windows",
+    "2",
+]
 
 
 @pytest.fixture

@@ -45,11 +45,11 @@ def test_json_plan_from_a_config_only_directory(config_only, capsys):
 
 
 def test_a_plan_that_does_not_fit_exits_2_naming_what_would(config_only, capsys):
-    code = main(dry_run(config_only, "--recover-steps", "10", "--plan-for", "8x80GiB"))
+    code = main(dry_run(config_only, "--recover-steps", "10", "--plan-for", "1x80GiB"))
     out, err = capsys.readouterr()
     assert code == 2
     assert "recover" in out and "DOES NOT FIT" in out
-    assert err.startswith("error: PlanRefused: does not fit 8 x 80GiB: recover needs")
+    assert err.startswith("error: PlanRefused: does not fit 1 x 80GiB: recover needs")
     assert "x 80 GiB with processes" in err
 
 
@@ -76,6 +76,10 @@ def test_train_processes_reach_the_plan_and_are_refused_for_a_method_s_training(
     main([*dry_run(config_only, *flags), "--json"])
     recover = json.loads(capsys.readouterr().out)["stages"][-2]
     assert recover["name"] == "recover" and recover["settings"]["processes"] == 2
+    main([*dry_run(config_only, *flags, "--train-offload", "cpu"), "--json"])
+    recover = json.loads(capsys.readouterr().out)["stages"][-2]
+    assert recover["settings"]["offload"] == "cpu" and "offload cpu" not in recover["changes"]
+    assert recover["host_bytes"] > 16 * 34 * 10**9  # the kept weights' state of 70B at 2:4
     argv = [
         "prune",
         "--model",
@@ -89,6 +93,4 @@ def test_train_processes_reach_the_plan_and_are_refused_for_a_method_s_training(
         "--dry-run",
     ]
     assert main(argv) == 2
-    assert "training.processes: more than one process (FSDP) trains recovery only" in (
-        capsys.readouterr().err
-    )
+    assert "FSDP ranks and CPU offload train recovery only" in capsys.readouterr().err

@@ -27,8 +27,14 @@ def shown_default(parser: argparse.ArgumentParser, action: argparse.Action) -> b
 
 
 def test_every_command_is_covered():
-    assert {"pruneserve prune", "pruneserve submit", "pruneserve api", "pruneserve worker",
-            "pruneserve datasets upload", "pruneserve list"} <= set(ALL)  # fmt: skip
+    assert {
+        "pruneserve prune",
+        "pruneserve submit",
+        "pruneserve api",
+        "pruneserve worker",
+        "pruneserve datasets upload",
+        "pruneserve list",
+    } <= set(ALL)
 
 
 @pytest.mark.parametrize("name", sorted(ALL))

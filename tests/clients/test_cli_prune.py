@@ -20,8 +20,23 @@ from clients.cli.main import main
 from tests.support.tiny_models import make_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
-WORDS = ["the", "of", "a", "model", "layer", "sparse", "weight", "prune", "token", "input",
-         "output", "norm", "mask", "row", "column"]  # fmt: skip
+WORDS = [
+    "the",
+    "of",
+    "a",
+    "model",
+    "layer",
+    "sparse",
+    "weight",
+    "prune",
+    "token",
+    "input",
+    "output",
+    "norm",
+    "mask",
+    "row",
+    "column",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +54,14 @@ def calib(tmp_path_factory) -> Path:
 
 
 def argv(model, calib, out, **flags) -> list[str]:
-    base = {"method": "wanda", "sparsity": "2:4", "nsamples": "4", "seqlen": "32",
-            "device": "cpu", "calibration": str(calib)}  # fmt: skip
+    base = {
+        "method": "wanda",
+        "sparsity": "2:4",
+        "nsamples": "4",
+        "seqlen": "32",
+        "device": "cpu",
+        "calibration": str(calib),
+    }
     base.update(flags)
     args = ["prune", "--model", str(model), "--output", str(out)]
     for k, v in base.items():
@@ -77,7 +98,7 @@ def imported(stderr: str) -> set[str]:
         (
             {"sparsity": "0.5", "sparsity_profile": "owl", "owl_samples": "8"},
             "owl.samples: 8 is more than calibration.nsamples (4)",
-        ),  # fmt: skip
+        ),
         ({"nsamples": "0"}, "nsamples: Input should be greater than or equal to 1"),
         ({"sparsity_profile": "owl"}, "sparsity_profile: 'owl' gives each layer its own"),
         ({"sparsity": "0.5", "owl_lambda": "0.1"}, "owl: these settings are for sparsity_profile"),
@@ -135,14 +156,16 @@ def test_a_missing_named_corpus_is_reported_before_torch_for_methods_that_read_i
     empty = tmp_path / "data"
     empty.mkdir()
     common = dict(calibration="wikitext2", data_dir=str(empty))
-    proc = run_cli(argv(tiny_model, "x", tmp_path / "o", **common), "-X", "importtime",
-                   HF_DATASETS_OFFLINE="1")  # fmt: skip
+    proc = run_cli(
+        argv(tiny_model, "x", tmp_path / "o", **common), "-X", "importtime", HF_DATASETS_OFFLINE="1"
+    )
     [line] = error_lines(proc.stderr)
     assert proc.returncode == 2 and "wikitext-2-raw/valid.txt not found" in line, line
     assert not imported(proc.stderr) & {"torch", "transformers"}
     # magnitude reads no calibration data: nothing to refuse, the run goes on and succeeds
-    ok = run_cli(argv(tiny_model, "x", tmp_path / "m", method="magnitude", **common),
-                 HF_DATASETS_OFFLINE="1")  # fmt: skip
+    ok = run_cli(
+        argv(tiny_model, "x", tmp_path / "m", method="magnitude", **common), HF_DATASETS_OFFLINE="1"
+    )
     assert ok.returncode == 0, ok.stderr[-2000:]
 
 
@@ -170,8 +193,9 @@ def test_an_unexpected_error_is_one_line_and_the_traceback_only_on_request(
     (tmp_path / "a-file").write_text("not a directory")
     out = tmp_path / "a-file" / "out"  # only saving finds out: nothing the engine expects
     # (no walk checkpoint, which would be the first to write beside the output)
-    args = argv(tiny_model, calib, out, method="magnitude", sparsity="0.5",
-                checkpoint_layers="100000")  # fmt: skip
+    args = argv(
+        tiny_model, calib, out, method="magnitude", sparsity="0.5", checkpoint_layers="100000"
+    )
     plain = run_cli(args)
     assert plain.returncode == 3, plain.stderr[-2000:]
     assert "Traceback (most recent call last)" not in plain.stderr, plain.stderr[-2000:]
@@ -220,15 +244,23 @@ def test_json_prints_the_report(tiny_model, calib, tmp_path, capsys):
 
 def test_owl_and_dsnot_flags_reach_the_report(tiny_model, calib, tmp_path, capsys):
     out = tmp_path / "out"
-    flags = {"sparsity": "0.6", "sparsity_profile": "owl", "owl_m": "2", "owl_lambda": "0.05",
-             "owl_samples": "2", "refine": "dsnot", "dsnot_cycles": "7"}  # fmt: skip
+    flags = {
+        "sparsity": "0.6",
+        "sparsity_profile": "owl",
+        "owl_m": "2",
+        "owl_lambda": "0.05",
+        "owl_samples": "2",
+        "refine": "dsnot",
+        "dsnot_cycles": "7",
+    }
     assert main(argv(tiny_model, calib, out, **flags) + ["--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     spec = report["spec"]
     assert spec["owl"] == {"m": 2.0, "lam": 0.05, "samples": 2}
     assert spec["dsnot"]["max_cycles"] == 7
-    assert len(report["layers"]) == 2 and all(0.55 <= x["sparsity"] <= 0.65
-                                              for x in report["layers"])  # fmt: skip
+    assert len(report["layers"]) == 2 and all(
+        0.55 <= x["sparsity"] <= 0.65 for x in report["layers"]
+    )
     assert sum(m["dsnot_swaps"] for m in report["modules"]) > 0
 
 
@@ -246,9 +278,18 @@ def test_reconstruction_flags_reach_the_report(tiny_model, calib, tmp_path, caps
 
 
 def test_gmp_and_movement_schedule_flags_reach_the_spec(tiny_model, calib, tmp_path, capsys):
-    flags = {"method": "gmp", "sparsity": "0.5", "train_steps": "4", "train_data": str(calib),
-             "train_seqlen": "32", "train_batch": "2", "warmup_steps": "1", "prune_every": "1",
-             "cooldown_steps": "1", "initial_sparsity": "0.1"}  # fmt: skip
+    flags = {
+        "method": "gmp",
+        "sparsity": "0.5",
+        "train_steps": "4",
+        "train_data": str(calib),
+        "train_seqlen": "32",
+        "train_batch": "2",
+        "warmup_steps": "1",
+        "prune_every": "1",
+        "cooldown_steps": "1",
+        "initial_sparsity": "0.1",
+    }
     assert main(argv(tiny_model, calib, tmp_path / "a", **flags) + ["--json"]) == 0
     tr = json.loads(capsys.readouterr().out)["spec"]["training"]
     assert (tr["warmup_steps"], tr["prune_every"], tr["cooldown_steps"]) == (1, 1, 1)
@@ -260,7 +301,9 @@ def test_gmp_and_movement_schedule_flags_reach_the_spec(tiny_model, calib, tmp_p
     assert main(argv(tiny_model, calib, tmp_path / "d", **flags) + both) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["spec"]["training"]["distill"], report["spec"]["training"]["lm_weight"]) == (
-        True, 0.5)  # fmt: skip
+        True,
+        0.5,
+    )
     assert "0.5 x LM" in json.dumps(report["training"])
     bad = argv(tiny_model, calib, tmp_path / "c", **{**flags, "prune_every": "9"})
     assert main(bad) == 2
@@ -295,12 +338,26 @@ def test_an_interrupted_prune_says_where_its_progress_is_and_how_to_resume(
     tiny_model, calib, tmp_path
 ):
     out = tmp_path / "out"
-    args = argv(tiny_model, calib, out, method="magnitude", recover_steps="100000",
-                train_data=str(calib), train_seqlen="16", train_batch="1")  # fmt: skip
+    args = argv(
+        tiny_model,
+        calib,
+        out,
+        method="magnitude",
+        recover_steps="100000",
+        train_data=str(calib),
+        train_seqlen="16",
+        train_batch="1",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNESERVE_")}
     cmd = [sys.executable, "-m", "clients.cli.main", *args]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     resume = tmp_path / "out.resume"
     try:
         deadline = time.monotonic() + 240

@@ -31,9 +31,13 @@ def test_api_workers_setting_starts_that_many_processes(tmp_path):
     cmd = [sys.executable, "-m", "clients.cli.main", "api", "--port", str(port)]
     log = (tmp_path / "api.log").open("wb")
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=_env(API_WORKERS="2"), stdout=log, stderr=subprocess.STDOUT,
+        cmd,
+        cwd=REPO,
+        env=_env(API_WORKERS="2"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     started = lambda: (tmp_path / "api.log").read_text().count("Started server process")  # noqa: E731
     try:
         deadline, serving = time.monotonic() + 60, False

@@ -55,7 +55,7 @@ def test_other_tenant_gets_404_for_job_and_files(live_service, done_job):
             {"sparsity_profile": "owl", "owl": {"samples": 8}},
             "owl.samples",
             "more than calibration.nsamples (4)",
-        ),  # fmt: skip
+        ),
         ({"sparsity": 1.5}, "sparsity", "out of range"),
         ({"calibration": {"nsamples": 4096, "seqlen": 2048}}, "calibration.nsamples", "limit"),
         (

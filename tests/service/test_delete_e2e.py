@@ -79,9 +79,13 @@ def test_delete_a_running_job_stops_it_and_leaves_nothing(live_service):
     live_service.ensure_worker()
     if not (live_service.models_dir / SLOW_MODEL).exists():
         _make_slow_model(live_service.models_dir / SLOW_MODEL)
-    slow = {"model": SLOW_MODEL, "method": "sparsegpt", "sparsity": "2:4",
-            "calibration": {"dataset": "wikitext2", "nsamples": 32, "seqlen": 128},
-            "checkpoint_layers": 1}  # fmt: skip
+    slow = {
+        "model": SLOW_MODEL,
+        "method": "sparsegpt",
+        "sparsity": "2:4",
+        "calibration": {"dataset": "wikitext2", "nsamples": 32, "seqlen": 128},
+        "checkpoint_layers": 1,
+    }
     with live_service.client() as c:
         running = c.post("/v1/jobs", json=slow).raise_for_status().json()
         queued = c.post("/v1/jobs", json=slow).raise_for_status().json()

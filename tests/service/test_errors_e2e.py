@@ -25,8 +25,12 @@ def redis_down_uploads(tmp_path_factory) -> Path:
 def redis_down_api(live_service, redis_down_uploads):
     """An api whose Redis URL points at a port nothing listens on."""
     root = redis_down_uploads.parent
-    with api_process(live_service, root, REDIS_URL=f"redis://127.0.0.1:{_free_port()}/0",
-                     UPLOADS_DIR=str(redis_down_uploads)) as url:  # fmt: skip
+    with api_process(
+        live_service,
+        root,
+        REDIS_URL=f"redis://127.0.0.1:{_free_port()}/0",
+        UPLOADS_DIR=str(redis_down_uploads),
+    ) as url:
         yield url
 
 
@@ -48,8 +52,13 @@ def test_redis_down_is_503_json_with_retry_after(live_service, redis_down_api, m
     kwargs = {"json": spec} if path == "/v1/jobs" and method == "POST" else {}
     if path == "/v1/datasets":
         kwargs = {"files": {"file": ("a.txt", b"some calibration text")}}
-    r = httpx.request(method, redis_down_api + path, headers={"Authorization": f"Bearer {key}"},
-                      timeout=60, **kwargs)  # fmt: skip
+    r = httpx.request(
+        method,
+        redis_down_api + path,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+        **kwargs,
+    )
     assert r.status_code == 503, r.text
     assert r.headers["retry-after"].isdigit()
     assert "Redis" in r.json()["detail"] and set(r.json()) == {"detail", "field"}
@@ -59,8 +68,12 @@ def test_an_upload_refused_for_redis_down_leaves_no_file(
     live_service, redis_down_api, redis_down_uploads
 ):
     """The file is streamed to disk before its record is written: no record, no file."""
-    r = httpx.post(redis_down_api + "/v1/datasets", headers=live_service.headers(), timeout=60,
-                   files={"file": ("corpus.txt", b"calibration text " * 1000)})  # fmt: skip
+    r = httpx.post(
+        redis_down_api + "/v1/datasets",
+        headers=live_service.headers(),
+        timeout=60,
+        files={"file": ("corpus.txt", b"calibration text " * 1000)},
+    )
     assert r.status_code == 503, r.text
     assert list(redis_down_uploads.iterdir()) == []
 
@@ -76,8 +89,9 @@ def tiny_disk(tmp_path):
     """A 1 MiB tmpfs (needs root); skipped where it cannot be mounted."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                       capture_output=True)  # fmt: skip
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
     yield mnt
@@ -85,10 +99,15 @@ def tiny_disk(tmp_path):
 
 
 def test_upload_onto_a_full_disk_is_507_and_leaves_no_file(live_service, tiny_disk, tmp_path):
-    with api_process(live_service, tmp_path, UPLOADS_DIR=str(tiny_disk),
-                     MAX_UPLOAD_BYTES=str(4 * 1024 * 1024)) as url:  # fmt: skip
-        r = httpx.post(url + "/v1/datasets", headers=live_service.headers(), timeout=60,
-                       files={"file": ("big.txt", b"word " * (400 * 1024))})  # fmt: skip
+    with api_process(
+        live_service, tmp_path, UPLOADS_DIR=str(tiny_disk), MAX_UPLOAD_BYTES=str(4 * 1024 * 1024)
+    ) as url:
+        r = httpx.post(
+            url + "/v1/datasets",
+            headers=live_service.headers(),
+            timeout=60,
+            files={"file": ("big.txt", b"word " * (400 * 1024))},
+        )
     assert r.status_code == 507, r.text
     assert r.json()["field"] == "file" and "space" in r.json()["detail"]
     assert list(tiny_disk.iterdir()) == []
@@ -96,8 +115,12 @@ def test_upload_onto_a_full_disk_is_507_and_leaves_no_file(live_service, tiny_di
 
 def test_job_errors_name_the_input_not_server_paths(live_service):
     """c4 is absent from the data dir and the hub is offline: the job fails naming c4."""
-    spec = {"model": TINY_MODEL, "method": "wanda", "sparsity": 0.5,
-            "calibration": {"dataset": "c4", "nsamples": 2, "seqlen": 16}}  # fmt: skip
+    spec = {
+        "model": TINY_MODEL,
+        "method": "wanda",
+        "sparsity": 0.5,
+        "calibration": {"dataset": "c4", "nsamples": 2, "seqlen": 16},
+    }
     with live_service.client() as c:
         job = c.post("/v1/jobs", json=spec).raise_for_status().json()
         job = live_service.wait_job(c, job["id"], ("failed",))

@@ -56,10 +56,18 @@ def test_answers_the_owner_and_rerenders_a_changed_record(store):
     first = body_of(sent)
     assert first == render(to_public(store.get(rec.id)).model_dump(mode="json"))
     # the worker moves it on: the cache must not serve the old state
-    claimed = store.update(rec.id, lambda r: job_state.claim(r, "w", now(), max_attempts=3,
-                                                             cancel_requested=False))  # fmt: skip
-    store.update(rec.id, lambda r: job_state.fail(r, "w", now(), JobError(
-        type="ModelLoadError", message="/srv/secret/models/x has no config.json")))  # fmt: skip
+    claimed = store.update(
+        rec.id, lambda r: job_state.claim(r, "w", now(), max_attempts=3, cancel_requested=False)
+    )
+    store.update(
+        rec.id,
+        lambda r: job_state.fail(
+            r,
+            "w",
+            now(),
+            JobError(type="ModelLoadError", message="/srv/secret/models/x has no config.json"),
+        ),
+    )
     answered, sent = get(poll, f"/v1/jobs/{rec.id}", "alice")
     second = body_of(sent)
     assert claimed is not None and second != first
@@ -68,10 +76,14 @@ def test_answers_the_owner_and_rerenders_a_changed_record(store):
 
 @pytest.mark.parametrize(
     "path,tenant,query",
-    [("/v1/jobs/{id}", "bob", b""), ("/v1/jobs/{id}", "alice", b"x=1"),
-     ("/v1/jobs/{id}/events", "alice", b""), ("/v1/jobs/nope", "alice", b""),
-     ("/v1/jobs/" + "a" * 65, "alice", b"")],
-)  # fmt: skip
+    [
+        ("/v1/jobs/{id}", "bob", b""),
+        ("/v1/jobs/{id}", "alice", b"x=1"),
+        ("/v1/jobs/{id}/events", "alice", b""),
+        ("/v1/jobs/nope", "alice", b""),
+        ("/v1/jobs/" + "a" * 65, "alice", b""),
+    ],
+)
 def test_everything_else_falls_through(store, path, tenant, query):
     rec, _ = store.create("alice", SPEC)
     answered, sent = get(StatusPoll(store), path.format(id=rec.id), tenant, query)
@@ -79,8 +91,9 @@ def test_everything_else_falls_through(store, path, tenant, query):
 
 
 def test_redis_down_falls_through():
-    down = JobStore(redis.Redis(port=1), Settings(ENV="development",
-                                                  REDIS_URL="redis://127.0.0.1:1/0"))  # fmt: skip
+    down = JobStore(
+        redis.Redis(port=1), Settings(ENV="development", REDIS_URL="redis://127.0.0.1:1/0")
+    )
     answered, sent = get(StatusPoll(down), "/v1/jobs/abc", "alice")
     assert not answered and sent == []
 
@@ -99,8 +112,10 @@ def test_live_fast_and_routed_responses_are_identical(live_service):
     broken = live_service.models_dir / "broken-model"  # fails in the worker, with an error
     broken.mkdir(exist_ok=True)
     (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
-    specs = [{"model": TINY_MODEL, "method": "magnitude", "sparsity": 0.5},
-             {"model": "broken-model", "method": "magnitude", "sparsity": 0.5}]  # fmt: skip
+    specs = [
+        {"model": TINY_MODEL, "method": "magnitude", "sparsity": 0.5},
+        {"model": "broken-model", "method": "magnitude", "sparsity": 0.5},
+    ]
     with live_service.client() as c, live_service.client(live_service.other_api_key) as other:
         for spec in specs:
             job = c.post("/v1/jobs", json=spec).raise_for_status().json()

@@ -129,10 +129,19 @@ def test_record_round_trips_through_json_and_loads_older_records():
     rec = job_state.progress(running(), "w1", stage="prune", layer=1, n_layers=2)
     assert JobRecord.model_validate_json(rec.model_dump_json()) == rec
     old = {  # the untyped dict the store wrote before the record was typed
-        "id": "j0", "tenant": "bob", "state": "queued", "spec": SPEC.model_dump(mode="json"),
-        "created_at": T0.isoformat(), "started_at": None, "finished_at": None, "attempts": 0,
-        "progress": {"stage": "queued"}, "error": None, "summary": None, "artifacts": [],
+        "id": "j0",
+        "tenant": "bob",
+        "state": "queued",
+        "spec": SPEC.model_dump(mode="json"),
+        "created_at": T0.isoformat(),
+        "started_at": None,
+        "finished_at": None,
+        "attempts": 0,
+        "progress": {"stage": "queued"},
+        "error": None,
+        "summary": None,
+        "artifacts": [],
         "owner": None,
-    }  # fmt: skip
+    }
     loaded = JobRecord.model_validate(old)
     assert (loaded.state, loaded.progress.percent, loaded.spec) == (JobState.queued, 0.0, SPEC)

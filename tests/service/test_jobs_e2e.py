@@ -165,8 +165,13 @@ def _assert_2_4(path):
 
 
 def test_owl_and_dsnot_job_and_what_the_api_refuses(live_service):
-    spec = {**SPEC, "sparsity": 0.6, "sparsity_profile": "owl", "owl": {"m": 2, "lam": 0.05},
-            "refine": "dsnot"}  # fmt: skip
+    spec = {
+        **SPEC,
+        "sparsity": 0.6,
+        "sparsity_profile": "owl",
+        "owl": {"m": 2, "lam": 0.05},
+        "refine": "dsnot",
+    }
     with live_service.client() as c:
         r = c.post("/v1/jobs", json={**spec, "sparsity": "2:4"})
         assert r.status_code == 422 and r.json()["field"] == "sparsity_profile"

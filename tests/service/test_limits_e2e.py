@@ -19,23 +19,34 @@ def _post_head(svc, path: str, *extra: str) -> list[str]:
 
 
 def test_key_is_checked_before_the_body_is_read(live_service):
-    head = _post_head(live_service, "/v1/jobs", "Content-Type: application/json",
-                      "Content-Length: 1000000")  # fmt: skip
+    head = _post_head(
+        live_service, "/v1/jobs", "Content-Type: application/json", "Content-Length: 1000000"
+    )
     status, headers, body = answer_before_body_ends(live_service.url, head, b'{"model": ')
     assert status == 401 and "API key" in body["detail"], body
     assert headers["www-authenticate"] == "Bearer"
 
 
 def test_declared_body_over_the_limit_is_413_before_it_is_sent(live_service):
-    head = _post_head(live_service, "/v1/jobs", f"Authorization: Bearer {live_service.api_key}",
-                      "Content-Type: application/json", "Content-Length: 1000000")  # fmt: skip
+    head = _post_head(
+        live_service,
+        "/v1/jobs",
+        f"Authorization: Bearer {live_service.api_key}",
+        "Content-Type: application/json",
+        "Content-Length: 1000000",
+    )
     status, _, body = answer_before_body_ends(live_service.url, head, b"")
     assert status == 413 and body["field"] == "body" and "65536" in body["detail"], body
 
 
 def test_streamed_body_is_413_as_soon_as_it_crosses_the_limit(live_service):
-    head = _post_head(live_service, "/v1/jobs", f"Authorization: Bearer {live_service.api_key}",
-                      "Content-Type: application/json", "Transfer-Encoding: chunked")  # fmt: skip
+    head = _post_head(
+        live_service,
+        "/v1/jobs",
+        f"Authorization: Bearer {live_service.api_key}",
+        "Content-Type: application/json",
+        "Transfer-Encoding: chunked",
+    )
     part = chunk(b'{"skip": ["' + b"x" * 70_000)  # never finished: the answer cannot wait
     status, _, body = answer_before_body_ends(live_service.url, head, part)
     assert status == 413 and body["field"] == "body", body
@@ -44,9 +55,13 @@ def test_streamed_body_is_413_as_soon_as_it_crosses_the_limit(live_service):
 def test_upload_is_413_as_soon_as_the_file_crosses_the_limit_and_leaves_no_file(live_service):
     uploads = live_service.artifacts_dir / "uploads"
     before = set(uploads.iterdir()) if uploads.is_dir() else set()
-    head = _post_head(live_service, "/v1/datasets", f"Authorization: Bearer {live_service.api_key}",
-                      "Content-Type: multipart/form-data; boundary=XYZ",
-                      "Transfer-Encoding: chunked")  # fmt: skip
+    head = _post_head(
+        live_service,
+        "/v1/datasets",
+        f"Authorization: Bearer {live_service.api_key}",
+        "Content-Type: multipart/form-data; boundary=XYZ",
+        "Transfer-Encoding: chunked",
+    )
     part = b'--XYZ\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\n'
     limit = 1024 * 1024  # live_service's PRUNESERVE_MAX_UPLOAD_BYTES
     body_start = chunk(part + b"a" * (limit + 10))  # the rest of the body is never sent
@@ -56,9 +71,13 @@ def test_upload_is_413_as_soon_as_the_file_crosses_the_limit_and_leaves_no_file(
 
 
 def test_upload_with_wrong_type_is_refused_from_its_headers(live_service):
-    head = _post_head(live_service, "/v1/datasets", f"Authorization: Bearer {live_service.api_key}",
-                      "Content-Type: multipart/form-data; boundary=XYZ",
-                      "Transfer-Encoding: chunked")  # fmt: skip
+    head = _post_head(
+        live_service,
+        "/v1/datasets",
+        f"Authorization: Bearer {live_service.api_key}",
+        "Content-Type: multipart/form-data; boundary=XYZ",
+        "Transfer-Encoding: chunked",
+    )
     part = b'--XYZ\r\nContent-Disposition: form-data; name="file"; filename="w.bin"\r\n\r\nab'
     status, _, body = answer_before_body_ends(live_service.url, head, chunk(part))
     assert status == 422 and body["field"] == "file" and ".jsonl" in body["detail"], body
@@ -77,15 +96,21 @@ def test_two_authorization_headers_are_400_whichever_comes_last(live_service, va
 def slow_body_api(live_service, tmp_path_factory):
     """An api that waits 1 s for the next part of a body; its own uploads folder."""
     root = tmp_path_factory.mktemp("body-timeout")
-    with api_process(live_service, root, BODY_TIMEOUT_S="1",
-                     UPLOADS_DIR=str(root / "uploads")) as url:  # fmt: skip
+    with api_process(
+        live_service, root, BODY_TIMEOUT_S="1", UPLOADS_DIR=str(root / "uploads")
+    ) as url:
         yield url, root / "uploads"
 
 
 def test_a_json_body_that_stalls_is_408_and_the_connection_closed(live_service, slow_body_api):
     url, _ = slow_body_api
-    head = _post_head(live_service, "/v1/jobs", f"Authorization: Bearer {live_service.api_key}",
-                      "Content-Type: application/json", "Content-Length: 100")  # fmt: skip
+    head = _post_head(
+        live_service,
+        "/v1/jobs",
+        f"Authorization: Bearer {live_service.api_key}",
+        "Content-Type: application/json",
+        "Content-Length: 100",
+    )
     status, headers, body = answer_and_close(url, head, b'{"model": "tiny-llama", "meth')
     assert status == 408 and body["field"] == "body" and "1 s" in body["detail"], body
     assert headers["connection"] == "close"
@@ -93,9 +118,13 @@ def test_a_json_body_that_stalls_is_408_and_the_connection_closed(live_service, 
 
 def test_an_upload_that_stalls_is_408_and_leaves_no_file(live_service, slow_body_api):
     url, uploads = slow_body_api
-    head = _post_head(live_service, "/v1/datasets", f"Authorization: Bearer {live_service.api_key}",
-                      "Content-Type: multipart/form-data; boundary=XYZ",
-                      "Content-Length: 100000")  # fmt: skip
+    head = _post_head(
+        live_service,
+        "/v1/datasets",
+        f"Authorization: Bearer {live_service.api_key}",
+        "Content-Type: multipart/form-data; boundary=XYZ",
+        "Content-Length: 100000",
+    )
     part = b'--XYZ\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\n'
     status, _, body = answer_and_close(url, head, part + b"word " * 1000)
     assert status == 408 and body["field"] == "body", body

@@ -9,8 +9,12 @@ import pytest
 from tests.support.live_service import TINY_MODEL
 
 pytestmark = pytest.mark.e2e
-SPEC = {"model": TINY_MODEL, "method": "magnitude", "sparsity": 0.5,
-        "calibration": {"nsamples": 2, "seqlen": 16}}  # fmt: skip
+SPEC = {
+    "model": TINY_MODEL,
+    "method": "magnitude",
+    "sparsity": 0.5,
+    "calibration": {"nsamples": 2, "seqlen": 16},
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +49,10 @@ def test_error_bodies_are_json_error_body_and_400_is_documented(doc):
             for status, response in op["responses"].items():
                 if status[0] in "45":
                     assert response["content"] == {"application/json": {"schema": ref}}, (
-                        path, method, status
-                    )  # fmt: skip
+                        path,
+                        method,
+                        status,
+                    )
     assert "400" in doc["paths"]["/v1/jobs"]["post"]["responses"]
 
 

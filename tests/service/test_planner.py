@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.planner.devices import parse_devices
+from service.planner.memory import TrainSettings, training_bytes
 from service.planner.plan import plan
 from service.planner.shape import ConfigError, read_config, shape_from_config
 from service.schemas import PruneSpec
@@ -82,21 +83,41 @@ def test_one_shot_70b_fits_one_80gib_gpu_a_layer_at_a_time():
     assert prune.breakdown["statistics (Hessians)"] > 0  # sparsegpt: one layer's Hessians
 
 
-def test_recovery_8b_one_gpu_is_refused_naming_what_would_fit():
-    p = plan(spec(recovery=RECOVER), llama("8b"), parse_devices("1x80GiB"))
+def test_recovery_8b_fits_one_gpu_with_bf16_and_the_state_offloaded_to_the_host():
+    shape, devices = llama("8b"), parse_devices("1x80GiB")
+    p = plan(spec(recovery=RECOVER), shape, devices)
     recover = next(s for s in p.stages if s.name == "recover")
-    assert not p.fits and not recover.fits
-    # the leanest settings were tried before refusing
-    assert recover.settings == {
-        "precision": "bf16",
-        "checkpointing": True,
-        "chunked_loss": True,
-        "micro_batch": 1,
-        "processes": 1,
-    }
-    # AdamW moments alone (8 B x 6.98e9 trainable weights) are 52 GiB of the 72 usable
-    assert recover.breakdown["AdamW moments (fp32)"] == 8 * llama("8b").linear
-    assert "x 80 GiB with processes" in p.refusal and "recover needs" in p.refusal
+    assert p.fits and recover.fits
+    assert recover.settings["precision"] == "bf16" and recover.settings["offload"] == "cpu"
+    assert recover.changes[-1] == "offload cpu"  # tried after every on-device setting
+    # on the device: no master, gradient or AdamW state; on the host: 16 B per KEPT weight
+    assert not any(k.startswith(("AdamW", "gradients")) for k in recover.breakdown)
+    kept = int(shape.linear * 0.5)  # 2:4
+    assert recover.host_bytes >= 16 * kept
+    # without offload, the leanest one-device settings (kept-only state) do not fit
+    lean = TrainSettings("bf16", True, True, 1, 1, "none")
+    on_device = training_bytes(shape, ("weights",), True, 2048, lean, kept=0.5)
+    assert on_device["AdamW moments (fp32)"] == 8 * kept
+    assert sum(on_device.values()) > p.usable_bytes_per_device
+
+
+def test_recovery_70b_fits_8_gpus_sharded_with_the_state_offloaded():
+    p = plan(spec(recovery=RECOVER), llama("70b"), parse_devices("8x80GiB"))
+    recover = next(s for s in p.stages if s.name == "recover")
+    assert p.fits and recover.peak_bytes_per_device <= p.usable_bytes_per_device
+    assert recover.settings["processes"] > 1 and recover.settings["offload"] == "cpu"
+    one = plan(spec(recovery=RECOVER), llama("70b"), parse_devices("1x80GiB"))
+    assert not one.fits and "x 80 GiB with processes" in one.refusal
+
+
+def test_recovery_state_is_counted_for_the_kept_weights_only():
+    shape = llama("8b")
+    s = TrainSettings("bf16", True, True, 1, 2, "none")
+    half = training_bytes(shape, ("weights",), True, 2048, s, kept=0.5)
+    full = training_bytes(shape, ("weights",), True, 2048, s, kept=1.0)
+    key = "AdamW moments (fp32) / 2 ranks"
+    assert half[key] == 8 * int(shape.linear * 0.5) // 2 and full[key] == 8 * shape.linear // 2
+    assert half["masks (bits, whole on each rank)"] == shape.linear // 8
 
 
 def test_recovery_8b_fits_8_gpus_with_the_fewest_changes():

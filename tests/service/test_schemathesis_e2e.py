@@ -16,8 +16,12 @@ from tests.support.live_service import TINY_MODEL
 pytestmark = pytest.mark.e2e
 TIME_BOUND_S = 100
 REPO = Path(__file__).resolve().parents[2]
-SPEC = {"model": TINY_MODEL, "method": "magnitude", "sparsity": 0.5,
-        "calibration": {"nsamples": 2, "seqlen": 16}}  # fmt: skip
+SPEC = {
+    "model": TINY_MODEL,
+    "method": "magnitude",
+    "sparsity": 0.5,
+    "calibration": {"nsamples": 2, "seqlen": 16},
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +34,27 @@ def done_job(live_service):
 
 def test_openapi_holds_under_schemathesis(live_service, done_job, tmp_path):
     cmd = [
-        sys.executable, "-m", "schemathesis.cli", "run", f"{live_service.url}/openapi.json",
-        "-H", f"Authorization: Bearer {live_service.api_key}",
-        "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-        "--max-examples", "15", "--phases", "examples,coverage,fuzzing",
-        "--request-timeout", "20", "--seed", "1", "--no-color",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{live_service.url}/openapi.json",
+        "-H",
+        f"Authorization: Bearer {live_service.api_key}",
+        "--checks",
+        "all",
+        "--exclude-checks",
+        "positive_data_acceptance",
+        "--max-examples",
+        "15",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--request-timeout",
+        "20",
+        "--seed",
+        "1",
+        "--no-color",
+    ]
     before = _caches_in_checkout()
     # its cache (.schemathesis/) goes to the working directory: a temporary one, not the checkout
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIME_BOUND_S, cwd=tmp_path)

@@ -55,6 +55,7 @@ def matrix(t, expert: int | None):
 def prune_and_check(model_type: str, method: str, root: Path, calib: Path) -> Outcome:
     """Build, prune with `method` at SPARSITY through worker.engine.run.run, and check."""
     import worker.engine.run as run_module
+    import worker.engine.stages.save as save_stage
     from service.schemas import CalibrationSpec, PruneSpec
     from tests.support.tiny_arch import make_tiny_arch
     from worker.engine.errors import UnsupportedModelError
@@ -64,16 +65,17 @@ def prune_and_check(model_type: str, method: str, root: Path, calib: Path) -> Ou
     except Exception as exc:  # the sweep covers what can be built tiny; record the rest
         return Outcome(model_type, method, "build", f"{type(exc).__name__}: {exc}"[:300])
     saved = []
-    real_save = run_module.save_model
+    real_save = save_stage.save_model
 
     def save(model, tokenizer, directory):
         saved.append(model)
         real_save(model, tokenizer, directory)
 
     cal = CalibrationSpec(dataset=str(calib), nsamples=4, seqlen=32)
-    spec = PruneSpec(model=str(model_dir), method=method, sparsity=SPARSITY, calibration=cal,
-                     device="cpu")  # fmt: skip
-    run_module.save_model = save
+    spec = PruneSpec(
+        model=str(model_dir), method=method, sparsity=SPARSITY, calibration=cal, device="cpu"
+    )
+    save_stage.save_model = save
     try:
         report = run_module.run(spec, root / f"pruned-{method}")
     except UnsupportedModelError as exc:
@@ -81,7 +83,7 @@ def prune_and_check(model_type: str, method: str, root: Path, calib: Path) -> Ou
     except Exception as exc:
         return Outcome(model_type, method, "crash", f"{type(exc).__name__}: {exc}"[:500])
     finally:
-        run_module.save_model = real_save
+        save_stage.save_model = real_save
     problems = check(model_dir, root / f"pruned-{method}", saved[0], report)
     if problems:
         return Outcome(model_type, method, "fail", "; ".join(problems[:5]))
@@ -102,8 +104,11 @@ def check(model_dir: Path, out: Path, model, report) -> list[str]:
     pruned = model.state_dict()
     if reloaded.keys() != pruned.keys():
         problems.append(f"reloaded keys differ: {sorted(reloaded.keys() ^ pruned.keys())[:3]}")
-    problems += [f"{k}: reloaded != saved" for k in pruned
-                 if k in reloaded and not torch.equal(reloaded[k], pruned[k])]  # fmt: skip
+    problems += [
+        f"{k}: reloaded != saved"
+        for k in pruned
+        if k in reloaded and not torch.equal(reloaded[k], pruned[k])
+    ]
     if not report.modules:
         problems.append("no module was pruned")
     touched = set()

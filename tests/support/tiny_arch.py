@@ -143,8 +143,12 @@ def shrink(d: dict) -> dict:
 
 
 # tried in order until a forward runs: e.g. multi-head latent attention needs kv heads == heads
-VARIANTS: list[dict] = [{}, dict.fromkeys(["num_key_value_heads", "num_kv_heads", "n_kv_heads",
-                                          "multi_query_group_num"], 4)]  # fmt: skip
+VARIANTS: list[dict] = [
+    {},
+    dict.fromkeys(
+        ["num_key_value_heads", "num_kv_heads", "n_kv_heads", "multi_query_group_num"], 4
+    ),
+]
 
 
 def candidates(model_type: str):

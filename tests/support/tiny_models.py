@@ -14,17 +14,17 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "llama4": (
         "LlamaConfig",
         dict(num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=4),
-    ),  # fmt: skip
+    ),
     # the input embedding is the output head (save_pretrained writes it once)
     "llama_tied": (
         "LlamaConfig",
         dict(num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
-    ),  # fmt: skip
+    ),
     # an MLP 48 wide: N:M with M = 32 does not divide down_proj's inputs (the width check)
     "llama_mlp48": (
         "LlamaConfig",
         dict(num_attention_heads=4, num_key_value_heads=2, intermediate_size=48),
-    ),  # fmt: skip
+    ),
     # a 12.6 MB checkpoint (a wide vocabulary): several 5 MiB parts of a multipart upload
     "llama_wide_vocab": (
         "LlamaConfig",

@@ -14,15 +14,17 @@ from tests.support.redis_server import redis_url
 
 
 def fresh_store(tmp_path: Path, **overrides) -> JobStore:
-    settings = Settings(**{
-        "ENV": "development",
-        "REDIS_URL": redis_url(),
-        "ARTIFACTS_DIR": tmp_path / "artifacts",
-        "MODELS_DIR": tmp_path / "models",
-        "DATA_DIR": tmp_path / "data",
-        "HEARTBEAT_S": 0.05,
-        **overrides,
-    })  # fmt: skip
+    settings = Settings(
+        **{
+            "ENV": "development",
+            "REDIS_URL": redis_url(),
+            "ARTIFACTS_DIR": tmp_path / "artifacts",
+            "MODELS_DIR": tmp_path / "models",
+            "DATA_DIR": tmp_path / "data",
+            "HEARTBEAT_S": 0.05,
+            **overrides,
+        }
+    )
     r = redis.Redis.from_url(settings.REDIS_URL)
     r.flushdb()
     return JobStore(r, settings)

@@ -11,8 +11,12 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_missing_corpus_fails_the_job_naming_its_field(live_service):
-    spec = {"model": TINY_MODEL, "method": "magnitude", "sparsity": 0.5,
-            "recovery": {"dataset": "c4", "steps": 2}}  # fmt: skip
+    spec = {
+        "model": TINY_MODEL,
+        "method": "magnitude",
+        "sparsity": 0.5,
+        "recovery": {"dataset": "c4", "steps": 2},
+    }
     with live_service.client() as c:
         job = c.post("/v1/jobs", json=spec).raise_for_status().json()
         done = live_service.wait_job(c, job["id"], ("succeeded", "failed", "cancelled"))

@@ -15,9 +15,12 @@ from worker.interruption import NOTE
 from worker.runner import JobRunner
 
 SPEC = PruneSpec(
-    model="tiny-llama4", method="sparsegpt", sparsity="2:4", checkpoint_layers=1,
+    model="tiny-llama4",
+    method="sparsegpt",
+    sparsity="2:4",
+    checkpoint_layers=1,
     calibration=CalibrationSpec(dataset="wikitext2", nsamples=4, seqlen=32),
-)  # fmt: skip
+)
 LAYER_2 = b"layer 2/4"  # the event the reporter writes once layer 2 is done and checkpointed
 
 

@@ -23,8 +23,9 @@ def proxied_worker(live_service):
     url = urlparse(live_service.redis_url)
     proxy = RedisProxy((url.hostname, url.port))
     live_service.stop_worker()
-    live_service.start_worker(REDIS_URL=f"redis://127.0.0.1:{proxy.port}{url.path}",
-                              REDIS_RETRY_S=1, MAX_ATTEMPTS=1)  # fmt: skip
+    live_service.start_worker(
+        REDIS_URL=f"redis://127.0.0.1:{proxy.port}{url.path}", REDIS_RETRY_S=1, MAX_ATTEMPTS=1
+    )
     try:
         live_service.wait_ready()
         yield proxy
@@ -39,8 +40,13 @@ def proxied_worker(live_service):
 def test_a_long_outage_resumes_the_job_without_using_an_attempt(live_service, proxied_worker):
     if not (live_service.models_dir / MODEL).exists():
         make_tiny_model("llama4", live_service.models_dir / MODEL)
-    spec = {"model": MODEL, "method": "sparsegpt", "sparsity": "2:4", "checkpoint_layers": 1,
-            "calibration": {"dataset": "wikitext2", "nsamples": 4, "seqlen": 32}}  # fmt: skip
+    spec = {
+        "model": MODEL,
+        "method": "sparsegpt",
+        "sparsity": "2:4",
+        "checkpoint_layers": 1,
+        "calibration": {"dataset": "wikitext2", "nsamples": 4, "seqlen": 32},
+    }
     proxied_worker.cut_on(b"layer 2/4")
     with live_service.client() as c:
         job_id = c.post("/v1/jobs", json=spec).raise_for_status().json()["id"]

@@ -40,7 +40,7 @@ def job(store, state: JobState, at=T0, tenant: str = "alice") -> str:
         JobState.succeeded: lambda r: job_state.succeed(r, OWNER, at, summary, []),
         JobState.failed: lambda r: job_state.fail(r, OWNER, at, JobError(type="E", message="m")),
         JobState.cancelled: lambda r: job_state.cancel(r, at, owner=OWNER),
-    }.get(state)  # fmt: skip
+    }.get(state)
     if end is not None:
         store.update(rec.id, end)
     return rec.id

@@ -123,8 +123,11 @@ def test_the_worker_log_names_each_job_and_its_error_without_bars_or_task_result
     no_weights = live_service.models_dir / "no-weights"
     no_weights.mkdir(exist_ok=True)
     (no_weights / "config.json").write_text('{"model_type": "llama"}')
-    job = {"method": "wanda", "sparsity": "2:4",
-           "calibration": {"dataset": "wikitext2", "nsamples": 4, "seqlen": 32}}  # fmt: skip
+    job = {
+        "method": "wanda",
+        "sparsity": "2:4",
+        "calibration": {"dataset": "wikitext2", "nsamples": 4, "seqlen": 32},
+    }
     specs = [{**job, "model": "no-weights"}, {**job, "model": TINY_MODEL}]
     live_service.ensure_worker()
     with live_service.client() as c:

@@ -21,11 +21,19 @@ def train_spec(live_service):
 
     def make(steps: int, every: int = 5) -> dict:
         return {
-            "model": SLOW_MODEL, "method": "wanda", "sparsity": "2:4",
+            "model": SLOW_MODEL,
+            "method": "wanda",
+            "sparsity": "2:4",
             "calibration": {"dataset": "wikitext2", "nsamples": 8, "seqlen": 64},
-            "recovery": {"dataset": "wikitext2", "steps": steps, "seqlen": 64, "batch_size": 2,
-                         "checkpoint_every": every, "lr": 1e-3},
-        }  # fmt: skip
+            "recovery": {
+                "dataset": "wikitext2",
+                "steps": steps,
+                "seqlen": 64,
+                "batch_size": 2,
+                "checkpoint_every": every,
+                "lr": 1e-3,
+            },
+        }
 
     return make
 
@@ -93,10 +101,20 @@ def test_movement_job_on_an_uploaded_dataset_reports_held_out_perplexity(live_se
     text = (live_service.data_dir / "wikitext-2-raw" / "valid.txt").read_bytes()[:60000]
     with live_service.client() as c:
         ds = c.post("/v1/datasets", files={"file": ("domain.txt", text, "text/plain")}).json()
-        spec = {"model": TINY_MODEL, "method": "movement", "sparsity": "2:4",
-                "training": {"dataset": f"upload:{ds['id']}", "steps": 6, "seqlen": 32,
-                             "batch_size": 2, "lr": 1e-3, "prune_every": 1},
-                "evaluation": {"dataset": "wikitext2", "seqlen": 32, "max_windows": 4}}  # fmt: skip
+        spec = {
+            "model": TINY_MODEL,
+            "method": "movement",
+            "sparsity": "2:4",
+            "training": {
+                "dataset": f"upload:{ds['id']}",
+                "steps": 6,
+                "seqlen": 32,
+                "batch_size": 2,
+                "lr": 1e-3,
+                "prune_every": 1,
+            },
+            "evaluation": {"dataset": "wikitext2", "seqlen": 32, "max_windows": 4},
+        }
         job = c.post("/v1/jobs", json=spec).raise_for_status().json()
         done = live_service.wait_job(c, job["id"], ("succeeded", "failed"))
         assert done["state"] == "succeeded", done["error"]

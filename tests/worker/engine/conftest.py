@@ -9,8 +9,23 @@ import pytest
 
 from tests.support.tiny_models import make_tiny_model
 
-WORDS = ["the", "of", "a", "model", "layer", "sparse", "weight", "prune", "token", "input",
-         "output", "norm", "mask", "row", "column"]  # fmt: skip
+WORDS = [
+    "the",
+    "of",
+    "a",
+    "model",
+    "layer",
+    "sparse",
+    "weight",
+    "prune",
+    "token",
+    "input",
+    "output",
+    "norm",
+    "mask",
+    "row",
+    "column",
+]
 
 
 @pytest.fixture(scope="session")

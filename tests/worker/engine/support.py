@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from service.schemas import parse_sparsity
-from worker.engine.masks import Pattern
-from worker.engine.stats import InputStats
+from service.sparsity import parse_sparsity
+from worker.engine.prune.masks import Pattern
+from worker.engine.walk.stats import InputStats
 
 ARCHS = ["llama", "mistral", "qwen2", "gemma", "gemma2", "phi3", "gpt2", "gpt_neox", "opt"]
 
@@ -98,21 +98,20 @@ def pattern(sparsity) -> Pattern:
     if isinstance(sparsity, str) and ":" in sparsity:
         n, m = (int(x) for x in sparsity.split(":"))
         return Pattern(n / m, n, m)
-    s = parse_sparsity(sparsity)
-    return Pattern(s.ratio, s.n, s.m)
+    return parse_sparsity(sparsity)
 
 
 def walk_model(model, layers_name: str, ids, method: str = "wanda", sparsity=0.5, warnings=None):
     """Walk `model` with `method` as run() would (same targets), without loading or saving;
     warnings are appended to `warnings`. Returns the mask state."""
     from service.methods import METHODS
-    from worker.engine.mask_state import MaskState
     from worker.engine.methods import get_method
     from worker.engine.progress import Reporter
-    from worker.engine.pruner import Pruner
+    from worker.engine.prune.mask_state import MaskState
+    from worker.engine.prune.pruner import Pruner
     from worker.engine.run import layer_targets
-    from worker.engine.streaming import LayerStreamer
-    from worker.engine.walker import walk
+    from worker.engine.walk.streaming import LayerStreamer
+    from worker.engine.walk.walker import walk
 
     layers = model.get_submodule(layers_name)
     warn = (warnings if warnings is not None else []).append
@@ -144,7 +143,7 @@ def killed_then_resumed(spec, out, between=lambda: None):
 
     from service.schemas import resume_dir
     from worker.engine.run import run
-    from worker.engine.walk_resume import STATE
+    from worker.engine.walk.walk_resume import STATE
 
     with pytest.raises(Killed):
         run(spec, out)

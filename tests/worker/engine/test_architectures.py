@@ -18,16 +18,24 @@ from tests.support.arch_sweep import prune_and_check
 from tests.support.tiny_models import make_tiny_model
 from tests.worker.engine.support import walk_model
 from worker.engine.errors import UnsupportedModelError
-from worker.engine.streaming import LayerStreamer
-from worker.engine.walker import capture
+from worker.engine.walk.streaming import LayerStreamer
+from worker.engine.walk.walker import capture
 
 # dense Llama; tuple-returning layers (bloom: the KeyError); Conv1D (gpt2); parallel
 # attention (falcon, phi); fused experts (mixtral, qwen3_moe, gpt_oss: transposed with bias);
 # latent attention + shared experts (deepseek_v3); a decoder under model.decoder (opt)
-FAST = [("llama", "wanda"), ("bloom", "sparsegpt"), ("gpt2", "sparsegpt"),
-        ("falcon", "wanda"), ("phi", "sparsegpt"), ("mixtral", "wanda"),
-        ("qwen3_moe", "sparsegpt"), ("gpt_oss", "wanda"), ("deepseek_v3", "sparsegpt"),
-        ("opt", "wanda")]  # fmt: skip
+FAST = [
+    ("llama", "wanda"),
+    ("bloom", "sparsegpt"),
+    ("gpt2", "sparsegpt"),
+    ("falcon", "wanda"),
+    ("phi", "sparsegpt"),
+    ("mixtral", "wanda"),
+    ("qwen3_moe", "sparsegpt"),
+    ("gpt_oss", "wanda"),
+    ("deepseek_v3", "sparsegpt"),
+    ("opt", "wanda"),
+]
 
 
 def sweep_cases():

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from worker.engine.calibration import (
+from worker.engine.data.calibration import (
     calibration_ids,
     calibration_text,
     calibration_windows,
@@ -22,7 +22,7 @@ from worker.engine.calibration import (
     resolve_dataset,
     tokenize,
 )
-from worker.engine.datasets import wikitext_text
+from worker.engine.data.datasets import wikitext_text
 from worker.engine.errors import CalibrationError
 
 REPO = Path(__file__).resolve().parents[3]

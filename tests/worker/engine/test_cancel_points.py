@@ -16,7 +16,7 @@ from service.schemas import (
     partial_dir,
     resume_dir,
 )
-from worker.engine import calibration
+from worker.engine.data import calibration
 from worker.engine.errors import Cancelled
 from worker.engine.progress import Reporter
 from worker.engine.run import run
@@ -46,8 +46,15 @@ class CancelAt(Reporter):
 def spec(model_dir, calib_file, **kw) -> PruneSpec:
     cal = CalibrationSpec(dataset=str(calib_file), nsamples=4, seqlen=32)
     ev = EvalSpec(dataset=str(calib_file), seqlen=32, max_windows=4)
-    return PruneSpec(model=str(model_dir), method="wanda", sparsity="2:4", calibration=cal,
-                     evaluation=ev, device="cpu", **kw)  # fmt: skip
+    return PruneSpec(
+        model=str(model_dir),
+        method="wanda",
+        sparsity="2:4",
+        calibration=cal,
+        evaluation=ev,
+        device="cpu",
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("stage", ["eval_dense", "eval_pruned", "save"])
@@ -83,6 +90,7 @@ def test_training_windows_from_records_check_for_cancel_as_records_are_tokenized
     docs.write_text("".join(json.dumps({"text": "word " * 4}) + "\n" for _ in range(600)))
     tok = AutoTokenizer.from_pretrained(tiny_model_dir("llama"))
     checks = []
-    ids = calibration.training_ids(tok, str(docs), docs, 6, 16, 0, 0.1, "recovery",
-                                   lambda: checks.append(1))  # fmt: skip
+    ids = calibration.training_ids(
+        tok, str(docs), docs, 6, 16, 0, 0.1, "recovery", lambda: checks.append(1)
+    )
     assert ids.shape == (6, 16) and len(checks) == -(-540 // CHECK_EVERY)

@@ -71,6 +71,26 @@ def test_recovery_on_cuda_trains_and_never_revives(tiny_model_dir, calib_file, t
     assert tr.precision == precision and len(tr.loss) == 10 and tr.gradient_checkpointing
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_recovery_offloaded_to_the_host_on_cuda_matches_the_on_device_run(
+    tiny_model_dir, calib_file, tmp_path, dtype
+):
+    """offload cpu (FSDP CPUOffloadPolicy, one NCCL+gloo rank): the same weights as the
+    on-device recovery in fp32, the masks kept; a bf16 model (fp32 values beside bf16 norms)
+    shards and trains."""
+    model_dir = tiny_model_dir("llama")
+    kw = dict(steps=6, lr=3e-3, precision="fp32")
+    rec = training(calib_file, **kw)
+    on = run(spec(model_dir, calib_file, dtype=dtype, recovery=rec), tmp_path / "on")
+    rec = training(calib_file, offload="cpu", **kw)
+    off = run(spec(model_dir, calib_file, dtype=dtype, recovery=rec), tmp_path / "off")
+    a, b = weights(tmp_path / "on")[0], weights(tmp_path / "off")[0]
+    for name, w in a.items():
+        assert torch.equal(w == 0, b[name] == 0), name
+        torch.testing.assert_close(w.float(), b[name].float(), rtol=1e-4, atol=1e-5)
+    assert off.training[0].loss == pytest.approx(on.training[0].loss, rel=1e-4)
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
 def test_smp_on_cuda_keeps_the_dense_weights_bit_identical(
     tiny_model_dir, calib_file, tmp_path, precision

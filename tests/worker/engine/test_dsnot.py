@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from service.methods import METHODS
 from service.schemas import CalibrationSpec, PruneSpec
 from tests.worker.engine.support import correlated_inputs, pattern, stats_from, zeros_per_group
-from worker.engine.dsnot import dsnot, expected_error
 from worker.engine.methods import get_method
+from worker.engine.prune.dsnot import dsnot, expected_error
 from worker.engine.run import run
 
 
@@ -71,16 +71,23 @@ def test_dsnot_stops_at_max_cycles_and_at_the_threshold():
 
 
 @pytest.mark.parametrize("sparsity", [0.6, "2:4"])
-def test_dsnot_end_to_end_keeps_the_pattern_and_reports_swaps(tiny_model_dir, calib_file,
-                                                                tmp_path, sparsity):  # fmt: skip
+def test_dsnot_end_to_end_keeps_the_pattern_and_reports_swaps(
+    tiny_model_dir, calib_file, tmp_path, sparsity
+):
     from transformers import AutoModelForCausalLM
 
     cal = CalibrationSpec(dataset=str(calib_file), nsamples=4, seqlen=32)
     model_dir = tiny_model_dir("llama")
     reports = {}
     for refine in ("none", "dsnot"):
-        spec = PruneSpec(model=str(model_dir), method="wanda", sparsity=sparsity, calibration=cal,
-                         device="cpu", refine=refine)  # fmt: skip
+        spec = PruneSpec(
+            model=str(model_dir),
+            method="wanda",
+            sparsity=sparsity,
+            calibration=cal,
+            device="cpu",
+            refine=refine,
+        )
         reports[refine] = run(spec, tmp_path / refine)
     plain, refined = reports["none"], reports["dsnot"]
     assert all(m.dsnot_swaps is None for m in plain.modules)

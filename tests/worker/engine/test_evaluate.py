@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from worker.engine.errors import CalibrationError
-from worker.engine.evaluate import perplexity, plain_head
-from worker.engine.model_io import decoder_layers, load_model
-from worker.engine.streaming import LayerStreamer
+from worker.engine.evaluation.evaluate import perplexity, plain_head
+from worker.engine.model.model_io import decoder_layers, load_model
+from worker.engine.walk.streaming import LayerStreamer
 
 
 # llama: logits = lm_head(hidden), evaluated a chunk at a time; gemma2 soft-caps its logits

@@ -12,8 +12,8 @@ from transformers import AutoModelForCausalLM
 from service.schemas import CalibrationSpec, PruneSpec
 from tests.support.tiny_arch import make_tiny_arch
 from tests.worker.engine.support import stable_lowest_per_row, walk_model
-from worker.engine.experts import is_experts
 from worker.engine.run import run
+from worker.engine.walk.experts import is_experts
 
 MOE = ["mixtral", "qwen3_moe", "qwen2_moe", "olmoe"]
 
@@ -37,9 +37,13 @@ def experts_of(model) -> dict[str, torch.nn.Module]:
 
 def expert_matrices(model):
     """name[e] -> expert e's slice of every fused 3-D expert parameter."""
-    return {f"{n}.{p}[{e}]": t[e] for n, m in experts_of(model).items()
-            for p, t in m.named_parameters(recurse=False) if t.dim() == 3
-            for e in range(t.shape[0])}  # fmt: skip
+    return {
+        f"{n}.{p}[{e}]": t[e]
+        for n, m in experts_of(model).items()
+        for p, t in m.named_parameters(recurse=False)
+        if t.dim() == 3
+        for e in range(t.shape[0])
+    }
 
 
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
@@ -59,8 +63,11 @@ def test_every_expert_matrix_reaches_the_target(moe_dir, calib_file, tmp_path, m
     assert set(mats) <= named  # each expert matrix reported as its own module
     # routers (gates) stay dense
     dense_sd = dense.state_dict()
-    routers = [k for k in dense_sd if k.endswith(("gate.weight", "router.weight"))
-               and dense_sd[k].shape[0] == 4]  # fmt: skip
+    routers = [
+        k
+        for k in dense_sd
+        if k.endswith(("gate.weight", "router.weight")) and dense_sd[k].shape[0] == 4
+    ]
     assert routers
     for k in routers:
         assert torch.equal(pruned.state_dict()[k], dense_sd[k]), k
@@ -70,8 +77,14 @@ def test_every_expert_matrix_reaches_the_target(moe_dir, calib_file, tmp_path, m
 
 def test_skipping_experts_is_a_warning_and_decoder_sparsity_tells(moe_dir, calib_file, tmp_path):
     cal = CalibrationSpec(dataset=str(calib_file), nsamples=4, seqlen=32)
-    spec = PruneSpec(model=str(moe_dir("mixtral")), method="wanda", sparsity=0.5,
-                     calibration=cal, device="cpu", skip=["*experts*"])  # fmt: skip
+    spec = PruneSpec(
+        model=str(moe_dir("mixtral")),
+        method="wanda",
+        sparsity=0.5,
+        calibration=cal,
+        device="cpu",
+        skip=["*experts*"],
+    )
     report = run(spec, tmp_path / "out")
     assert report.sparsity == pytest.approx(0.5, abs=0.01)  # over what was pruned
     assert report.decoder_sparsity < 0.3  # most decoder weights are dense experts
@@ -81,8 +94,9 @@ def test_skipping_experts_is_a_warning_and_decoder_sparsity_tells(moe_dir, calib
 def routed_inputs(model, layer_idx: int, ids):
     """Expert e's (first projection input, down projection input) in a plain forward of the
     dense model, computed here from the experts module's call arguments."""
-    name, experts = next((n, m) for n, m in experts_of(model).items()
-                         if n.startswith(f"model.layers.{layer_idx}."))  # fmt: skip
+    name, experts = next(
+        (n, m) for n, m in experts_of(model).items() if n.startswith(f"model.layers.{layer_idx}.")
+    )
     seen = {}
 
     def hook(mod, args, kwargs):
@@ -137,8 +151,9 @@ def test_an_expert_without_routed_tokens_is_pruned_by_magnitude_with_a_warning(m
     ids = torch.randint(4, 260, (4, 32), generator=torch.Generator().manual_seed(4))
     warnings: list[str] = []
     walk_model(model, "model.layers", ids, warnings=warnings)
-    assert any("model.layers.1.mlp.experts.down_proj[3]" in w and "magnitude" in w
-               for w in warnings)  # fmt: skip
+    assert any(
+        "model.layers.1.mlp.experts.down_proj[3]" in w and "magnitude" in w for w in warnings
+    )
     assert not any("experts.down_proj[2]" in w for w in warnings)
     k = dense3.numel() // 2  # magnitude: one threshold over the matrix
     expected = dense3.abs() <= dense3.abs().flatten().kthvalue(k + 1).values

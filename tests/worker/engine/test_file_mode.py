@@ -17,8 +17,14 @@ def test_every_written_file_has_the_mode_the_umask_allows(
     tiny_model_dir, calib_file, tmp_path, umask, load
 ):
     cal = CalibrationSpec(dataset=str(calib_file), nsamples=2, seqlen=16)
-    spec = PruneSpec(model=str(tiny_model_dir("llama")), method="magnitude", sparsity=0.5,
-                     calibration=cal, device="cpu", load=load)  # fmt: skip
+    spec = PruneSpec(
+        model=str(tiny_model_dir("llama")),
+        method="magnitude",
+        sparsity=0.5,
+        calibration=cal,
+        device="cpu",
+        load=load,
+    )
     old = os.umask(umask)
     try:
         run(spec, tmp_path / "out")

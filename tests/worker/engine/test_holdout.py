@@ -11,7 +11,7 @@ import torch
 from transformers import AutoTokenizer
 
 from service.schemas import EvalSpec, PruneSpec
-from worker.engine.calibration import split_holdout, tokenize, training_windows
+from worker.engine.data.calibration import split_holdout, tokenize, training_windows
 from worker.engine.run import run
 
 
@@ -57,16 +57,23 @@ def test_report_gives_held_out_perplexity_dense_and_pruned(corpus, tiny_model_di
     ts = {"dataset": str(corpus), "steps": 4, "seqlen": 32, "batch_size": 2, "lr": 3e-3}
     ev = EvalSpec(dataset=str(corpus), seqlen=32, max_windows=4)
     model = str(tiny_model_dir("llama"))
-    spec = PruneSpec(model=model, method="gmp", sparsity=0.5, device="cpu", training=ts,
-                     evaluation=ev)  # fmt: skip
+    spec = PruneSpec(
+        model=model, method="gmp", sparsity=0.5, device="cpu", training=ts, evaluation=ev
+    )
     report = run(spec, tmp_path / "out")
     held = report.heldout
     assert held is not None and "held-out 10%, seed 0" in held.dataset
     assert held.dense > 0 and held.pruned > 0 and held.pruned != held.dense
     assert set(held.after) == {"train"} and report.perplexity.pruned > 0
     assert "90% of its blocks" in report.training[0].split
-    named = PruneSpec(model=model, method="gmp", sparsity=0.5, device="cpu",
-                      training={**ts, "holdout": 0.0}, evaluation=ev)  # fmt: skip
+    named = PruneSpec(
+        model=model,
+        method="gmp",
+        sparsity=0.5,
+        device="cpu",
+        training={**ts, "holdout": 0.0},
+        evaluation=ev,
+    )
     assert run(named, tmp_path / "out2").heldout is None
 
 
@@ -74,10 +81,14 @@ def test_a_one_block_corpus_is_a_warning_that_names_the_field(tiny_model_dir, tm
     one_line = tmp_path / "one.txt"
     one_line.write_text("a single line of domain text with no breaks " * 40)
     ev = EvalSpec(dataset=str(one_line), seqlen=32, max_windows=2)
-    spec = PruneSpec(model=str(tiny_model_dir("llama")), method="gmp", sparsity=0.5,
-                     device="cpu", evaluation=ev,
-                     training={"dataset": str(one_line), "steps": 2, "seqlen": 32,
-                               "batch_size": 2})  # fmt: skip
+    spec = PruneSpec(
+        model=str(tiny_model_dir("llama")),
+        method="gmp",
+        sparsity=0.5,
+        device="cpu",
+        evaluation=ev,
+        training={"dataset": str(one_line), "steps": 2, "seqlen": 32, "batch_size": 2},
+    )
     report = run(spec, tmp_path / "out")
     assert report.heldout is None and report.perplexity.pruned > 0
     [warning] = [w for w in report.warnings if "held" in w]

@@ -11,20 +11,27 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from tests.worker.engine.support import LAYERS_PATH, layers_of
-from worker.engine.hooks import StatsCollector
-from worker.engine.model_io import prunable_linears
-from worker.engine.streaming import LayerStreamer
-from worker.engine.walker import capture, run_layer
+from worker.engine.model.model_io import prunable_linears
+from worker.engine.walk.hooks import StatsCollector
+from worker.engine.walk.streaming import LayerStreamer
+from worker.engine.walk.walker import capture, run_layer
 
 GROUPS = {  # Linears of one layer grouped by the tensor they read, in firing order
-    "llama": [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
-              ["self_attn.o_proj"], ["mlp.gate_proj", "mlp.up_proj"], ["mlp.down_proj"]],
-    "opt": [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
-            ["self_attn.out_proj"], ["fc1"], ["fc2"]],
+    "llama": [
+        ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+        ["self_attn.o_proj"],
+        ["mlp.gate_proj", "mlp.up_proj"],
+        ["mlp.down_proj"],
+    ],
+    "opt": [
+        ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+        ["self_attn.out_proj"],
+        ["fc1"],
+        ["fc2"],
+    ],
     "gpt2": [["attn.c_attn"], ["attn.c_proj"], ["mlp.c_fc"], ["mlp.c_proj"]],
-    "phi3": [["self_attn.qkv_proj"], ["self_attn.o_proj"], ["mlp.gate_up_proj"],
-             ["mlp.down_proj"]],
-}  # fmt: skip
+    "phi3": [["self_attn.qkv_proj"], ["self_attn.o_proj"], ["mlp.gate_up_proj"], ["mlp.down_proj"]],
+}
 
 
 def inputs_in_full_forward(model, layer, names, ids):

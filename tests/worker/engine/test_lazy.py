@@ -12,27 +12,32 @@ import torch
 from pydantic import ValidationError
 from transformers import AutoModelForCausalLM
 
-import worker.engine.run as run_module
+import worker.engine.stages.load as load_stage
 from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, TrainingSpec
 from tests.support.tiny_models import make_tiny_model
 from tests.worker.engine.support import saved_tensors
-from worker.engine import calibration
+from worker.engine.data import calibration
 from worker.engine.errors import UnsupportedModelError
-from worker.engine.evaluate import perplexity
-from worker.engine.lazy import INDEX, LazyWeights, checkpoint_bytes, open_lazy
-from worker.engine.model_io import decoder_layers, get_weight, load_model
+from worker.engine.evaluation.evaluate import perplexity
+from worker.engine.model.model_io import decoder_layers, get_weight, load_model
 from worker.engine.progress import Reporter
 from worker.engine.run import run
-from worker.engine.streaming import LayerStreamer
-from worker.engine.walker import walk
+from worker.engine.walk.lazy import INDEX, LazyWeights, checkpoint_bytes, open_lazy
+from worker.engine.walk.streaming import LayerStreamer
+from worker.engine.walk.walker import walk
 
 
 def spec_for(model_dir, calib_file, load, method="wanda", sparsity="2:4", **kw) -> PruneSpec:
     return PruneSpec(
-        model=str(model_dir), method=method, sparsity=sparsity, device="cpu", load=load,
+        model=str(model_dir),
+        method=method,
+        sparsity=sparsity,
+        device="cpu",
+        load=load,
         calibration=CalibrationSpec(dataset=str(calib_file), nsamples=4, seqlen=32),
-        evaluation=EvalSpec(dataset=str(calib_file), seqlen=32, max_windows=3), **kw,
-    )  # fmt: skip
+        evaluation=EvalSpec(dataset=str(calib_file), seqlen=32, max_windows=3),
+        **kw,
+    )
 
 
 def both(model_dir, calib_file, tmp_path, **kw):
@@ -44,9 +49,14 @@ def both(model_dir, calib_file, tmp_path, **kw):
 
 @pytest.mark.parametrize(
     "arch,method,sparsity",
-    [("llama", "wanda", "2:4"), ("llama_tied", "sparsegpt", "0.5"), ("gpt2", "sparsegpt", "2:4"),
-     ("opt", "magnitude", "4:8"), ("gemma2", "wanda", "0.5")],
-)  # fmt: skip
+    [
+        ("llama", "wanda", "2:4"),
+        ("llama_tied", "sparsegpt", "0.5"),
+        ("gpt2", "sparsegpt", "2:4"),
+        ("opt", "magnitude", "4:8"),
+        ("gemma2", "wanda", "0.5"),
+    ],
+)
 def test_lazy_checkpoint_equals_eager(tiny_model_dir, calib_file, tmp_path, arch, method, sparsity):
     reports = both(tiny_model_dir(arch), calib_file, tmp_path, method=method, sparsity=sparsity)
     eager, lazy = saved_tensors(tmp_path / "eager"), saved_tensors(tmp_path / "lazy")
@@ -103,14 +113,17 @@ def test_one_layer_materialized_at_a_time(tiny_model_dir, calib_file, tmp_path):
     ids = calibration.eval_ids(tok, calib_file)
     ppl, _ = perplexity(streamer, ids, 32, 2)
     eager_model, _ = load_model(src)
-    eager_ppl, _ = perplexity(LayerStreamer(eager_model, decoder_layers(eager_model)[1],
-                                            torch.device("cpu")), ids, 32, 2)  # fmt: skip
+    eager_ppl, _ = perplexity(
+        LayerStreamer(eager_model, decoder_layers(eager_model)[1], torch.device("cpu")), ids, 32, 2
+    )
     assert ppl == pytest.approx(eager_ppl, rel=1e-6)
     assert shell_real and all(shell_real)  # evaluation ran the shell
     assert all(p.is_meta for p in model.parameters())  # and nothing stayed after it
     shell_real.clear()
-    targets = [{n: m for n, m in layer.named_modules() if isinstance(m, torch.nn.Linear)}
-               for layer in layers]  # fmt: skip
+    targets = [
+        {n: m for n, m in layer.named_modules() if isinstance(m, torch.nn.Linear)}
+        for layer in layers
+    ]
 
     def zero(names, ws, stats):
         shell_real.append(not embed().is_meta)
@@ -121,8 +134,10 @@ def test_one_layer_materialized_at_a_time(tiny_model_dir, calib_file, tmp_path):
     assert shell_real and not any(shell_real)  # the walk holds decoder layers only
     assert weights.committed == set(range(len(layers)))
     written = saved_tensors(tmp_path / "out")
-    assert all(int(written[f"model.layers.{i}.mlp.up_proj.weight"].count_nonzero()) == 0
-               for i in range(len(layers)))  # fmt: skip
+    assert all(
+        int(written[f"model.layers.{i}.mlp.up_proj.weight"].count_nonzero()) == 0
+        for i in range(len(layers))
+    )
 
 
 def test_lazy_refuses_training(tiny_model_dir, calib_file):
@@ -143,7 +158,7 @@ def test_auto_chooses_by_size_and_falls_back(tiny_model_dir, calib_file, tmp_pat
     assert checkpoint_bytes(src, torch.float32) == sum(t.numel() * 4 for t in weights)
     report = run(spec_for(src, calib_file, "auto"), tmp_path / "small")
     assert report.load.startswith("eager (weights")
-    monkeypatch.setattr(run_module, "LAZY_SHARE", 0.0)  # as if the host had no memory to spare
+    monkeypatch.setattr(load_stage, "LAZY_SHARE", 0.0)  # as if the host had no memory to spare
     report = run(spec_for(src, calib_file, "auto"), tmp_path / "big")
     assert report.load.startswith("lazy (weights") and (tmp_path / "big" / INDEX).is_file()
     report = run(spec_for(tiny_model_dir("gpt_neox"), calib_file, "auto"), tmp_path / "neox")
@@ -161,7 +176,7 @@ def test_masks_checked_per_layer_before_the_layer_leaves(tiny_model_dir, calib_f
         w[w == 0] = 1.0  # undo the pruning of one module
         real_commit(self, i)
 
-    import worker.engine.lazy as lazy_module
+    import worker.engine.walk.lazy as lazy_module
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(lazy_module.LazyWeights, "commit", leaky)

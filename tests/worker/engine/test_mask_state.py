@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from worker.engine.errors import PruningError, SpecError
-from worker.engine.mask_state import MaskState, check_fits, pack, unpack
-from worker.engine.masks import Pattern, n_of_m
+from worker.engine.prune.mask_state import MaskState, check_fits, pack, unpack
+from worker.engine.prune.masks import Pattern, n_of_m
 
 
 @pytest.mark.parametrize("shape", [(3, 5), (8, 16), (1, 1), (7, 9)])

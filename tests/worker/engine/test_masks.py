@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.worker.engine.support import reference_n_of_m, stable_lowest_per_row
-from worker.engine.masks import (
+from worker.engine.prune.masks import (
     check_n_of_m,
     lowest_k,
     lowest_per_matrix,

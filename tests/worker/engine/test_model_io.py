@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from tests.worker.engine.support import ARCHS, LAYERS_PATH, linear_weights
 from worker.engine.errors import ModelLoadError, UnsupportedModelError
-from worker.engine.model_io import (
+from worker.engine.model.model_io import (
     decoder_layers,
     get_weight,
     load_model,

@@ -135,7 +135,7 @@ def test_lazy_loading_generates_the_same_samples(tiny_model_dir, calib_file, tmp
 
 def test_reconstruction_loss_is_drawn_when_the_report_has_it(tmp_path):
     """Block-wise reconstruction reports per-block losses; the plot reads them by name."""
-    from worker.engine.plots import draw
+    from worker.engine.publish.plots import draw
 
     class WithReconstruction(PruneReport):
         reconstruction: list[dict]

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from service.schemas import CalibrationSpec, PruneSpec
 from tests.worker.engine.support import correlated_inputs, stats_from
-from worker.engine.owl import OWLAllocator, outlier_ratio, owl_sparsities
+from worker.engine.prune.owl import OWLAllocator, outlier_ratio, owl_sparsities
 from worker.engine.run import run
 
 
@@ -76,9 +76,15 @@ def owl_runs(tiny_model_dir, calib_file, tmp_path_factory):
     cal = CalibrationSpec(dataset=str(calib_file), nsamples=4, seqlen=32)
     out = {}
     for profile in ("uniform", "owl"):
-        spec = PruneSpec(model=str(model_dir), method="wanda", sparsity=0.6, calibration=cal,
-                         device="cpu", sparsity_profile=profile,
-                         owl={"m": 2.0, "lam": 0.1} if profile == "owl" else None)  # fmt: skip
+        spec = PruneSpec(
+            model=str(model_dir),
+            method="wanda",
+            sparsity=0.6,
+            calibration=cal,
+            device="cpu",
+            sparsity_profile=profile,
+            owl={"m": 2.0, "lam": 0.1} if profile == "owl" else None,
+        )
         report = run(spec, root / profile)
         model = AutoModelForCausalLM.from_pretrained(root / profile)
         out[profile] = (report, model)
@@ -128,8 +134,8 @@ def test_the_survey_sees_the_dense_models_own_inputs_of_every_layer(tiny_model_d
 
     from worker.engine.progress import Reporter
     from worker.engine.run import layer_targets
-    from worker.engine.streaming import LayerStreamer
-    from worker.engine.walker import survey
+    from worker.engine.walk.streaming import LayerStreamer
+    from worker.engine.walk.walker import survey
 
     model = AutoModelForCausalLM.from_pretrained(
         tiny_model_dir("llama4"), attn_implementation="eager"
@@ -137,8 +143,11 @@ def test_the_survey_sees_the_dense_models_own_inputs_of_every_layer(tiny_model_d
     layers = model.model.layers
     ids = torch.randint(4, 200, (3, 16), generator=torch.Generator().manual_seed(0))
     seen: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, a, n=n: seen.setdefault(n, a[0].detach()))
-             for n, m in model.named_modules() if n.endswith(("q_proj", "down_proj"))]  # fmt: skip
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, a, n=n: seen.setdefault(n, a[0].detach()))
+        for n, m in model.named_modules()
+        if n.endswith(("q_proj", "down_proj"))
+    ]
     with torch.no_grad():
         model(input_ids=ids, use_cache=False)
     for h in hooks:

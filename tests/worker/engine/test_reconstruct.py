@@ -11,7 +11,7 @@ from service.schemas import CalibrationSpec, EvalSpec, PruneSpec, partial_dir
 from tests.worker.engine.support import Killed, killed_then_resumed, saved_tensors
 from worker.engine.errors import Cancelled
 from worker.engine.progress import Reporter
-from worker.engine.reconstruct import Reconstructor
+from worker.engine.prune.reconstruct import Reconstructor
 from worker.engine.run import run
 
 RECON = {"epochs": 2, "lr": 1e-3, "batch_size": 2}

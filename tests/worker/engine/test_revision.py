@@ -9,7 +9,7 @@ import huggingface_hub.constants
 import pytest
 
 from worker.engine.errors import ModelLoadError
-from worker.engine.model_io import locate_model
+from worker.engine.model.model_io import locate_model
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

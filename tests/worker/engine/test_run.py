@@ -13,7 +13,7 @@ import torch
 from pydantic import ValidationError
 from transformers import AutoModelForCausalLM
 
-import worker.engine.run as run_module
+import worker.engine.stages.save as save_stage
 from service.schemas import REPORT_FILE as REPORT_NAME
 from service.schemas import CalibrationSpec, EvalSpec, PruneSpec
 from tests.worker.engine.support import ARCHS, LAYERS_PATH, layers_of, linear_weights
@@ -25,21 +25,22 @@ from worker.engine.run import run
 
 def spec_for(model_dir, calib_file, method="wanda", sparsity="2:4", **kw) -> PruneSpec:
     cal = CalibrationSpec(dataset=str(calib_file), nsamples=4, seqlen=32)
-    return PruneSpec(model=str(model_dir), method=method, sparsity=sparsity, calibration=cal,
-                     device="cpu", **kw)  # fmt: skip
+    return PruneSpec(
+        model=str(model_dir), method=method, sparsity=sparsity, calibration=cal, device="cpu", **kw
+    )
 
 
 @pytest.fixture
 def pruned_models(monkeypatch):
     """The in-memory model of every run() in the test, caught as it is saved."""
     models = []
-    real_save = run_module.save_model
+    real_save = save_stage.save_model
 
     def save(model, tokenizer, directory):
         models.append(model)
         real_save(model, tokenizer, directory)
 
-    monkeypatch.setattr(run_module, "save_model", save)
+    monkeypatch.setattr(save_stage, "save_model", save)
     return models
 
 
@@ -83,8 +84,14 @@ def check_pruned(arch, model_dir, out, model, sparsity: str, skip=()):
     assert list(out.glob("*.safetensors")) and (out / "tokenizer.json").is_file()
     # and it still generates
     ids = torch.tensor([[1, 40, 50, 60, 70]])
-    gen = reloaded.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=4,
-                            min_new_tokens=4, do_sample=False, pad_token_id=3)  # fmt: skip
+    gen = reloaded.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=4,
+        min_new_tokens=4,
+        do_sample=False,
+        pad_token_id=3,
+    )
     assert gen.shape == (1, 9) and torch.equal(gen[:, :5], ids)
     return pruned_w
 
@@ -126,8 +133,9 @@ CASES = [(arch, "wanda", "2:4") for arch in ARCHS] + [
 
 
 @pytest.mark.parametrize(("arch", "method", "sparsity"), CASES)
-def test_prunes_every_architecture(tiny_model_dir, calib_file, tmp_path, pruned_models,
-                                   arch, method, sparsity):  # fmt: skip
+def test_prunes_every_architecture(
+    tiny_model_dir, calib_file, tmp_path, pruned_models, arch, method, sparsity
+):
     model_dir = tiny_model_dir(arch)
     out = tmp_path / "out"
     report = run(spec_for(model_dir, calib_file, method, sparsity), out)
@@ -316,8 +324,9 @@ def test_progress_spans_come_from_the_plan_and_warnings_arrive_during_prune(
     [("calibration", "wanda"), ("evaluation", "magnitude"), ("recovery", "magnitude")],
 )
 def test_a_missing_corpus_names_the_spec_field_it_came_from(tiny_model_dir, tmp_path, part, method):
-    spec = PruneSpec(model=str(tiny_model_dir("llama")), method=method, sparsity=0.5,
-                     device="cpu", **{part: {}})  # fmt: skip
+    spec = PruneSpec(
+        model=str(tiny_model_dir("llama")), method=method, sparsity=0.5, device="cpu", **{part: {}}
+    )
     with pytest.raises(CalibrationError) as exc:
         run(spec, tmp_path / "out", data_dir=tmp_path)
     message = str(exc.value)

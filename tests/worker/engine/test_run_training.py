@@ -18,25 +18,27 @@ from worker.engine.errors import (
     ResourceError,
     SpecError,
 )
-from worker.engine.masks import n_of_m
 from worker.engine.methods.smp import initial_scores, select
 from worker.engine.methods.wanda import wanda_score
 from worker.engine.progress import Reporter
+from worker.engine.prune.masks import n_of_m
 from worker.engine.run import run
-from worker.engine.stats import InputStats
+from worker.engine.walk.stats import InputStats
 
 PREFIX = "model.layers"
 
 
 def spec(model_dir, calib_file, method, sparsity, **kw) -> PruneSpec:
     cal = CalibrationSpec(dataset=str(calib_file), nsamples=4, seqlen=32)
-    return PruneSpec(model=str(model_dir), method=method, sparsity=sparsity, calibration=cal,
-                     device="cpu", **kw)  # fmt: skip
+    return PruneSpec(
+        model=str(model_dir), method=method, sparsity=sparsity, calibration=cal, device="cpu", **kw
+    )
 
 
 def training(calib_file, steps=6, **kw) -> TrainingSpec:
-    return TrainingSpec(dataset=str(calib_file), steps=steps, seqlen=32, batch_size=2,
-                        checkpoint_every=2, **kw)  # fmt: skip
+    return TrainingSpec(
+        dataset=str(calib_file), steps=steps, seqlen=32, batch_size=2, checkpoint_every=2, **kw
+    )
 
 
 def weights(path):
@@ -231,11 +233,15 @@ def test_training_is_only_for_methods_that_learn(calib_file):
 
 
 @pytest.mark.parametrize("field", ["training", "recovery", "calibration", "evaluation"])
-def test_a_service_run_never_reads_a_file_path_dataset(tiny_model_dir, calib_file, tmp_path,
-                                                        field):  # fmt: skip
+def test_a_service_run_never_reads_a_file_path_dataset(tiny_model_dir, calib_file, tmp_path, field):
     model_dir = tiny_model_dir("llama")
-    data = {"model": model_dir.name, "method": "smp" if field == "training" else "wanda",
-            "sparsity": "2:4", "device": "cpu", field: {"dataset": str(calib_file)}}  # fmt: skip
+    data = {
+        "model": model_dir.name,
+        "method": "smp" if field == "training" else "wanda",
+        "sparsity": "2:4",
+        "device": "cpu",
+        field: {"dataset": str(calib_file)},
+    }
     if field == "recovery":
         data[field]["steps"] = 2
     s = PruneSpec.model_validate(data)

@@ -7,7 +7,7 @@ import math
 import torch
 
 from tests.worker.engine.support import stats_from
-from worker.engine.stats import SAMPLE_TOKENS, InputStats, relative_error
+from worker.engine.walk.stats import SAMPLE_TOKENS, InputStats, relative_error
 
 
 def batches(seed: int = 0, sizes=(3, 2, 4), seqlen: int = 16, cols: int = 24):

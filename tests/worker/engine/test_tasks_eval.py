@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from worker.engine.errors import CalibrationError, SpecError
-from worker.engine.tasks_eval import SHIPPED, evaluate, resolve_tasks
+from worker.engine.evaluation.tasks_eval import SHIPPED, evaluate, resolve_tasks
 
 
 def test_the_shipped_task_resolves_to_its_own_data():

@@ -39,8 +39,14 @@ def prune_faults(model: Path, calib: Path, out: Path, nsamples: int, load: str) 
     """Minor page faults of the prune stage of a fresh `run` process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     args = [str(model), str(calib), str(out), str(nsamples), load]
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -10,14 +10,14 @@ from transformers import AutoModelForCausalLM
 
 from service.methods import WandaOptions
 from tests.worker.engine.support import ARCHS, LAYERS_PATH, layers_of, stable_lowest_per_row
-from worker.engine.mask_state import MaskState
-from worker.engine.masks import Pattern
 from worker.engine.methods import get_method
-from worker.engine.model_io import prunable_linears
+from worker.engine.model.model_io import prunable_linears
 from worker.engine.progress import Reporter
-from worker.engine.pruner import Pruner
-from worker.engine.streaming import LayerStreamer
-from worker.engine.walker import capture, run_layer, walk
+from worker.engine.prune.mask_state import MaskState
+from worker.engine.prune.masks import Pattern
+from worker.engine.prune.pruner import Pruner
+from worker.engine.walk.streaming import LayerStreamer
+from worker.engine.walk.walker import capture, run_layer, walk
 
 # Sliding windows shorter than the sequence, so per-layer-type masks matter.
 OVERRIDES = {"gemma2": {"sliding_window": 8}, "mistral": {"sliding_window": 8}}
@@ -132,3 +132,33 @@ def test_next_layer_sees_pruned_activations(tiny_model_dir):
     total = sum(w.numel() for w in dense1.values())
     assert mismatch(from_pruned_model) <= total * 1e-4  # float order may flip a near-tie
     assert mismatch(from_dense_model) > total * 0.01  # so the check above can tell
+
+
+def test_the_last_layer_is_not_run_again_after_pruning(tiny_model_dir):
+    """No layer reads the last layer's output, so the walk runs it once (statistics only);
+    every other layer runs again after pruning to feed the next."""
+    arch = "llama"
+    model = load(tiny_model_dir, arch)
+    layers = layers_of(model, arch)
+    ids = token_ids(6, 32)  # one batch (TOKENS_PER_BATCH // 32 >= 6)
+    calls = [0] * len(layers)
+
+    def counter(i):
+        def hook(module, args, output):
+            calls[i] += 1
+
+        return hook
+
+    handles = [layer.register_forward_hook(counter(i)) for i, layer in enumerate(layers)]
+    pruner = Pruner(get_method("wanda"), Pattern(0.5), WandaOptions(), MaskState(), print)
+    targets = [prunable_linears(t, f"{LAYERS_PATH[arch]}.{i}") for i, t in enumerate(layers)]
+    seen = []
+    walk(LayerStreamer(model, layers, torch.device("cpu")), ids, "norms", targets, pruner,
+         Reporter(), after_layer=lambda i, inps, layer: seen.append(inps is None))  # fmt: skip
+    for h in handles:
+        h.remove()
+    # a forward hook fires when the layer returns: the statistics pass returns only on the
+    # first batch (later ones stop at the last Linear), the pass after pruning on every batch;
+    # capture runs layer 0 once more to learn the form of its output
+    assert calls == [3] + [2] * (len(layers) - 2) + [1]
+    assert seen == [False] * (len(layers) - 1) + [True]  # no stale input for a last checkpoint

@@ -1,1 +1,2 @@
-"""Training data as language-model trainers take it: records read, rendered and packed."""
+"""Text for the engine: where a dataset lives and its rows, the calibration, evaluation and
+training windows, and records read, rendered and packed as trainers take them."""

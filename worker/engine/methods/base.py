@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from worker.engine.masks import Pattern
-from worker.engine.stats import InputStats
+from worker.engine.prune.masks import Pattern
+from worker.engine.walk.stats import InputStats
 
 
 @dataclass

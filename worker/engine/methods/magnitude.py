@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from worker.engine.masks import Pattern, lowest_per_matrix, lowest_per_row, n_of_m
 from worker.engine.methods.base import MethodResult
-from worker.engine.stats import InputStats
+from worker.engine.prune.masks import Pattern, lowest_per_matrix, lowest_per_row, n_of_m
+from worker.engine.walk.stats import InputStats
 
 if TYPE_CHECKING:
     from service.methods import MagnitudeOptions

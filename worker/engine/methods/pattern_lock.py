@@ -9,9 +9,9 @@ from typing import Any
 import torch
 
 from worker.engine.errors import PruningError
-from worker.engine.masks import Pattern
 from worker.engine.methods.base import MethodResult
-from worker.engine.stats import InputStats
+from worker.engine.prune.masks import Pattern
+from worker.engine.walk.stats import InputStats
 
 
 def pattern_lock(

@@ -9,22 +9,27 @@ order's (SparseGPT), kept weights are lifted by 0.5 so the selector picks the in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 
 from service.methods import METHODS
-from worker.engine.masks import Pattern, lowest_k, lowest_per_row, n_of_m
 from worker.engine.methods.base import MethodResult
 from worker.engine.methods.magnitude import magnitude
 from worker.engine.methods.sparsegpt import sparsegpt
 from worker.engine.methods.wanda import wanda, wanda_score
-from worker.engine.stats import InputStats
+from worker.engine.prune.masks import Pattern, lowest_k, lowest_per_row, n_of_m
+from worker.engine.walk.stats import InputStats
 
 if TYPE_CHECKING:
     from service.methods import SMPOptions
 
-INIT = {"wanda": wanda, "sparsegpt": sparsegpt, "magnitude": magnitude}
+INIT: dict[str, Callable[..., MethodResult]] = {
+    "wanda": wanda,
+    "sparsegpt": sparsegpt,
+    "magnitude": magnitude,
+}
 INIT_NEEDS = {"wanda": "norms", "sparsegpt": "hessian", "magnitude": None}
 
 

@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING
 import torch
 
 from worker.engine.errors import PruningError
-from worker.engine.masks import Pattern, lowest_per_matrix, n_of_m
 from worker.engine.methods.base import MethodResult
-from worker.engine.stats import InputStats
+from worker.engine.prune.masks import Pattern, lowest_per_matrix, n_of_m
+from worker.engine.walk.stats import InputStats
 
 if TYPE_CHECKING:
     from service.methods import SparseGPTOptions
 
 DAMP_STEPS = 8  # each failed Cholesky multiplies the damping by 10
+CHUNK = 16  # columns updated one by one within a chunk; the block's later columns once per chunk
 
 
 def inverse_cholesky(H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, float]:
@@ -28,6 +29,8 @@ def inverse_cholesky(H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, fl
 
     With J the exchange matrix and J H J = L L^T, U = J L^-1 J: one Cholesky and one
     triangular inverse instead of the reference's Cholesky, cholesky_inverse, Cholesky.
+    Only H's upper triangle is read (the lower one of the flipped H), so H may hold anything
+    below its diagonal.
     """
     eye = torch.eye(H.shape[0], device=H.device, dtype=H.dtype)
     mean_diag = torch.mean(torch.diag(H))
@@ -38,7 +41,7 @@ def inverse_cholesky(H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, fl
         if info.item() != 0:
             continue
         U = torch.linalg.solve_triangular(L, eye, upper=False).flip(0, 1)
-        if torch.isfinite(U).all():
+        if torch.isfinite(U.abs().amax()):  # NaN propagates through amax; no bool copy
             return U, p
     raise PruningError(
         f"SparseGPT: Cholesky of the Hessian failed even with damping {p:g} x mean(diag H); "
@@ -66,7 +69,8 @@ def sparsegpt(
 
     Works on W transposed, (in, rows), so each column step touches contiguous memory.
     """
-    H = stats.hessian  # (in, in) fp32, a new tensor: changed in place below
+    assert stats is not None, "sparsegpt needs the walk's Hessians (Method.needs)"
+    H = stats.hessian_upper  # (in, in) fp32, upper triangle; a new tensor: changed below
     WT = torch.cat([w.float() for w in weights], dim=0).t().contiguous()  # (in, rows)
     bounds = torch.tensor([0] + [w.shape[0] for w in weights]).cumsum(0).tolist()
     segments = list(zip(bounds[:-1], bounds[1:], strict=True))
@@ -81,7 +85,8 @@ def sparsegpt(
     n, m = pattern.n, pattern.m
     bs = options.blocksize
     if pattern.is_nm:
-        bs = max(m, bs - bs % m)  # N:M groups must not straddle blocks
+        bs = max(m, bs - bs % m)  # N:M groups must not straddle blocks, nor chunks
+    chunk = max(m, CHUNK - CHUNK % m) if pattern.is_nm else CHUNK
     for i1 in range(0, cols, bs):
         i2 = min(i1 + bs, cols)
         W1 = WT[i1:i2].clone()  # (B, rows)
@@ -95,18 +100,23 @@ def sparsegpt(
         else:
             mask1 = _block_mask(W1, d, pattern.ratio, segments)
             scale = mask1 / d  # err = w * mask / d
-        for i in range(i2 - i1):
-            if pattern.is_nm and i % m == 0:  # (m, rows) scores, one group per row
-                w = min(m, i2 - i1 - i)  # a last group narrower than m: its min(n, w) lowest
-                g = torch.div(torch.square(W1[i : i + w], out=sq[:w]), d2[i : i + w], out=sq[:w])
-                if w == m:  # topk per group, as n_of_m picks (counting pays only for big inputs)
-                    idx = torch.topk(g.t(), n, dim=1, largest=False)[1]
-                    mask1[i : i + m].t().scatter_(1, idx, True)
-                else:
-                    mask1[i : i + w] = n_of_m(g.t(), n, m).t()
-                torch.div(mask1[i : i + w], d[i : i + w], out=scale[i : i + w])
-            torch.mul(W1[i], scale[i], out=Err1[i])
-            W1[i:].addr_(Hinv1[i, i:], Err1[i], alpha=-1)
+        for c1 in range(0, i2 - i1, chunk):  # the block's columns in chunks, lazily as blocks
+            c2 = min(c1 + chunk, i2 - i1)
+            for i in range(c1, c2):
+                if pattern.is_nm and i % m == 0:  # (m, rows) scores, one group per row
+                    w = min(m, i2 - i1 - i)  # a last group narrower than m: its min(n, w) lowest
+                    g = torch.square(W1[i : i + w], out=sq[:w]).div_(d2[i : i + w])
+                    if w == m:  # topk per group, as n_of_m picks
+                        idx = torch.topk(g.t(), n, dim=1, largest=False)[1]
+                        mask1[i : i + m].t().scatter_(1, idx, True)
+                    else:
+                        mask1[i : i + w] = n_of_m(g.t(), n, m).t()
+                    torch.div(mask1[i : i + w], d[i : i + w], out=scale[i : i + w])
+                torch.mul(W1[i], scale[i], out=Err1[i])
+                if i + 1 < c2:  # column i ends at 0 if pruned (masked below), else unchanged
+                    W1[i + 1 : c2].addr_(Hinv1[i, i + 1 : c2], Err1[i], alpha=-1)
+            if c2 < i2 - i1:  # the chunk's errors reach the rest of the block in one product
+                W1[c2:].addmm_(Hinv1[c1:c2, c2:].t(), Err1[c1:c2], alpha=-1)
         WT[i1:i2] = W1.masked_fill_(mask1, 0)  # the update left ~0 there; make it exact
         pruned[i1:i2] = mask1
         WT[i2:].addmm_(Hinv[i1:i2, i2:].t(), Err1, alpha=-1)

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from worker.engine.masks import Pattern, lowest_per_row, n_of_m
 from worker.engine.methods.base import MethodResult
-from worker.engine.stats import InputStats
+from worker.engine.prune.masks import Pattern, lowest_per_row, n_of_m
+from worker.engine.walk.stats import InputStats
 
 if TYPE_CHECKING:
     from service.methods import WandaOptions
@@ -32,5 +32,6 @@ def wanda(
     options: WandaOptions,
 ) -> MethodResult:
     """Prune the lowest-scoring weights of every row; kept weights are unchanged."""
+    assert stats is not None, "wanda needs the walk's norms (Method.needs)"
     masks = [wanda_mask(wanda_score(w, stats.col_norm_sq), pattern) for w in weights]
     return MethodResult([w.masked_fill(m, 0) for w, m in zip(weights, masks, strict=True)], masks)

@@ -11,9 +11,16 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
+
+
+class HasState(Protocol):
+    """What a checkpoint saves of an optimizer (or of its whole-tensor view)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -37,15 +44,20 @@ class Checkpoints:
     def _meta(self) -> Path:
         return self.dir / f"{self.stage}.json"
 
-    def save(self, params: dict[str, torch.Tensor], opt: torch.optim.Optimizer, saved: Saved):
+    def save(self, params: dict[str, torch.Tensor], opt: HasState, saved: Saved):
         self.dir.mkdir(parents=True, exist_ok=True)
         state = opt.state_dict()
         tensors = {f"param.{n}": p.detach().cpu().contiguous() for n, p in params.items()}
         for idx, st in state["state"].items():
             for k, v in st.items():
                 tensors[f"opt.{idx}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
-        meta = {"key": self.key, "step": saved.step, "loss": saved.loss, "times": saved.times,
-                "param_groups": state["param_groups"]}  # fmt: skip
+        meta = {
+            "key": self.key,
+            "step": saved.step,
+            "loss": saved.loss,
+            "times": saved.times,
+            "param_groups": state["param_groups"],
+        }
         tmp_t = self._tensors.with_name(self._tensors.name + ".tmp")
         tmp_m = self._meta.with_name(self._meta.name + ".tmp")
         save_file(tensors, str(tmp_t))

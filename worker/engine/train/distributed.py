@@ -54,10 +54,12 @@ def train_sharded(
     checkpoints: Checkpoints,
     processes: int,
     device: torch.device,
+    offload: str = "none",
 ) -> LoopResult:
-    """`train` over `processes` FSDP ranks; the same result, masks baked into `model`."""
+    """`train` over `processes` FSDP ranks (with `offload` "cpu": the trained state in host
+    memory); the same result, masks baked into `model`."""
     where = checkpoints.dir / f"{task.stage}.ranks"
-    _hand_over(where, model, teacher, ids, task, objective, cfg, checkpoints, device)
+    _hand_over(where, model, teacher, ids, task, objective, cfg, checkpoints, device, offload)
     try:
         _supervise(_start(where, processes), where, reporter)
         result = json.loads((where / RESULT_FILE).read_text())
@@ -73,7 +75,9 @@ def train_sharded(
     return LoopResult(*steps, result["trainable_params"], masks)
 
 
-def _hand_over(where: Path, model, teacher, ids, task, objective, cfg, checkpoints, device):
+def _hand_over(
+    where: Path, model, teacher, ids, task, objective, cfg, checkpoints, device, offload
+):
     shutil.rmtree(where, ignore_errors=True)
     where.mkdir(parents=True)
     model.save_pretrained(where / "student", safe_serialization=True)
@@ -84,6 +88,7 @@ def _hand_over(where: Path, model, teacher, ids, task, objective, cfg, checkpoin
     save_file({"ids": ids.contiguous()}, str(where / "ids.safetensors"))
     job = {
         "device": device.type,
+        "offload": offload,
         "seed": 0,
         "stage": task.stage,
         "key": checkpoints.key,
@@ -124,10 +129,16 @@ def _start(where: Path, processes: int) -> list[subprocess.Popen]:
     return procs
 
 
+def _pipe(proc: subprocess.Popen) -> int:
+    """The file descriptor of rank 0's stdout (a pipe)."""
+    assert proc.stdout is not None, "rank 0 writes its progress to a pipe"
+    return proc.stdout.fileno()
+
+
 def _supervise(procs: list[subprocess.Popen], where: Path, reporter: Reporter) -> None:
     """Forward rank 0's progress until every rank exits 0; a rank that dies, a cancel or an
     interruption stops them all."""
-    os.set_blocking(procs[0].stdout.fileno(), False)
+    os.set_blocking(_pipe(procs[0]), False)
     pending = [""]  # a line rank 0 has not finished writing
     try:
         while True:
@@ -159,7 +170,7 @@ def _supervise(procs: list[subprocess.Popen], where: Path, reporter: Reporter) -
 def _forward(proc: subprocess.Popen, reporter: Reporter, pending: list[str]) -> None:
     """Rank 0's complete progress lines so far, to `reporter`."""
     try:
-        chunk = os.read(proc.stdout.fileno(), 1 << 20).decode(errors="replace")
+        chunk = os.read(_pipe(proc), 1 << 20).decode(errors="replace")
     except BlockingIOError:  # nothing new
         chunk = ""
     text = pending[0] + chunk

@@ -11,14 +11,15 @@ import functools
 import torch
 from torch import nn
 
-from worker.engine.masks import Pattern
-from worker.engine.model_io import get_weight
+from worker.engine.model.hf_types import HFModule
+from worker.engine.model.model_io import get_weight
+from worker.engine.prune.masks import Pattern
 from worker.engine.train.masked import FixedMask, ScoreMask, attach, bake, original, transposed
 from worker.engine.train.schedule import Schedule, select_at
 from worker.engine.train.tasks import Modules, TaskInputs
 
 
-def _keep_layout(module: nn.Module, keep: torch.Tensor) -> torch.Tensor:
+def _keep_layout(module: HFModule, keep: torch.Tensor) -> torch.Tensor:
     """(out, in) keep mask in the layout of the module's stored weight."""
     return keep.t().contiguous() if transposed(module) else keep
 
@@ -56,8 +57,8 @@ class Movement:
     def build(cls, inputs: TaskInputs) -> Movement:
         return cls(inputs.modules, inputs.pattern, inputs.schedule, inputs.options)
 
-    def _select(self, scores: torch.Tensor, module: nn.Module) -> torch.Tensor:
-        w = original(module)
+    def _select(self, scores: torch.Tensor, module: HFModule) -> torch.Tensor:
+        w: torch.Tensor = original(module)
         w = w.t() if transposed(module) else w  # (out, in), as the scores
         return select_at(ties_by_magnitude(scores, w), self.ratio, self.pattern, self.scope)
 
@@ -112,6 +113,7 @@ class GradualMagnitude:
 
     @classmethod
     def build(cls, inputs: TaskInputs) -> GradualMagnitude:
+        assert inputs.schedule is not None, "gmp prunes on the schedule of `training`"
         return cls(inputs.modules, inputs.pattern, inputs.schedule, inputs.options.scope)
 
     def attach(self) -> dict[str, nn.Parameter]:

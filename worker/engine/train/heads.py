@@ -5,17 +5,17 @@ time (objective.py): the decoder's last hidden states, and the function from the
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from worker.engine.model.hf_types import HFModel
 from worker.engine.train.objective import Head
 
 
-def last_hidden(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+def last_hidden(model: HFModel, ids: torch.Tensor) -> torch.Tensor:
     """The hidden states (B, T, H) the LM head reads: the base model's output."""
     return model.base_model(input_ids=ids, use_cache=False).last_hidden_state
 
 
-def head_of(model: nn.Module) -> Head:
+def head_of(model: HFModel) -> Head:
     head = model.get_output_embeddings()
     cfg = model.config
     cap = getattr(cfg, "final_logit_softcapping", None)
@@ -32,5 +32,5 @@ def head_of(model: nn.Module) -> Head:
     return logits
 
 
-def vocab_of(model: nn.Module) -> int:
+def vocab_of(model: HFModel) -> int:
     return model.get_output_embeddings().weight.shape[0]

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from worker.engine.errors import Cancelled, Interrupted
+from worker.engine.model.hf_types import HFModel
 from worker.engine.progress import Reporter
 from worker.engine.train.checkpoint import Checkpoints, Saved
 from worker.engine.train.heads import head_of, last_hidden, vocab_of
@@ -119,6 +120,8 @@ def lr_at(step: int, cfg: LoopConfig) -> float:
 class Rows(Protocol):
     def rows(self, start: int, count: int) -> torch.Tensor: ...
 
+    def labels(self, start: int, count: int) -> torch.Tensor | None: ...
+
 
 class _TensorRows:
     def __init__(self, ids: torch.Tensor):
@@ -132,7 +135,7 @@ class _TensorRows:
 
 
 @contextlib.contextmanager
-def checkpointed(model: nn.Module, on: bool) -> Iterator[bool]:
+def checkpointed(model: HFModel, on: bool) -> Iterator[bool]:
     """transformers' gradient checkpointing of the decoder layers for the block (non-reentrant,
     so frozen inputs still pass gradients); yields whether it is on. Only the checkpointed
     layers are flagged as training (what transformers asks for it), so dropout stays off."""
@@ -157,7 +160,7 @@ def checkpointed(model: nn.Module, on: bool) -> Iterator[bool]:
 
 
 def train(
-    model: nn.Module,
+    model: HFModel,
     teacher: nn.Module | None,
     ids: torch.Tensor | Rows,
     task: Task,
@@ -175,7 +178,7 @@ def train(
     is and held on the model's device in the compute dtype for the stage, after the task
     attached (SMP reads dense weights)."""
     device = next(model.parameters()).device
-    windows = ids if hasattr(ids, "rows") else _TensorRows(ids)
+    windows: Rows = _TensorRows(ids) if isinstance(ids, torch.Tensor) else ids
     dtype = compute_dtype(cfg.precision, device)
     for p in model.parameters():
         p.requires_grad_(False)

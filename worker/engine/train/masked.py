@@ -1,8 +1,12 @@
 """Masked weights as a parametrization, W' = W * M, so the model's own forward runs unchanged.
 
-`FixedMask`: M is given (recovery). `ScoreMask`: M = select(S) from trainable scores S with a
-straight-through estimator, dL/dS = dL/dM = W * dL/dW' (SMP, movement). Masks are kept in the
-(out, in) layout of get_weight; modules storing weights transposed (GPT-2 Conv1D) get M^T.
+`KeptValues`: M is given and only the kept entries are parameters (recovery): the trained
+tensor is the vector of kept values, so its fp32 master copy, gradient and AdamW moments cost
+(1 - sparsity) of a dense weight's, and a pruned entry has none. `FixedMask`: M is given, the
+whole W trains (pruning schedules, whose masks change). `ScoreMask`: M = select(S) from
+trainable scores S with a straight-through estimator, dL/dS = dL/dM = W * dL/dW' (SMP,
+movement). Masks are kept in the (out, in) layout of get_weight; modules storing weights
+transposed (GPT-2 Conv1D) get M^T.
 
 Every tensor a mask holds lives where the module's weight lives: `attach` moves the mask to the
 weight's device, whatever device the mask was built on. A weight that trains and is not fp32
@@ -18,10 +22,12 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from worker.engine.model.hf_types import HFModule
+
 Select = Callable[[torch.Tensor], torch.Tensor]  # scores (out, in) -> pruned mask (True = pruned)
 
 
-def transposed(module: nn.Module) -> bool:
+def transposed(module: HFModule) -> bool:
     return type(module).__name__ == "Conv1D"
 
 
@@ -45,6 +51,8 @@ class _Mask(nn.Module):
 
 
 class FixedMask(_Mask):
+    keep: torch.Tensor  # a buffer: True = kept, in the stored weight's layout
+
     def __init__(self, pruned: torch.Tensor, transpose: bool):
         super().__init__()
         keep = ~pruned
@@ -73,7 +81,106 @@ class ScoreMask(_Mask):
             return self.select(self.scores)
 
 
-def attach(module: nn.Module, mask: _Mask, master: bool = False) -> None:
+_BITS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """bool -> uint8, 8 entries a byte (row-major), on the mask's device."""
+    flat = mask.reshape(-1)
+    flat = torch.cat([flat, flat.new_zeros((-flat.numel()) % 8)])
+    bits = torch.tensor(_BITS, dtype=torch.uint8, device=mask.device)
+    return (flat.reshape(-1, 8).to(torch.uint8) * bits).sum(dim=1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    bits = torch.tensor(_BITS, dtype=torch.uint8, device=packed.device)
+    n = 1
+    for d in shape:
+        n *= d
+    return packed.reshape(-1, 1).bitwise_and(bits).ne(0).reshape(-1)[:n].reshape(shape)
+
+
+class KeptValues(_Mask):
+    """W = the kept values scattered into zeros at the kept positions (row-major in the
+    stored layout). The parametrized tensor (`original`) is the 1-D vector of kept values; the
+    weight is built in the dtype the forward computes in (the autocast dtype, else the stored
+    one), so no full-size fp32 product is made.
+
+    How the positions are held: where every row keeps as many entries (N:M, per-row
+    pruning), the kept columns of each row (int16, int32 past 32,767 columns): the weight is
+    a `scatter` along rows and its gradient a `gather`, which a CPU runs several times faster
+    than the masked ones; else a bool mask (`masked_scatter`, gradient `masked_select`).
+    `packed`: a mask of bits (1/8 byte a weight, unpacked a module at a time), for FSDP ranks,
+    where buffers are not sharded."""
+
+    cols: torch.Tensor  # buffers, one of them registered
+    keep: torch.Tensor
+
+    def __init__(self, pruned: torch.Tensor, transpose: bool, packed: bool = False):
+        super().__init__()
+        keep = ~pruned
+        keep = keep.t().contiguous() if transpose else keep
+        self.shape, self.packed = tuple(keep.shape), packed
+        counts = keep.sum(1)
+        self.by_row = not packed and bool((counts == counts[0]).all())
+        if self.by_row:
+            wide = self.shape[1] > torch.iinfo(torch.int16).max
+            cols = keep.nonzero()[:, 1].view(self.shape[0], -1)
+            self.register_buffer("cols", cols.to(torch.int32 if wide else torch.int16))
+        else:
+            self.register_buffer("keep", pack_bits(keep) if packed else keep)
+
+    def mask(self) -> torch.Tensor:
+        """The kept positions (stored layout), bool."""
+        if self.by_row:
+            out = torch.zeros(self.shape, dtype=torch.bool, device=self.cols.device)
+            return out.scatter_(1, self.cols.long(), True)
+        return unpack_bits(self.keep, self.shape) if self.packed else self.keep
+
+    def _build(self, values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        out = torch.zeros(self.shape, dtype=dtype, device=values.device)
+        if self.by_row:
+            return out.scatter(1, self.cols.long(), values.to(dtype).view(self.shape[0], -1))
+        return out.masked_scatter(self.mask(), values.to(dtype))
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return self._build(
+            values, _autocast_dtype(values.device.type) or self.stored or values.dtype
+        )
+
+    def full(self, values: torch.Tensor) -> torch.Tensor:
+        """The whole weight from `values`, in their dtype (no autocast)."""
+        return self._build(values, values.dtype)
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast computes in on this device type now, or None (off, or a device
+    type autocast does not know, e.g. meta)."""
+    try:
+        on = torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return None
+    return torch.get_autocast_dtype(device_type) if on else None
+
+
+def attach_kept(module: HFModule, mask: KeptValues) -> None:
+    """Parametrize `module.weight` by its kept values: `original(module)` becomes the fp32
+    vector of the kept entries (the only copy the module holds); the mask moves to the
+    weight's device."""
+    w = module.weight
+    count = int(mask.mask().sum())  # where the mask was built (a meta copy has no values)
+    mask.to(w.device)
+    if w.dtype != torch.float32:
+        mask.stored = w.dtype
+    if w.is_meta:
+        values = torch.empty(count, device=w.device)
+    else:
+        values = w.detach().masked_select(mask.mask()).float()
+    module.weight = nn.Parameter(values, requires_grad=w.requires_grad)
+    parametrize.register_parametrization(module, "weight", mask, unsafe=True)
+
+
+def attach(module: HFModule, mask: _Mask, master: bool = False) -> None:
     """Parametrize `module.weight` by `mask`, moved to the weight's device; with `master`, a
     weight stored in another dtype than fp32 trains as an fp32 copy."""
     w = module.weight
@@ -84,16 +191,20 @@ def attach(module: nn.Module, mask: _Mask, master: bool = False) -> None:
     parametrize.register_parametrization(module, "weight", mask, unsafe=True)
 
 
-def original(module: nn.Module) -> nn.Parameter:
+def original(module: HFModule) -> nn.Parameter:
     """The unmasked weight under the parametrization (what trains when weights train)."""
     return module.parametrizations.weight.original
 
 
-def bake(module: nn.Module, pruned: torch.Tensor) -> None:
+def bake(module: HFModule, pruned: torch.Tensor) -> None:
     """Remove the parametrization; the weight becomes exactly W with `pruned` set to +0, in
     the module's own dtype."""
-    stored = module.parametrizations.weight[0].stored
+    how = module.parametrizations.weight[0]
+    stored = how.stored
     w = original(module).detach()
+    if isinstance(how, KeptValues):
+        w = how.full(w)
+        stored = stored or w.dtype  # the weight is a new tensor (its shape was the values')
     parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
     mask = pruned.t() if transposed(module) else pruned
     out = w.masked_fill(mask.to(w.device), 0)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from worker.engine.errors import ResourceError
+from worker.engine.model.hf_types import HFModel
 
 LIMIT_ENV = "PRUNESERVE_MEMORY_LIMIT_MB"  # caps what the engine may use (e.g. a shared host)
 
@@ -61,7 +62,7 @@ class ModelShape:
     weight_bytes: int = 4  # per parameter as loaded: 4 fp32, 2 bf16/fp16
 
     @classmethod
-    def of(cls, model: torch.nn.Module) -> ModelShape:
+    def of(cls, model: HFModel) -> ModelShape:
         cfg = model.config
         ps = list(model.parameters())
         return cls(

@@ -52,6 +52,7 @@ class Objective:
         s = s.float()
         loss = s.new_zeros(())
         if self.distill:
+            assert t is not None, "distillation needs the teacher's logits"
             T = self.temperature
             kl = F.kl_div(
                 F.log_softmax(s / T, dim=-1),
@@ -108,11 +109,12 @@ class Objective:
             h, targets = h[keep], targets[keep]
             th = th[keep] if th is not None else None
         leaf = h.detach().requires_grad_(True)
+        teacher_head = heads[1]
         n, step = leaf.shape[0], chunk_tokens(vocab)
         total = leaf.new_zeros((), dtype=torch.float32)
         for a in range(0, n, step):
             with torch.no_grad():
-                t = heads[1](th[a : a + step]) if th is not None else None
+                t = teacher_head(th[a : a + step]) if th is not None and teacher_head else None
             loss = self.summed(heads[0](leaf[a : a + step]), t, targets[a : a + step])
             loss = loss * (scale / n)
             loss.backward()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -76,7 +77,7 @@ def held_as(module: torch.nn.Module | None, device: torch.device, dtype: torch.d
         yield None
         return
     swapped: list[tuple[dict, str, torch.Tensor]] = []
-    copies: dict[int, torch.Tensor] = {}
+    copies: dict[int, Any] = {}  # id -> its copy (a Parameter for a parameter)
     for sub in module.modules():
         for table, is_param in ((sub._parameters, True), (sub._buffers, False)):
             for name, t in list(table.items()):

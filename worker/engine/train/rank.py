@@ -1,8 +1,15 @@
 """One FSDP rank of a training stage: `python -m worker.engine.train.rank DIR` with RANK,
 WORLD_SIZE, MASTER_ADDR and MASTER_PORT set. It reads what the worker left in DIR (the
 model, teacher, masks, windows and settings; see distributed.py), shards the decoder layers
-with torch.distributed's `fully_shard`, and runs the one training loop on its part of every
-batch. Rank 0 reports progress as JSON lines on stdout and writes the trained weights."""
+with torch.distributed's `fully_shard` (with `offload: cpu`, FSDP's CPUOffloadPolicy: the
+trained values, their gradients and AdamW state in host memory, the optimizer stepping on the
+CPU), and runs the one training loop on its part of every batch. Rank 0 reports progress as
+JSON lines on stdout and writes the trained weights.
+
+Where things live on a GPU: each decoder layer is moved to the device by `fully_shard` as it
+is sharded (a rank never holds the whole model on its device); the rest of the model
+(embeddings, final norm, head) and each layer's frozen tensors (norms) are moved whole; the
+masks are held as bits (buffers are not sharded)."""
 
 from __future__ import annotations
 
@@ -14,11 +21,11 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 from worker.engine.errors import Cancelled
-from worker.engine.model_io import decoder_layers
+from worker.engine.model.model_io import decoder_layers
 from worker.engine.progress import Reporter
 from worker.engine.train.checkpoint import Checkpoints, Saved
 from worker.engine.train.loop import LoopConfig, OneProcess, train
@@ -40,15 +47,29 @@ class FSDPShard(OneProcess):
     world sequences of each batch; gradients are summed over ranks, not averaged, so the
     step equals one process's over the whole batch."""
 
-    def __init__(self, mesh, out: Path):
-        self.mesh, self.out = mesh, out
+    def __init__(self, mesh, out: Path, offload: str = "none", device=None):
+        self.mesh, self.out, self.device = mesh, out, device
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.params: dict = {}
+        self.offload = offload
 
-    def _shard(self, model) -> None:
+    def _shard(self, model, offload: bool) -> None:
+        """Each layer its own FSDP unit over what trains in it (uniform fp32: the kept values);
+        its frozen tensors are left whole (`ignored_params`), so a bf16 model's norms do not
+        mix dtypes in one all-gather."""
         _, layers = decoder_layers(model)
+        trains = any(p.requires_grad for p in model.parameters())
+        policy = CPUOffloadPolicy(pin_memory=self.device is not None) if offload else None
         for layer in layers:  # each its own all-gather
-            fully_shard(layer, mesh=self.mesh)
+            frozen = {p for p in layer.parameters() if not p.requires_grad} if trains else set()
+            if self.device is not None:
+                _move(frozen, self.device)
+            fully_shard(
+                layer,
+                mesh=self.mesh,
+                ignored_params=frozen or None,
+                offload_policy=policy or OffloadPolicy(),
+            )
         # the rest (embeddings, final norm, head) stays whole on every rank: the loop runs the
         # base model and the head apart (a chunked loss), so a root unit's forward hook, which
         # would gather them, never runs; recovery never trains them
@@ -56,9 +77,9 @@ class FSDPShard(OneProcess):
     def wrap(self, model, teacher, params: dict) -> dict:
         names = {id(p): n for n, p in model.named_parameters()}
         keys = {k: names[id(p)] for k, p in params.items()}
-        self._shard(model)
+        self._shard(model, self.offload == "cpu")
         if teacher is not None:
-            self._shard(teacher)
+            self._shard(teacher, False)  # frozen, bf16 on GPUs: sharded over the devices
         now = dict(model.named_parameters())
         self.params = {k: now[n] for k, n in keys.items()}
         return self.params
@@ -136,6 +157,32 @@ class RankCheckpoints(Checkpoints):
             super().clear()
 
 
+def _move(params, device) -> None:
+    with torch.no_grad():
+        for p in params:
+            p.data = p.data.to(device)
+
+
+def place_outside_layers(model, device, dtype=None) -> None:
+    """Every tensor of `model` outside its decoder layers onto `device` (in `dtype` for the
+    floating parameters, if given), a tied weight once; the layers stay where they are until
+    `fully_shard` moves each one."""
+    _, layers = decoder_layers(model)
+    inside = {id(m) for layer in layers for m in layer.modules()}
+    done: dict[int, torch.Tensor] = {}
+    with torch.no_grad():
+        for m in model.modules():
+            if id(m) in inside:
+                continue
+            for table in (m._parameters, m._buffers):
+                for t in table.values():
+                    if t is None or id(t) in done:
+                        continue
+                    want = dtype if dtype is not None and table is m._parameters else t.dtype
+                    t.data = t.data.to(device, want if t.is_floating_point() else t.dtype)
+                    done[id(t)] = t
+
+
 def _like(whole: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     if isinstance(ref, DTensor):
         return distribute_tensor(whole.to(ref.dtype), ref.device_mesh, ref.placements)
@@ -183,7 +230,9 @@ def main(where: Path) -> None:
 
     job = json.loads((where / "job.json").read_text())
     cuda = job["device"] == "cuda"
-    dist.init_process_group("nccl" if cuda else "gloo")
+    offload = job.get("offload", "none")
+    # CPU tensors (the cancel flag, the loss, offloaded gradients' norms) need gloo beside NCCL
+    dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo")
     rank = dist.get_rank()
     device = torch.device("cuda", rank % torch.cuda.device_count()) if cuda else None
     if device is not None:
@@ -195,18 +244,20 @@ def main(where: Path) -> None:
     if (where / "teacher").is_dir():
         teacher = AutoModelForCausalLM.from_pretrained(where / "teacher", torch_dtype="auto")
         teacher.eval()
-    if device is not None:
-        model.to(device)
-        teacher = teacher.to(device, torch.bfloat16) if teacher is not None else None  # as run.py
+    if device is not None:  # the layers move as they are sharded (FSDPShard)
+        place_outside_layers(model, device)
+        if teacher is not None:  # held in bf16 on GPUs, as in one process
+            teacher.to(torch.bfloat16)
+            place_outside_layers(teacher, device)
     masks = load_file(str(where / "masks.safetensors"))
-    task = Recovery({n: model.get_submodule(n) for n in masks}, _Masks(masks))
+    task = Recovery({n: model.get_submodule(n) for n in masks}, _Masks(masks), packed_masks=True)
     ids = load_file(str(where / "ids.safetensors"))["ids"]
     cfg = LoopConfig(**job["loop"])
     objective = Objective(**job["objective"])
     checkpoints = RankCheckpoints(Path(job["checkpoints"]), job["stage"], job["key"])
     reporter = RankReporter(where)
     try:
-        shard = FSDPShard(mesh, where)
+        shard = FSDPShard(mesh, where, offload, device)
         result = train(model, teacher, ids, task, objective, cfg, reporter, checkpoints, shard)
     except Cancelled:
         dist.destroy_process_group()

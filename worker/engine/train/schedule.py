@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from worker.engine.masks import Pattern, lowest_k, lowest_per_row, n_of_m
+from worker.engine.prune.masks import Pattern, lowest_k, lowest_per_row, n_of_m
 
 
 @dataclass(frozen=True)

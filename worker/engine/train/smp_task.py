@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from worker.engine.model_io import get_weight, set_weight
+from worker.engine.model.model_io import get_weight, set_weight
 from worker.engine.train.gradual import ties_by_magnitude
 from worker.engine.train.masked import ScoreMask, attach, bake, original, transposed
 from worker.engine.train.schedule import select_at

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from worker.engine.masks import Pattern
+from worker.engine.prune.masks import Pattern
 from worker.engine.train.gradual import Movement, ties_by_magnitude
 from worker.engine.train.masked import original, transposed
 from worker.engine.train.schedule import Schedule
@@ -64,6 +64,10 @@ class SoftMovement(Movement):
         self.theta = -math.inf  # prune key <= theta (the schedule mode's shared threshold)
         self.tau_t = 0.0  # the fixed mode's threshold on sigmoid(S)
         self.lam_t = 0.0
+
+    def summary(self, masks) -> str:
+        """The report's line on the sparsity the shared threshold gave."""
+        return soft_summary(masks, "fixed" if self.fixed else "schedule")
 
     def _weight(self, module: nn.Module) -> torch.Tensor:
         w = original(module)

@@ -7,16 +7,16 @@ gmp) in gradual.py and soft_movement.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from worker.engine.mask_state import MaskState
-from worker.engine.masks import Pattern
-from worker.engine.train.masked import FixedMask, attach, bake, original, transposed
+from worker.engine.prune.mask_state import MaskState
+from worker.engine.prune.masks import Pattern
+from worker.engine.train.masked import KeptValues, attach_kept, bake, original, transposed
 from worker.engine.train.schedule import Schedule
 
 Modules = dict[str, nn.Module]  # full name -> Linear, in pruning order
@@ -57,18 +57,32 @@ class _MaskAtEnd:
         return out
 
 
+class _HasMask(Protocol):
+    def mask(self) -> torch.Tensor: ...
+
+
+class Masks(Protocol):
+    """What Recovery reads of the masks: MaskState, or a training process's own copy."""
+
+    @property
+    def modules(self) -> Mapping[str, _HasMask]: ...
+
+
 class Recovery(_MaskAtEnd):
+    """Only the kept weights are parameters (masked.KeptValues): fp32 master, gradient and
+    AdamW state for the kept entries alone. `packed_masks`: masks held as bits (FSDP ranks)."""
+
     stage, trainable = "recover", "kept weights of the pruned Linears (masks fixed)"
     default_lr = 1e-4
 
-    def __init__(self, modules: Modules, masks: MaskState):
-        self.modules, self.masks = modules, masks
+    def __init__(self, modules: Modules, masks: Masks, packed_masks: bool = False):
+        self.modules, self.masks, self.packed = modules, masks, packed_masks
 
     def attach(self) -> dict[str, nn.Parameter]:
         params = {}
         for name, module in self.modules.items():
-            mask = FixedMask(self.masks.modules[name].mask(), transposed(module))
-            attach(module, mask, master=True)  # on the weight's device
+            pruned = self.masks.modules[name].mask()
+            attach_kept(module, KeptValues(pruned, transposed(module), self.packed))
             params[name] = original(module)
         return params
 

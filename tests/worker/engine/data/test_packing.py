@@ -11,7 +11,7 @@ import torch
 from transformers import AutoTokenizer
 
 from service.schemas import EvalSpec, PruneSpec
-from worker.engine.calibration import tokenize, training_ids, training_windows
+from worker.engine.data.calibration import tokenize, training_ids, training_windows
 from worker.engine.data.packing import IGNORE, pack, stream
 from worker.engine.data.records import read_records
 from worker.engine.errors import CalibrationError

@@ -12,8 +12,8 @@ from service.main import create_app
 from service.methods import METHODS, Options, method_options
 from service.schemas import CalibrationSpec, PruneSpec
 from service.settings import Settings
-from worker.engine.masks import lowest_per_row
 from worker.engine.methods import REGISTRY, Method, MethodResult
+from worker.engine.prune.masks import lowest_per_row
 from worker.engine.run import run
 
 
@@ -24,8 +24,9 @@ def test_engine_registry_and_contract_name_the_same_methods():
 
 def toy(weights, stats, pattern, options):
     """Prune the weights closest to `options.centre` in every row."""
-    masks = [lowest_per_row((w - options.centre).abs(), int(w.shape[1] * pattern.ratio))
-             for w in weights]  # fmt: skip
+    masks = [
+        lowest_per_row((w - options.centre).abs(), int(w.shape[1] * pattern.ratio)) for w in weights
+    ]
     return MethodResult([w.masked_fill(m, 0) for w, m in zip(weights, masks, strict=True)], masks)
 
 
@@ -46,8 +47,11 @@ def test_a_new_method_appears_everywhere(toy_method, tmp_path, capsys):
     options = schema["components"]["schemas"]["JobCreate"]["properties"]["options"]
     assert "toy options" in [s["title"] for s in options["anyOf"]]
     with TestClient(app) as client:
-        r = client.post("/v1/jobs", json={"model": "org/m", "method": "nope", "sparsity": 0.5},
-                        headers={"Authorization": "Bearer dev-key"})  # fmt: skip
+        r = client.post(
+            "/v1/jobs",
+            json={"model": "org/m", "method": "nope", "sparsity": 0.5},
+            headers={"Authorization": "Bearer dev-key"},
+        )
     assert r.status_code == 422
     assert (
         "allowed: magnitude, wanda, sparsegpt, smp, movement, gmp, pattern_lock, toy"
@@ -64,8 +68,13 @@ def test_a_new_method_appears_everywhere(toy_method, tmp_path, capsys):
 
 
 def test_a_new_method_runs_through_the_engine(toy_method, tiny_model_dir, tmp_path):
-    spec = PruneSpec(model=str(tiny_model_dir("llama")), method="toy", sparsity=0.5,
-                     options={"centre": 0.0}, device="cpu")  # fmt: skip
+    spec = PruneSpec(
+        model=str(tiny_model_dir("llama")),
+        method="toy",
+        sparsity=0.5,
+        options={"centre": 0.0},
+        device="cpu",
+    )
     report = run(spec, tmp_path / "out")
     assert report.spec.options == {"centre": 0.0}
     assert len(report.modules) == 14 and all(m.sparsity == 0.5 for m in report.modules)
@@ -89,8 +98,12 @@ def test_the_old_flat_options_object_still_works():
     flat = {"magnitude_scope": "matrix", "blocksize": 128, "percdamp": 0.01}
     spec = PruneSpec(model="org/m", method="wanda", sparsity="2:4", options=flat)
     assert spec.options == {}
-    spec = PruneSpec(model="org/m", method="magnitude", sparsity="2:4",
-                     options={**flat, "magnitude_scope": "row"})  # fmt: skip
+    spec = PruneSpec(
+        model="org/m",
+        method="magnitude",
+        sparsity="2:4",
+        options={**flat, "magnitude_scope": "row"},
+    )
     assert spec.options == {"magnitude_scope": "row"}
 
 

@@ -10,9 +10,9 @@ import torch
 from service.methods import SparseGPTOptions
 from tests.worker.engine.support import correlated_inputs, pattern, stats_from, zeros_per_group
 from worker.engine.errors import PruningError
-from worker.engine.masks import Pattern
 from worker.engine.methods.sparsegpt import sparsegpt
-from worker.engine.stats import InputStats
+from worker.engine.prune.masks import Pattern
+from worker.engine.walk.stats import InputStats
 
 OPTS = SparseGPTOptions()
 

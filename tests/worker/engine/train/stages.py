@@ -11,10 +11,10 @@ from transformers import AutoModelForCausalLM
 
 from service.methods import SMPOptions
 from tests.worker.engine.support import pattern
-from worker.engine.mask_state import MaskState
-from worker.engine.masks import n_of_m
-from worker.engine.model_io import get_weight
+from worker.engine.model.model_io import get_weight
 from worker.engine.progress import Reporter
+from worker.engine.prune.mask_state import MaskState
+from worker.engine.prune.masks import n_of_m
 from worker.engine.train.checkpoint import Checkpoints
 from worker.engine.train.gradual import GradualMagnitude, Movement
 from worker.engine.train.loop import LoopConfig, LoopResult, train

@@ -28,7 +28,7 @@ def setup(tmp_path_factory) -> tuple[Path, Path]:
     return make_tiny_model("llama", root / "llama"), root / "train.txt"
 
 
-def spec(model: Path, text: Path, processes: int) -> PruneSpec:
+def spec(model: Path, text: Path, processes: int, offload: str = "none") -> PruneSpec:
     recovery = {
         "dataset": str(text),
         "steps": STEPS,
@@ -38,6 +38,7 @@ def spec(model: Path, text: Path, processes: int) -> PruneSpec:
         "holdout": 0,
         "checkpoint_every": 5,
         "processes": processes,
+        "offload": offload,
     }
     return PruneSpec(
         model=str(model), method="magnitude", sparsity=0.5, device="cpu", recovery=recovery
@@ -85,3 +86,16 @@ def test_two_processes_killed_and_resumed_train_the_same_weights_as_one(setup, t
     assert two.training[0].loss == pytest.approx(one.training[0].loss, abs=2e-6)  # 6 decimals
     assert_same(weights(tmp_path / "one"), weights(tmp_path / "two"))
     assert two.sparsity == one.sparsity and two.modules == one.modules
+
+
+def test_cpu_offload_trains_the_same_weights_as_one_process(setup, tmp_path):
+    """FSDP's CPUOffloadPolicy (trained values, gradients and AdamW state in host memory, the
+    optimizer on the CPU) in 1 and 2 gloo ranks gives one process's weights (on a CPU the
+    'device' is the host too: this checks the engine's wiring; the memory it saves is a GPU's)."""
+    model, text = setup
+    one = run(spec(model, text, 1), tmp_path / "one")
+    for processes in (1, 2):
+        out = tmp_path / f"offload{processes}"
+        off = run(spec(model, text, processes, "cpu"), out)
+        assert off.training[0].loss == pytest.approx(one.training[0].loss, rel=1e-5)
+        assert_same(weights(tmp_path / "one"), weights(out))

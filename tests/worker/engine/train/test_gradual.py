@@ -92,8 +92,14 @@ def test_movement_scores_are_minus_the_sum_of_w_times_the_weight_gradient():
 
 
 def spec(model_dir, method, sparsity, steps=12, options=None, **kw) -> PruneSpec:
-    return PruneSpec(model=str(model_dir), method=method, sparsity=sparsity, device="cpu",
-                     options=options or {}, training={**TRAIN, "steps": steps, **kw})  # fmt: skip
+    return PruneSpec(
+        model=str(model_dir),
+        method=method,
+        sparsity=sparsity,
+        device="cpu",
+        options=options or {},
+        training={**TRAIN, "steps": steps, **kw},
+    )
 
 
 TRAIN: dict = {}
@@ -215,8 +221,7 @@ def test_schedule_fields_are_checked_where_they_apply():
     with pytest.raises(ValidationError, match="initial_sparsity: 0.6 must be below"):
         PruneSpec(**base, method="gmp", training={"initial_sparsity": 0.6})
     with pytest.raises(ValidationError, match="cannot hold an N:M pattern"):
-        PruneSpec(**{**base, "sparsity": "2:4"}, method="movement",
-                  options={"movement_soft": True})  # fmt: skip
+        PruneSpec(**{**base, "sparsity": "2:4"}, method="movement", options={"movement_soft": True})
     movement = PruneSpec(**base, method="movement")
     assert movement.training.distill is False  # the LM loss unless distillation is asked
     assert PruneSpec(**base, method="movement", training={"distill": True}).training.distill

@@ -10,8 +10,15 @@ from worker.engine.train.objective import Objective
 
 
 def cfg(steps=10, warmup=2):
-    return LoopConfig(steps=steps, batch_size=1, micro_batch=1, lr=1.0, warmup_steps=warmup,
-                      weight_decay=0.0, checkpoint_every=5)  # fmt: skip
+    return LoopConfig(
+        steps=steps,
+        batch_size=1,
+        micro_batch=1,
+        lr=1.0,
+        warmup_steps=warmup,
+        weight_decay=0.0,
+        checkpoint_every=5,
+    )
 
 
 def test_warmup_then_linear_decay():

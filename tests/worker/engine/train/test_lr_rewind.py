@@ -95,5 +95,7 @@ def test_the_cli_flag_sets_the_field():
     common = ["--model", "org/m", "--sparsity", "0.5"]
     spec = spec_from_args(p.parse_args([*common, "--method", "gmp", "--lr-rewind"]))
     assert spec.training.lr_rewind is True
-    with pytest.raises(SystemExit, match="--lr-rewind rewinds at gmp's pruning steps"):
-        spec_from_args(p.parse_args([*common, "--method", "wanda", "--lr-rewind"]))
+    with pytest.raises(ValidationError, match="recovery.lr_rewind: learning-rate rewinding"):
+        spec_from_args(
+            p.parse_args([*common, "--method", "wanda", "--recover-steps", "2", "--lr-rewind"])
+        )

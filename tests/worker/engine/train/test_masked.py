@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from worker.engine.masks import lowest_per_row
+from worker.engine.prune.masks import lowest_per_row
 from worker.engine.train.masked import FixedMask, ScoreMask, attach, bake, original
 
 

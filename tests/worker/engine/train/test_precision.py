@@ -107,7 +107,7 @@ def test_cancel_while_a_step_draws_its_windows_keeps_the_state_before_that_step(
 ):
     import json
 
-    from worker.engine.calibration import Windows, stream_draw
+    from worker.engine.data.calibration import Windows, stream_draw
     from worker.engine.errors import Cancelled
 
     stream = torch.randint(0, 500, (1, 400), generator=torch.Generator().manual_seed(1))

@@ -60,8 +60,10 @@ def test_zero_init_starts_dense_and_ends_at_the_pattern_with_dense_survivors(
 
 
 def test_smp_s_gives_each_matrix_its_own_sparsity_around_the_target(tiny_model_dir, tmp_path):
-    r = run(spec(tiny_model_dir("llama"), 0.5, smp_init="zero", smp_variant="S", smp_p=0.01),
-            tmp_path / "out")  # fmt: skip
+    r = run(
+        spec(tiny_model_dir("llama"), 0.5, smp_init="zero", smp_variant="S", smp_p=0.01),
+        tmp_path / "out",
+    )
     per = [m.sparsity for m in r.modules]
     assert max(per) - min(per) > 0.01  # not every matrix at 50%
     assert r.sparsity == pytest.approx(0.5, abs=0.02)
@@ -82,9 +84,15 @@ def test_the_regulariser_joins_the_score_gradient_once_per_step():
     lin = nn.Linear(8, 4, bias=False)
     dense = lin.weight.detach().clone()
     opts = SMPOptions(smp_init="zero", smp_lambda=8.0)
-    inputs = TaskInputs(modules={"m.0.lin": lin}, masks=None, scores={}, pattern=pattern(0.5),
-                        dense_weight=lambda n: dense, options=opts,
-                        schedule=Schedule(0.0, 0.5, 0, 1, 2))  # fmt: skip
+    inputs = TaskInputs(
+        modules={"m.0.lin": lin},
+        masks=None,
+        scores={},
+        pattern=pattern(0.5),
+        dense_weight=lambda n: dense,
+        options=opts,
+        schedule=Schedule(0.0, 0.5, 0, 1, 2),
+    )
     task = LearnedMask(inputs)
     [scores] = task.attach().values()
     task.before_step(2)  # at the target: lambda_t = lambda

@@ -1,0 +1,1 @@
+"""Perplexity, sample generations and task accuracy (lm-evaluation-harness), dense and pruned."""

@@ -1,0 +1,2 @@
+"""The model on disk and in memory: locate, load (safetensors only), find its decoder layers
+and prunable Linears, save."""

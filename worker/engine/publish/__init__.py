@@ -1,0 +1,1 @@
+"""What a finished run publishes: pruning_report.json, the model card and the plots."""

@@ -1,0 +1,1 @@
+"""The stages of a run, one module each; worker/engine/run.py plans them."""
