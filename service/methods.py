@@ -25,6 +25,7 @@ class Options(BaseModel):
     # the model before pruning is the input itself, so it cannot teach: without a `teacher`
     # the training stages use the LM loss
     SELF_TEACHER: ClassVar[bool] = False
+    REWINDS_LR: ClassVar[bool] = False  # training.lr_rewind applies (its pruning steps)
     # a one-shot method of the walk, whose layer sparsity may vary: OWL's profile, DSnoT's
     # refinement and block-wise reconstruction work with it
     ONE_SHOT: ClassVar[bool] = False
@@ -252,6 +253,7 @@ class GMPOptions(PrunesWhileTraining):
 
     SCHEDULE_NOTE: ClassVar[str] = "gmp"
     TRAINED: ClassVar[tuple[str, ...]] = ("weights",)
+    REWINDS_LR: ClassVar[bool] = True
 
 
 @method_options("pattern_lock")

@@ -161,6 +161,14 @@ class EvalSpec(_Strict):
         return v
 
 
+# what training.objective stands for (the papers' mix: 0.5 KL + 0.5 CE at T = 2)
+OBJECTIVES: dict[str, dict[str, Any]] = {
+    "kl": {"distill": True, "kl_weight": 1.0, "lm_weight": 0.0, "temperature": 2.0},
+    "lm": {"distill": False, "kl_weight": 0.0, "lm_weight": 1.0, "temperature": 2.0},
+    "paper": {"distill": True, "kl_weight": 0.5, "lm_weight": 0.5, "temperature": 2.0},
+}
+
+
 # the pruning schedule's fields of TrainingSpec: training only (recovery keeps the mask fixed)
 SCHEDULE_FIELDS = ("initial_sparsity", "warmup_steps", "prune_every", "cooldown_steps")
 
@@ -200,6 +208,22 @@ class TrainingSpec(_Strict):
     temperature: float = Field(2.0, gt=0, le=100, description="distillation temperature T")
     lm_weight: float = Field(
         0.0, ge=0, le=100, description="weight of the language-model loss (1.0 when not distilling)"
+    )
+    kl_weight: float = Field(
+        1.0, ge=0, le=100, description="weight of the distillation term T^2 KL (with distill)"
+    )
+    objective: Literal["kl", "lm", "paper"] | None = Field(
+        None,
+        description="the objective in one word, instead of distill, kl_weight, lm_weight and "
+        "temperature: 'kl' = KL to the teacher at T = 2; 'lm' = the language-model loss; "
+        "'paper' = 0.5 KL + 0.5 LM cross-entropy at T = 2 (the mix of the movement, SMP and "
+        "Prune Once for All papers); default: the method's (see distill)",
+    )
+    lr_rewind: bool = Field(
+        False,
+        description="gmp: learning-rate rewinding (Prune Once for All): the linear decay "
+        "spans the steps outside the pruning ramp and goes back to its value at the ramp's "
+        "start at every pruning step",
     )
     seed: int = Field(0, description="training window seed")
     checkpoint_every: int = Field(
@@ -259,6 +283,40 @@ class TrainingSpec(_Strict):
         description="movement/gmp: steps at the target with the mask fixed at the "
         "end (default 20%)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _objective_preset(cls, data: Any) -> Any:
+        """`objective` sets the four fields it stands for; giving one of them as well is a
+        contradiction (an error naming both), whatever its value."""
+        if not isinstance(data, dict) or data.get("objective") is None:
+            return data
+        preset = OBJECTIVES.get(data["objective"])
+        if preset is None:
+            return data  # the Literal names what is allowed
+        both = [k for k in preset if k in data]
+        if both:
+            raise ValueError(
+                f"objective {data['objective']!r} sets {', '.join(preset)}; drop "
+                f"{', '.join(both)} or the objective"
+            )
+        return {**data, **preset}
+
+    @model_validator(mode="after")
+    def _weights(self) -> TrainingSpec:
+        given = self.model_fields_set
+        if not self.distill and "kl_weight" in given and self.kl_weight > 0:
+            raise ValueError(
+                "kl_weight: it weights the distillation term, which is off (distill false); "
+                "set distill true or drop kl_weight"
+            )
+        if self.distill and self.kl_weight == 0:
+            why = "nothing to train on" if self.lm_weight == 0 else "no distillation term"
+            raise ValueError(
+                f"kl_weight 0 with distill on and lm_weight {self.lm_weight:g}: {why}; for the "
+                "LM loss alone set distill false (or objective 'lm')"
+            )
+        return self
 
     @model_validator(mode="after")
     def _batches(self) -> TrainingSpec:
@@ -514,8 +572,9 @@ class PruneSpec(_Strict):
             if "distill" not in ts.model_fields_set:  # a copy: the caller's may be shared
                 setattr(self, field, ts.model_copy(update={"distill": False}))
             elif ts.distill:
+                asked = f"objective {ts.objective!r} distils" if ts.objective else "distill"
                 raise ValueError(
-                    f"{field}.distill: with method {self.method!r} the model before pruning is "
+                    f"{field}.{asked}: with method {self.method!r} the model before pruning is "
                     "the input itself (KL = 0, nothing learned); name a teacher (teacher.model) "
                     "or leave distill off for the LM loss"
                 )
@@ -532,8 +591,19 @@ class PruneSpec(_Strict):
                 f"prune_every, cooldown_steps) are for training of {which}; recovery keeps the "
                 "mask fixed"
             )
+        if self.recovery is not None and self.recovery.lr_rewind:
+            raise ValueError(
+                "recovery.lr_rewind: learning-rate rewinding happens at pruning steps; recovery "
+                "keeps the mask fixed (it is an option of gmp's training)"
+            )
         if self.training is None:
             return
+        if self.training.lr_rewind and not options.REWINDS_LR:
+            which = ", ".join(n for n, m in METHODS.items() if m.REWINDS_LR)
+            raise ValueError(
+                f"training.lr_rewind: learning-rate rewinding is for {which}, whose pruning "
+                f"steps it rewinds at, not {self.method!r}"
+            )
         if (self.training.processes or 1) > 1 or self.training.offload != "none":
             raise ValueError(
                 "training.processes, training.offload: FSDP ranks and CPU offload train "

@@ -86,7 +86,7 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
         run.reporter.check_cancel,
     )
     run.reporter.check_cancel()  # the text may have taken a while to read and tokenize
-    objective = Objective(ts.distill, ts.temperature, ts.lm_weight)
+    objective = Objective(ts.distill, ts.temperature, ts.lm_weight, ts.kl_weight)
     cfg = LoopConfig(
         steps=ts.steps,
         batch_size=ts.batch_size,
@@ -97,6 +97,7 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
         checkpoint_every=ts.checkpoint_every,
         precision=ts.precision,
         checkpointing=run.checkpointing.get(task.stage, False),
+        lr_rewind=lr_rewind_of(ts, getattr(task, "schedule", None)),
     )
     teacher = (run.teacher or run.dense) if ts.distill else None  # train() holds it on the device
     processes = train_processes(ts, run.device) if task.stage == "recover" else 1
@@ -138,7 +139,7 @@ def run_training(run: Run, ts: TrainingSpec, task) -> None:
             tokens=(ts.steps - result.resumed_from_step) * ts.batch_size * ts.seqlen,
             trainable=task.trainable,
             trainable_params=result.trainable_params,
-            objective=objective.describe() + lm_note(run.spec, ts),
+            objective=objective_note(ts, objective) + lm_note(run.spec, ts),
             teacher=teacher_note(run, teacher, result.precision),
             lr=cfg.lr,
             loss=result.loss,
@@ -164,6 +165,16 @@ def teacher_note(run: Run, teacher, precision: str) -> str | None:
     t = run.spec.teacher
     who = "the dense model before pruning" if t is None else f"teacher {t.model}"
     return f"{who}{'@' + t.revision if t and t.revision else ''}, {dtype}, {run.device.type}"
+
+
+def lr_rewind_of(ts: TrainingSpec, schedule: Schedule | None) -> tuple[int, int, int] | None:
+    """The pruning steps the learning rate rewinds at (training.lr_rewind), else None."""
+    return schedule.rewind if ts.lr_rewind and schedule is not None else None
+
+
+def objective_note(ts: TrainingSpec, objective: Objective) -> str:
+    """The objective as the report gives it, with the preset's name when one was asked."""
+    return f"{ts.objective}: {objective.describe()}" if ts.objective else objective.describe()
 
 
 def lm_note(spec: PruneSpec, ts: TrainingSpec) -> str:

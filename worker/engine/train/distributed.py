@@ -98,6 +98,7 @@ def _hand_over(
             "distill": objective.distill,
             "temperature": objective.temperature,
             "lm_weight": objective.lm_weight,
+            "kl_weight": objective.kl_weight,
         },
     }
     (where / "job.json").write_text(json.dumps(job))

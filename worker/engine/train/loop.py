@@ -26,6 +26,7 @@ from worker.engine.train.checkpoint import Checkpoints, Saved
 from worker.engine.train.heads import head_of, last_hidden, vocab_of
 from worker.engine.train.objective import Objective
 from worker.engine.train.precision import autocast, compute_dtype, held_as, name_of
+from worker.engine.train.schedule import rewound_step
 
 GRAD_CLIP = 1.0
 
@@ -83,6 +84,8 @@ class LoopConfig:
     checkpoint_every: int
     precision: str = "fp32"  # auto | fp32 | bf16 (precision.py)
     checkpointing: bool = False  # gradient checkpointing of the student's layers
+    # learning-rate rewinding at the pruning steps: (t_0, dt, end) of the pruning schedule
+    lr_rewind: tuple[int, int, int] | None = None
 
 
 @dataclass
@@ -101,11 +104,17 @@ class LoopResult:
 
 
 def lr_at(step: int, cfg: LoopConfig) -> float:
-    """Linear warm-up over `warmup_steps`, then linear decay to 0 at the last step."""
+    """Linear warm-up over `warmup_steps`, then linear decay to 0 at the last step. With
+    `lr_rewind` the decay reads `rewound_step` (schedule.py): back to the ramp's starting
+    value at every pruning step, spread over the steps outside the ramp (never above lr)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    rest = max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * max(0.0, 1 - (step - cfg.warmup_steps) / rest)
+    at, total = step, cfg.steps
+    if cfg.lr_rewind is not None:
+        start, every, end = cfg.lr_rewind
+        at, total = rewound_step(step, start, every, end), cfg.steps - (end - start)
+    rest = max(1, total - cfg.warmup_steps)
+    return cfg.lr * min(1.0, max(0.0, 1 - (at - cfg.warmup_steps) / rest))
 
 
 class Rows(Protocol):

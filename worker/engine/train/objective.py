@@ -1,5 +1,6 @@
 """The training objective: distillation from the dense teacher, KL(teacher || student) on the
-logits at temperature T (scaled by T^2, as Hinton et al.), plus a weighted LM loss.
+logits at temperature T (scaled by T^2, as Hinton et al.) with weight kl_weight, plus a
+weighted LM loss: kl_weight * T^2 * KL + lm_weight * CE (the papers' mix: 0.5 and 0.5, T = 2).
 
 Computed from the last hidden states through the LM head `chunk_tokens(V)` tokens at a time
 (`Objective.backward`): per chunk the student's and teacher's logits, the chunk's loss and its
@@ -33,13 +34,15 @@ class Objective:
     distill: bool
     temperature: float
     lm_weight: float  # 0 with distillation by default; the LM loss alone (1.0) without it
+    kl_weight: float = 1.0  # of the distillation term, when distilling
 
     def __post_init__(self) -> None:
         if not self.distill and self.lm_weight == 0:
             object.__setattr__(self, "lm_weight", 1.0)
 
     def describe(self) -> str:
-        parts = [f"KL(teacher||student), T={self.temperature:g}"] if self.distill else []
+        w = "" if self.kl_weight == 1 else f"{self.kl_weight:g} x "
+        parts = [f"{w}KL(teacher||student), T={self.temperature:g}"] if self.distill else []
         if self.lm_weight:
             parts.append(f"{self.lm_weight:g} x LM cross-entropy")
         return " + ".join(parts)
@@ -57,7 +60,7 @@ class Objective:
                 reduction="sum",
                 log_target=True,
             )
-            loss = loss + kl * T * T
+            loss = loss + self.kl_weight * kl * T * T
         if self.lm_weight:
             loss = loss + self.lm_weight * F.cross_entropy(s, labels, reduction="sum")
         return loss

@@ -4,7 +4,8 @@
 
 for t in {t_0, t_0 + dt, ..., t_0 + n * dt} (the pruning steps), held between them; v_0 before
 t_0 (warm-up), v_f from t_0 + n * dt on (cool-down: the mask then stays fixed).
-And the selector that turns scores into a mask at sparsity v, on the way to a pattern.
+And the selector that turns scores into a mask at sparsity v, on the way to a pattern, and
+learning-rate rewinding at the pruning steps (`rewound_step`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,25 @@ class Schedule:
     def prunes_at(self, step: int) -> bool:
         """Whether `step` is one of the pruning steps t_0 + k dt (k = 0..n)."""
         return self.start <= step <= self.end and (step - self.start) % self.every == 0
+
+    @property
+    def rewind(self) -> tuple[int, int, int]:
+        """(t_0, dt, t_0 + n dt): what `rewound_step` needs of the schedule."""
+        return self.start, self.every, self.end
+
+
+def rewound_step(step: int, start: int, every: int, end: int) -> int:
+    """Learning-rate rewinding (Renda et al., 2020; Prune Once for All's gmp): the step the
+    learning-rate schedule reads at `step` when the pruning steps are t_0, t_0 + dt, ...,
+    t_0 + n dt = `end`. The schedule runs over the steps outside the ramp [t_0, end): up to
+    t_0 as it is; at every pruning step it goes back to its value at t_0 and follows on from
+    there until the next one; from `end` on it continues as if the ramp had taken no steps,
+    so it spans steps - (end - t_0) steps in all."""
+    if step < start:
+        return step
+    if step < end:
+        return start + (step - start) % every
+    return step - (end - start)
 
 
 def select_at(
