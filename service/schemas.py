@@ -287,14 +287,16 @@ class TrainingSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _objective_preset(cls, data: Any) -> Any:
-        """`objective` sets the four fields it stands for; giving one of them as well is a
-        contradiction (an error naming both), whatever its value."""
+        """`objective` sets the four fields it stands for; giving one of them as well with
+        another value is a contradiction (an error naming both). The preset's own values are
+        no contradiction: a stored spec holds them beside its objective and reads back."""
         if not isinstance(data, dict) or data.get("objective") is None:
             return data
-        preset = OBJECTIVES.get(data["objective"])
+        name = data["objective"]
+        preset = OBJECTIVES.get(name) if isinstance(name, str) else None
         if preset is None:
             return data  # the Literal names what is allowed
-        both = [k for k in preset if k in data]
+        both = [k for k in preset if k in data and data[k] != preset[k]]
         if both:
             raise ValueError(
                 f"objective {data['objective']!r} sets {', '.join(preset)}; drop "
@@ -305,7 +307,10 @@ class TrainingSpec(_Strict):
     @model_validator(mode="after")
     def _weights(self) -> TrainingSpec:
         given = self.model_fields_set
-        if not self.distill and "kl_weight" in given and self.kl_weight > 0:
+        default = type(self).model_fields["kl_weight"].default
+        # the default is no contradiction: a stored spec of a method that turns distillation
+        # off (movement) holds it and reads back
+        if not self.distill and "kl_weight" in given and self.kl_weight not in (0, default):
             raise ValueError(
                 "kl_weight: it weights the distillation term, which is off (distill false); "
                 "set distill true or drop kl_weight"

@@ -57,11 +57,23 @@ def test_the_presets_set_the_weights_and_keep_the_explicit_fields_working():
         ({"kl_weight": 0.0, "lm_weight": 1.0}, "set distill false"),
         ({"distill": False, "kl_weight": 0.5}, r"kl_weight: .* is off \(distill false\)"),
         ({"objective": "mix"}, "'kl', 'lm' or 'paper'"),
+        ({"objective": {}}, "'kl', 'lm' or 'paper'"),  # not a name: refused, not a crash
     ],
 )
 def test_contradictions_are_refused_with_the_fields_named(fields, message):
     with pytest.raises(ValidationError, match=message):
         TrainingSpec(**fields)
+
+
+@pytest.mark.parametrize("objective", [None, "kl", "lm", "paper"])
+@pytest.mark.parametrize("method", ["movement", "gmp"])
+def test_a_stored_spec_with_its_objective_reads_back_identical(method, objective):
+    """The service stores the validated spec and its worker reads it back: the preset's own
+    values and the defaults a method sets must not read as a contradiction."""
+    training = {} if objective is None else {"objective": objective}
+    spec = PruneSpec(model="org/m", method=method, sparsity=0.5, training=training)
+    again = PruneSpec.model_validate_json(spec.model_dump_json())
+    assert again == spec
 
 
 def test_the_cli_flags_reach_the_contract():
