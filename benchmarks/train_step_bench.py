@@ -60,21 +60,24 @@ class Peak(threading.Thread):
             self.peak = max(self.peak, rss())
 
 
-def one(kind: str, variant: str, model_dir: Path, data_dir: Path, steps: int) -> dict:
-    """One row, in this process (the engine on sys.path: this checkout or the baseline)."""
+def setup(model_dir: Path):
+    """SmolLM2 in fp32, its dense copy (the teacher), the decoder's Linears and their 2:4
+    masks by magnitude, and the calibration module (the engine's folders, or the flat layout
+    of an older checkout given as the baseline)."""
     import copy
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from worker.engine.data import calibration
-    from worker.engine.progress import Reporter
-    from worker.engine.prune.mask_state import MaskState
-    from worker.engine.prune.masks import Pattern, n_of_m
-    from worker.engine.train import loop
-    from worker.engine.train.checkpoint import Checkpoints
-    from worker.engine.train.objective import Objective
-    from worker.engine.train.tasks import Recovery
+    try:
+        from worker.engine.data import calibration
+        from worker.engine.prune.mask_state import MaskState
+        from worker.engine.prune.masks import Pattern, n_of_m
+    except ImportError:  # an engine from before the folders
+        from worker.engine.mask_state import MaskState
+        from worker.engine.masks import Pattern, n_of_m
+
+        from worker.engine import calibration
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -86,6 +89,18 @@ def one(kind: str, variant: str, model_dir: Path, data_dir: Path, steps: int) ->
     masks, pattern = MaskState(), Pattern(0.5, 2, 4)
     for n, m in mods.items():
         masks.record(n, n_of_m(m.weight.detach().abs(), 2, 4), pattern)
+    return calibration, model, tok, teacher, mods, masks
+
+
+def one(kind: str, variant: str, model_dir: Path, data_dir: Path, steps: int) -> dict:
+    """One row, in this process (the engine on sys.path: this checkout or the baseline)."""
+    from worker.engine.progress import Reporter
+    from worker.engine.train import loop
+    from worker.engine.train.checkpoint import Checkpoints
+    from worker.engine.train.objective import Objective
+    from worker.engine.train.tasks import Recovery
+
+    calibration, model, tok, teacher, mods, masks = setup(model_dir)
     micro, seqlen = (4, 256) if kind == "speed" else (4, 512)
     n_steps = steps if kind == "speed" else 1
     text = (data_dir / "wikitext-2-raw" / "valid.txt").read_text()
@@ -145,30 +160,15 @@ class _Clock:
 def interleaved(model_dir: Path, data_dir: Path, rounds: int, steps: int, threads: int) -> dict:
     """bf16 and fp32 blocks of `steps` recovery steps (4 x 256, KL), alternated in this
     process on the same model, masks and windows."""
-    import copy
-
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from worker.engine.data import calibration
-    from worker.engine.prune.mask_state import MaskState
-    from worker.engine.prune.masks import Pattern, n_of_m
     from worker.engine.train import loop
     from worker.engine.train.checkpoint import Checkpoints
     from worker.engine.train.objective import Objective
     from worker.engine.train.tasks import Recovery
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    teacher = copy.deepcopy(model)
-    mods = {
-        n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." in n
-    }
-    masks, pattern = MaskState(), Pattern(0.5, 2, 4)
-    for n, m in mods.items():
-        masks.record(n, n_of_m(m.weight.detach().abs(), 2, 4), pattern)
+    calibration, model, tok, teacher, mods, masks = setup(model_dir)
     text = (data_dir / "wikitext-2-raw" / "valid.txt").read_text()
     ids = calibration.calibration_windows(calibration.tokenize(tok, text), steps * 4, 256, 0)
     ckpt = Checkpoints(Path(os.environ.get("TMPDIR", "/tmp")) / f"tsb-{os.getpid()}", "r", "k")
