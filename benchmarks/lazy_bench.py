@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_args import parser
+from bench_args import parser, prune_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,28 +45,7 @@ def prune(
     args, model: Path, load: str, out: Path, nsamples: int, limit_mb=0, extra=(), seqlen=512
 ) -> dict:
     cmd = [
-        sys.executable,
-        "-m",
-        "clients.cli.main",
-        "prune",
-        "--model",
-        str(model),
-        "--method",
-        "wanda",
-        "--sparsity",
-        "2:4",
-        "--calibration",
-        "wikitext2",
-        "--nsamples",
-        str(nsamples),
-        "--seqlen",
-        str(seqlen),
-        "--seed",
-        "0",
-        "--dtype",
-        "float32",
-        "--device",
-        "cpu",
+        *prune_command(model, "wanda", "2:4", nsamples, seqlen),
         "--data-dir",
         str(args.data_dir),
         "--load",

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_args import parser
+from bench_args import parser, prune_command
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,28 +53,7 @@ def dense_forward_s(model_dir: Path, data_dir: Path, nsamples: int, seqlen: int)
 
 def prune_once(args, method: str, sparsity: str, out: Path) -> dict:
     cmd = [
-        sys.executable,
-        "-m",
-        "clients.cli.main",
-        "prune",
-        "--model",
-        str(args.model),
-        "--method",
-        method,
-        "--sparsity",
-        sparsity,
-        "--calibration",
-        "wikitext2",
-        "--nsamples",
-        str(args.nsamples),
-        "--seqlen",
-        str(args.seqlen),
-        "--seed",
-        "0",
-        "--dtype",
-        "float32",
-        "--device",
-        "cpu",
+        *prune_command(args.model, method, sparsity, args.nsamples, args.seqlen),
         "--eval",
         "wikitext2",
         "--eval-seqlen",

@@ -25,34 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_args import prune_command
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
 def command(args, out: Path, every: int) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "clients.cli.main",
-        "prune",
-        "--model",
-        str(args.model),
-        "--method",
-        "sparsegpt",
-        "--sparsity",
-        "2:4",
-        "--calibration",
-        "wikitext2",
-        "--nsamples",
-        "32",
-        "--seqlen",
-        "512",
-        "--seed",
-        "0",
-        "--dtype",
-        "float32",
-        "--device",
-        "cpu",
+        *prune_command(args.model, "sparsegpt", "2:4"),
         "--load",
         "lazy",
         "--data-dir",

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_args import parser
+from bench_args import parser, prune_command
 
 ROOT = Path(__file__).resolve().parents[1]
 # method, sparsity, use ("recover": one-shot then recovery; "train": the method's own training;
@@ -51,28 +51,7 @@ def run_row(
     args, method: str, sparsity: str, use: str, lr: float | None, steps: int, out: Path
 ) -> dict:
     cmd = [
-        sys.executable,
-        "-m",
-        "clients.cli.main",
-        "prune",
-        "--model",
-        str(args.model),
-        "--method",
-        method,
-        "--sparsity",
-        sparsity,
-        "--calibration",
-        "wikitext2",
-        "--nsamples",
-        "32",
-        "--seqlen",
-        "512",
-        "--seed",
-        "0",
-        "--dtype",
-        "float32",
-        "--device",
-        "cpu",
+        *prune_command(args.model, method, sparsity),
         "--eval",
         "wikitext2",
         "--eval-seqlen",

@@ -18,25 +18,9 @@ import pytest
 
 from clients.cli.main import main
 from tests.support.tiny_models import make_tiny_model
+from tests.support.word_salad import WORDS
 
 REPO = Path(__file__).resolve().parents[2]
-WORDS = [
-    "the",
-    "of",
-    "a",
-    "model",
-    "layer",
-    "sparse",
-    "weight",
-    "prune",
-    "token",
-    "input",
-    "output",
-    "norm",
-    "mask",
-    "row",
-    "column",
-]
 
 
 @pytest.fixture(scope="module")

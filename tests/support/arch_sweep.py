@@ -4,36 +4,17 @@ every pruned matrix at the target, every other tensor unchanged, the checkpoint 
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.word_salad import write_word_salad
+
 SPARSITY = 0.5
-WORDS = [
-    "the",
-    "of",
-    "a",
-    "model",
-    "layer",
-    "sparse",
-    "weight",
-    "prune",
-    "token",
-    "input",
-    "output",
-    "norm",
-    "mask",
-    "row",
-    "column",
-]
 
 
 def calibration_text(path: Path) -> Path:
     """About 20 KB of word salad: enough for 4 windows of 32 byte-level tokens."""
-    rng = random.Random(1234)
-    lines = [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(300)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_word_salad(path)
 
 
 @dataclass

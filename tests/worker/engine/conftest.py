@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
 
 from tests.support.tiny_models import make_tiny_model
-
-WORDS = [
-    "the",
-    "of",
-    "a",
-    "model",
-    "layer",
-    "sparse",
-    "weight",
-    "prune",
-    "token",
-    "input",
-    "output",
-    "norm",
-    "mask",
-    "row",
-    "column",
-]
+from tests.support.word_salad import write_word_salad
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +27,4 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def calib_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 20 KB of word salad: enough tokens for 4 windows of 32 byte-level tokens."""
-    rng = random.Random(1234)
-    lines = [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(300)]
-    path = tmp_path_factory.mktemp("data") / "calib.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_word_salad(tmp_path_factory.mktemp("data") / "calib.txt")
