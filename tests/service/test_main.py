@@ -1,4 +1,5 @@
-"""The api process: builds without torch/transformers/worker imports; refuses unsafe settings."""
+"""The api process: builds without torch/transformers imports, and of the worker reads only the
+methods' torch-free declarations; refuses unsafe settings."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ import sys
 from tests.support.live_service import REPO
 
 CHECK = """
-import sys
+import re, sys
 from service.main import create_app
 import clients.cli.serve
+import service.methods
 app = create_app()
 assert "/v1/jobs/{job_id}/archive" in app.openapi()["paths"]
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "worker"))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
 assert not heavy, heavy
+# of the worker only the methods' declarations: their registry and each one's options
+declared = r"worker(\\.engine(\\.methods(\\.(options|registry)|\\.\\w+(\\.options)?)?)?)?"
+worker = [m for m in sys.modules if m.split(".")[0] == "worker"]
+engine = sorted(m for m in worker if not re.fullmatch(declared, m))
+assert not engine, engine
+assert "worker.engine.methods.smp.options" in sys.modules  # the check sees the methods
 """
 
 

@@ -188,7 +188,7 @@ def test_evaluation_reports_dense_and_pruned_perplexity(tiny_model_dir, calib_fi
 
 
 def test_raised_damping_is_reported(tiny_model_dir, calib_file, tmp_path, monkeypatch):
-    sgpt = importlib.import_module("worker.engine.methods.sparsegpt")  # the package
+    sgpt = importlib.import_module("worker.engine.methods.sparsegpt.prune")
     real = sgpt.inverse_cholesky
     # as if every Cholesky had failed once at the default damping
     monkeypatch.setattr(sgpt, "inverse_cholesky", lambda H, p: real(H, p * 10))
@@ -300,7 +300,7 @@ def test_a_skip_pattern_that_matches_nothing_names_real_modules(
 def test_progress_spans_come_from_the_plan_and_warnings_arrive_during_prune(
     tiny_model_dir, calib_file, tmp_path, monkeypatch
 ):
-    sgpt = importlib.import_module("worker.engine.methods.sparsegpt")
+    sgpt = importlib.import_module("worker.engine.methods.sparsegpt.prune")
     real = sgpt.inverse_cholesky
     monkeypatch.setattr(sgpt, "inverse_cholesky", lambda H, p: real(H, p * 10))
     ev = EvalSpec(dataset=str(calib_file), seqlen=32, max_windows=1)

@@ -18,8 +18,8 @@ from worker.engine.errors import (
     ResourceError,
     SpecError,
 )
-from worker.engine.methods.smp import initial_scores, select
-from worker.engine.methods.wanda import wanda_score
+from worker.engine.methods.smp.prune import initial_scores, select
+from worker.engine.methods.wanda.prune import wanda_score
 from worker.engine.progress import Reporter
 from worker.engine.prune.masks import n_of_m
 from worker.engine.run import run

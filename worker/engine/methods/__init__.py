@@ -1,35 +1,33 @@
-"""The method registry: each method under the name the API uses (its options model is
-registered under the same name in service/methods.py)."""
+"""The pruning methods: a method is one folder here and one registry line below.
+
+A method's folder `<name>/` holds everything true of it:
+- `options.py`: its options model (`OPTIONS`, a subclass of `options.Options`) and its facts
+  (the statistics it needs, whether it walks, learns or prunes on a schedule, which profiles
+  and refinements it supports, its defaults); the API validates, documents and plans from it;
+- `prune.py`: its one-shot math (weights, statistics, pattern, options) -> MethodResult;
+- `task.py`: the training task of a method that learns.
+The one of `task.py` (if there is one) or `prune.py` defines `METHOD`, the engine's `Method`
+(base.py). This package, `options.py`, `registry.py` and each folder's `__init__.py` and
+`options.py` never import torch: the API process reads the methods from here.
+"""
 
 from __future__ import annotations
 
-from worker.engine.errors import SpecError
-from worker.engine.methods import smp as smp_method
-from worker.engine.methods.base import Method, MethodResult
-from worker.engine.methods.magnitude import magnitude
-from worker.engine.methods.pattern_lock import pattern_lock
-from worker.engine.methods.sparsegpt import sparsegpt
-from worker.engine.methods.wanda import wanda
-from worker.engine.train.gradual import GradualMagnitude
-from worker.engine.train.smp_task import LearnedMask
-from worker.engine.train.soft_movement import build_movement
+from worker.engine.methods.options import Options
+from worker.engine.methods.registry import (
+    METHODS,
+    REGISTRY,
+    get_method,
+    register,
+    unregister,
+)
 
-REGISTRY: dict[str, Method] = {
-    "magnitude": Method(magnitude, needs=None),
-    "wanda": Method(wanda, needs="norms"),
-    "sparsegpt": Method(sparsegpt, needs="hessian"),
-    "smp": Method(smp_method.smp, needs=smp_method.needs, task=LearnedMask.smp),
-    "movement": Method(None, needs=None, task=build_movement),
-    "gmp": Method(None, needs=None, task=GradualMagnitude.build),
-    "pattern_lock": Method(pattern_lock, needs=None),
-}
+register("magnitude")
+register("wanda")
+register("sparsegpt")
+register("smp")
+register("movement")
+register("gmp")
+register("pattern_lock")
 
-
-def get_method(name: str) -> Method:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise SpecError(f"unknown method {name!r}; allowed: {', '.join(REGISTRY)}") from None
-
-
-__all__ = ["REGISTRY", "Method", "MethodResult", "get_method"]
+__all__ = ["METHODS", "REGISTRY", "Options", "get_method", "register", "unregister"]

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from service.methods import MagnitudeOptions
-from worker.engine.methods import Method
-from worker.engine.methods.magnitude import magnitude
+from worker.engine.methods.base import Method
+from worker.engine.methods.magnitude.options import MagnitudeOptions
+from worker.engine.methods.magnitude.prune import magnitude
 from worker.engine.prune.dsnot import dsnot
 from worker.engine.prune.mask_state import MaskState
 from worker.engine.prune.masks import Pattern

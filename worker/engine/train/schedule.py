@@ -5,7 +5,8 @@
 for t in {t_0, t_0 + dt, ..., t_0 + n * dt} (the pruning steps), held between them; v_0 before
 t_0 (warm-up), v_f from t_0 + n * dt on (cool-down: the mask then stays fixed).
 And the selector that turns scores into a mask at sparsity v, on the way to a pattern, and
-learning-rate rewinding at the pruning steps (`rewound_step`).
+learning-rate rewinding at the pruning steps (`rewound_step`), and the tie rule of scores that
+start equal (`ties_by_magnitude`).
 """
 
 from __future__ import annotations
@@ -83,3 +84,12 @@ def select_at(
     if scope == "matrix":
         return lowest_k(scores.flatten(), int(round(scores.numel() * ratio, 9))).view_as(scores)
     return lowest_per_row(scores, int(round(cols * ratio, 9)))
+
+
+def ties_by_magnitude(scores: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Scores whose exact ties fall by |W| (the lower pruned first). Before any signal every
+    score is 0, and the selector's own tie rule (the lower column) would prune the same
+    columns in every row; 1e-30 * |W| only orders scores that are equal."""
+    if not bool((scores == 0).any()):
+        return scores
+    return scores.double() + weight.detach().abs().double() * 1e-30

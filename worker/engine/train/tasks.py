@@ -1,8 +1,8 @@
 """The uses of the training engine: what trains and how the mask comes out.
 
 `Recovery` (Prune Once for All's distilled sparse fine-tuning): masks fixed, kept weights
-train. SMP's learned mask is in smp_task.py; the tasks that prune while training (movement,
-gmp) in gradual.py and soft_movement.py.
+train. A method's own training task (SMP's learned mask, the tasks of movement and gmp that
+prune while training) is in its folder, worker/engine/methods/<name>/task.py.
 """
 
 from __future__ import annotations

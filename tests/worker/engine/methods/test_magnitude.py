@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from service.methods import MagnitudeOptions
 from tests.worker.engine.support import (
     pattern,
     reference_n_of_m,
     stable_lowest_per_row,
     zeros_per_group,
 )
-from worker.engine.methods.magnitude import magnitude
+from worker.engine.methods.magnitude.options import MagnitudeOptions
+from worker.engine.methods.magnitude.prune import magnitude
 
 
 def weight(rows: int = 16, cols: int = 48, seed: int = 0) -> torch.Tensor:

@@ -1,6 +1,7 @@
-"""A method lives in one place: no code in the engine, the service or the clients branches on a
-method's name (`method == "movement"`, `in ("wanda", "sparsegpt")`) or lists method names;
-what such a branch decided is a fact on the method's options (service/methods.py)."""
+"""A method lives in one place, its folder: no code in the engine, the service or the clients
+outside that folder branches on the method's name (`method == "movement"`,
+`in ("wanda", "sparsegpt")`) or lists method names; what such a branch decided is a fact on the
+method's options (worker/engine/methods/<name>/options.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ SEARCHED = ("worker/engine", "service", "clients")
 
 
 def own_module(rel: Path) -> str | None:
-    """The method a file belongs to (worker/engine/methods/<name>.py), if any."""
-    return rel.stem if rel.parts[:3] == ("worker", "engine", "methods") else None
+    """The method a file belongs to: its folder's name (worker/engine/methods/<name>/...), if
+    any (the registry and the shared modules next to the folders belong to none)."""
+    inside = rel.parts[:3] == ("worker", "engine", "methods") and len(rel.parts) > 4
+    return rel.parts[3] if inside else None
 
 
 def names_in(node: ast.AST) -> list[str]:
@@ -48,7 +51,7 @@ def branches(path: Path, root: Path = REPO) -> list[str]:
     return found
 
 
-def test_no_branch_on_a_method_name_outside_its_own_module():
+def test_no_branch_on_a_method_name_outside_its_own_folder():
     found = [b for d in SEARCHED for p in sorted((REPO / d).rglob("*.py")) for b in branches(p)]
     assert not found, "method-name branches (make them facts on the options):\n" + "\n".join(found)
 
@@ -64,6 +67,15 @@ def test_the_check_finds_a_branch_and_a_name_list_but_not_a_fact(tmp_path):
     )
     found = [b.split(": ", 1)[1] for b in branches(probe, tmp_path)]
     assert sorted(found) == ["('magnitude', 'wanda')", "method == 'movement'"]
-    own = engine / "methods" / "movement.py"
-    own.write_text('def every(method):\n    return 1 if method == "movement" else None\n')
+    branch = 'def every(method):\n    return 1 if method == "movement" else None\n'
+    own = engine / "methods" / "movement" / "task.py"
+    own.parent.mkdir()
+    own.write_text(branch)
     assert branches(own, tmp_path) == []
+    other = engine / "methods" / "gmp" / "task.py"  # another method's folder
+    other.parent.mkdir()
+    other.write_text(branch)
+    assert [b.split(": ", 1)[1] for b in branches(other, tmp_path)] == ["method == 'movement'"]
+    shared = engine / "methods" / "movement.py"  # next to the folders: no method's own
+    shared.write_text(branch)
+    assert [b.split(": ", 1)[1] for b in branches(shared, tmp_path)] == ["method == 'movement'"]

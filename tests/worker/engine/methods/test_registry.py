@@ -1,44 +1,43 @@
-"""The method registry: the engine's names are the contract's names, and a new method is its
-math, its options model and one registry line — it then shows in the API's 422 message, the
-OpenAPI schema and `--help`, and runs through the engine."""
+"""The method registry: the engine's names are the contract's names, and a new method is one
+folder (its options model and its math) and one registry line — it then shows in the API's 422
+message, the OpenAPI schema and `--help`, and runs through the engine."""
 
 from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import Field
 
 from service.main import create_app
-from service.methods import METHODS, Options, method_options
+from service.methods import METHODS
 from service.schemas import CalibrationSpec, PruneSpec
 from service.settings import Settings
-from worker.engine.methods import REGISTRY, Method, MethodResult
-from worker.engine.prune.masks import lowest_per_row
+from worker.engine.errors import SpecError
+from worker.engine.methods import REGISTRY, get_method, register, unregister
+from worker.engine.methods.base import Method
 from worker.engine.run import run
+
+NAMES = ["magnitude", "wanda", "sparsegpt", "smp", "movement", "gmp", "pattern_lock"]
 
 
 def test_engine_registry_and_contract_name_the_same_methods():
-    names = ["magnitude", "wanda", "sparsegpt", "smp", "movement", "gmp", "pattern_lock"]
-    assert list(REGISTRY) == list(METHODS) == names
-
-
-def toy(weights, stats, pattern, options):
-    """Prune the weights closest to `options.centre` in every row."""
-    masks = [
-        lowest_per_row((w - options.centre).abs(), int(w.shape[1] * pattern.ratio)) for w in weights
-    ]
-    return MethodResult([w.masked_fill(m, 0) for w, m in zip(weights, masks, strict=True)], masks)
+    assert list(REGISTRY) == list(METHODS) == NAMES
+    assert all(isinstance(REGISTRY[name], Method) for name in NAMES)
 
 
 @pytest.fixture
 def toy_method():
-    @method_options("toy")  # the options model ...
-    class ToyOptions(Options):
-        centre: float = Field(0.25, description="prune the weights nearest this value")
+    register("toy", "tests.worker.engine.methods.toy")  # one folder and one registry line
+    yield METHODS["toy"]
+    unregister("toy")
 
-    REGISTRY["toy"] = Method(toy, needs=None)  # ... and one registry line
-    yield ToyOptions
-    del METHODS["toy"], REGISTRY["toy"]
+
+def test_a_method_is_known_only_while_registered(toy_method):
+    assert list(REGISTRY)[-1] == "toy" and get_method("toy").fn.__name__ == "toy"
+    unregister("toy")
+    with pytest.raises(SpecError, match="unknown method 'toy'; allowed: magnitude, wanda"):
+        get_method("toy")
+    assert list(REGISTRY) == list(METHODS) == NAMES
+    register("toy", "tests.worker.engine.methods.toy")  # for the fixture's teardown
 
 
 def test_a_new_method_appears_everywhere(toy_method, tmp_path, capsys):

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from service.methods import SparseGPTOptions
 from tests.worker.engine.support import correlated_inputs, pattern, stats_from, zeros_per_group
 from worker.engine.errors import PruningError
-from worker.engine.methods.sparsegpt import sparsegpt
+from worker.engine.methods.sparsegpt.options import SparseGPTOptions
+from worker.engine.methods.sparsegpt.prune import sparsegpt
 from worker.engine.prune.masks import Pattern
 from worker.engine.walk.stats import InputStats
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from service.methods import WandaOptions
 from tests.worker.engine.support import (
     pattern,
     reference_n_of_m,
@@ -13,7 +12,8 @@ from tests.worker.engine.support import (
     stats_from,
     zeros_per_group,
 )
-from worker.engine.methods.wanda import wanda, wanda_score
+from worker.engine.methods.wanda.options import WandaOptions
+from worker.engine.methods.wanda.prune import wanda, wanda_score
 
 OPTS = WandaOptions()
 

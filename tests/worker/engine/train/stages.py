@@ -9,18 +9,19 @@ from types import SimpleNamespace
 import torch
 from transformers import AutoModelForCausalLM
 
-from service.methods import SMPOptions
 from tests.worker.engine.support import pattern
+from worker.engine.methods.gmp.task import GradualMagnitude
+from worker.engine.methods.movement.task import Movement
+from worker.engine.methods.smp.options import SMPOptions
+from worker.engine.methods.smp.task import LearnedMask
 from worker.engine.model.model_io import get_weight
 from worker.engine.progress import Reporter
 from worker.engine.prune.mask_state import MaskState
 from worker.engine.prune.masks import n_of_m
 from worker.engine.train.checkpoint import Checkpoints
-from worker.engine.train.gradual import GradualMagnitude, Movement
 from worker.engine.train.loop import LoopConfig, LoopResult, train
 from worker.engine.train.objective import Objective
 from worker.engine.train.schedule import Schedule
-from worker.engine.train.smp_task import LearnedMask
 from worker.engine.train.tasks import Recovery, TaskInputs
 
 TASKS = ("recovery", "smp", "movement", "gmp")

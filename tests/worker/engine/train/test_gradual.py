@@ -11,19 +11,19 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from service.methods import MovementOptions
 from service.schemas import PruneSpec, TrainingSpec, resume_dir
 from tests.worker.engine.support import linear_weights, pattern, zeros_per_group
 from tests.worker.engine.test_run_training import KillAt
-from worker.engine.run import run
-from worker.engine.train.gradual import Movement
-from worker.engine.train.schedule import Schedule, select_at
-from worker.engine.train.soft_movement import (
+from worker.engine.methods.movement.options import MovementOptions
+from worker.engine.methods.movement.task import (
+    Movement,
     SoftMovement,
     count_at_most,
     floor_count,
     global_threshold,
 )
+from worker.engine.run import run
+from worker.engine.train.schedule import Schedule, select_at
 
 
 def test_the_schedule_is_the_cubic_formula_and_monotone():

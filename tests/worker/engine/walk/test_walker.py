@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from service.methods import WandaOptions
 from tests.worker.engine.support import ARCHS, LAYERS_PATH, layers_of, stable_lowest_per_row
 from worker.engine.methods import get_method
+from worker.engine.methods.wanda.options import WandaOptions
 from worker.engine.model.model_io import prunable_linears
 from worker.engine.progress import Reporter
 from worker.engine.prune.mask_state import MaskState

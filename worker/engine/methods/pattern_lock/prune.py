@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from worker.engine.errors import PruningError
-from worker.engine.methods.base import MethodResult
+from worker.engine.methods.base import Method, MethodResult
 from worker.engine.prune.masks import Pattern
 from worker.engine.walk.stats import InputStats
 
@@ -28,3 +28,6 @@ def pattern_lock(
                 "checkpoint"
             )
     return MethodResult(list(weights), masks)
+
+
+METHOD = Method(pattern_lock, needs=None)

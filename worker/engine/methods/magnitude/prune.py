@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from worker.engine.methods.base import MethodResult
+from worker.engine.methods.base import Method, MethodResult
 from worker.engine.prune.masks import Pattern, lowest_per_matrix, lowest_per_row, n_of_m
 from worker.engine.walk.stats import InputStats
 
 if TYPE_CHECKING:
-    from service.methods import MagnitudeOptions
+    from worker.engine.methods.magnitude.options import MagnitudeOptions
 
 
 def magnitude_mask(w: torch.Tensor, pattern: Pattern, scope: str = "matrix") -> torch.Tensor:
@@ -32,3 +32,6 @@ def magnitude(
     """Zero the smallest |W|; needs no calibration data."""
     masks = [magnitude_mask(w, pattern, options.magnitude_scope) for w in weights]
     return MethodResult([w.masked_fill(m, 0) for w, m in zip(weights, masks, strict=True)], masks)
+
+
+METHOD = Method(magnitude, needs=None)

@@ -1,5 +1,5 @@
 """Static Model Pruning (Li et al., ACL 2023), one-shot part: the mask of an init method and
-the scores the training engine then learns (weights stay frozen, see train/tasks.py).
+the scores the training engine then learns (weights stay frozen, see task.py).
 
 Initial scores S0 reproduce the init method's mask exactly under the SMP selector (lowest
 per row, or n lowest of every m): S0 is the per-row rank of the Wanda score (|W| without
@@ -9,32 +9,26 @@ order's (SparseGPT), kept weights are lifted by 0.5 so the selector picks the in
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 
-from service.methods import METHODS
 from worker.engine.methods.base import MethodResult
-from worker.engine.methods.magnitude import magnitude
-from worker.engine.methods.sparsegpt import sparsegpt
-from worker.engine.methods.wanda import wanda, wanda_score
+from worker.engine.methods.registry import METHODS, get_method
+from worker.engine.methods.wanda.prune import wanda_score
 from worker.engine.prune.masks import Pattern, lowest_k, lowest_per_row, n_of_m
 from worker.engine.walk.stats import InputStats
 
 if TYPE_CHECKING:
-    from service.methods import SMPOptions
-
-INIT: dict[str, Callable[..., MethodResult]] = {
-    "wanda": wanda,
-    "sparsegpt": sparsegpt,
-    "magnitude": magnitude,
-}
-INIT_NEEDS = {"wanda": "norms", "sparsegpt": "hessian", "magnitude": None}
+    from worker.engine.methods.smp.options import SMPOptions
 
 
 def needs(options: SMPOptions) -> str | None:
-    return INIT_NEEDS[options.init_method] if options.walks() else None
+    """The init method's statistics; none when the scores start at zero (no walk)."""
+    if not options.walks():
+        return None
+    init = options.init_method
+    return get_method(init).stats_for(METHODS[init]())
 
 
 def select(pattern: Pattern, scope: str = "row"):
@@ -76,8 +70,9 @@ def smp(
     options: SMPOptions,
 ) -> MethodResult:
     """The init method's mask on the unchanged weights, and the scores to learn from."""
-    init = options.init_method
-    base = INIT[init](weights, stats, pattern, METHODS[init]())
+    init = get_method(options.init_method)
+    assert init.fn is not None, "smp starts from a one-shot method's mask"
+    base = init.fn(weights, stats, pattern, METHODS[options.init_method]())
     out = [w.masked_fill(m, 0) for w, m in zip(weights, base.masks, strict=True)]
     scores = [
         initial_scores(w, m, stats, pattern) for w, m in zip(weights, base.masks, strict=True)

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from worker.engine.methods.base import MethodResult
+from worker.engine.methods.base import Method, MethodResult
 from worker.engine.prune.masks import Pattern, lowest_per_row, n_of_m
 from worker.engine.walk.stats import InputStats
 
 if TYPE_CHECKING:
-    from service.methods import WandaOptions
+    from worker.engine.methods.wanda.options import WandaOptions
 
 
 def wanda_score(w: torch.Tensor, col_norm_sq: torch.Tensor) -> torch.Tensor:
@@ -35,3 +35,6 @@ def wanda(
     assert stats is not None, "wanda needs the walk's norms (Method.needs)"
     masks = [wanda_mask(wanda_score(w, stats.col_norm_sq), pattern) for w in weights]
     return MethodResult([w.masked_fill(m, 0) for w, m in zip(weights, masks, strict=True)], masks)
+
+
+METHOD = Method(wanda, needs="norms")

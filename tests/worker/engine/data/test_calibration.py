@@ -25,7 +25,7 @@ from worker.engine.data.calibration import (
 from worker.engine.data.datasets import wikitext_text
 from worker.engine.errors import CalibrationError
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 # the raw WikiText-2 files, when a ../shared/data sits beside this checkout (or its worktrees)
 RAW_WIKITEXT = next(
     (

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from worker.engine.errors import PruningError
-from worker.engine.methods.base import MethodResult
+from worker.engine.methods.base import Method, MethodResult
 from worker.engine.prune.masks import Pattern, lowest_per_matrix, n_of_m
 from worker.engine.walk.stats import InputStats
 
 if TYPE_CHECKING:
-    from service.methods import SparseGPTOptions
+    from worker.engine.methods.sparsegpt.options import SparseGPTOptions
 
 DAMP_STEPS = 8  # each failed Cholesky multiplies the damping by 10
 CHUNK = 16  # columns updated one by one within a chunk; the block's later columns once per chunk
@@ -128,3 +128,6 @@ def sparsegpt(
     if damp > options.percdamp:
         warnings.append(f"SparseGPT damping raised to {damp:g} (asked {options.percdamp:g})")
     return MethodResult(out, masks, warnings, {"damping": damp})
+
+
+METHOD = Method(sparsegpt, needs="hessian")

@@ -23,10 +23,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from worker.engine.methods.base import Method
+from worker.engine.methods.smp.prune import needs, smp
 from worker.engine.model.model_io import get_weight, set_weight
-from worker.engine.train.gradual import ties_by_magnitude
 from worker.engine.train.masked import ScoreMask, attach, bake, original, transposed
-from worker.engine.train.schedule import select_at
+from worker.engine.train.schedule import select_at, ties_by_magnitude
 from worker.engine.train.tasks import TaskInputs
 
 FLOOR = 0.005  # the least fraction of a matrix SMP-S keeps
@@ -131,3 +132,6 @@ class LearnedMask:
             out[name] = self.masks[name].pruned().cpu()
             bake(module, out[name])
         return out
+
+
+METHOD = Method(smp, needs=needs, task=LearnedMask.smp)

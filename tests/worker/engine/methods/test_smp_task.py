@@ -8,12 +8,12 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from service.methods import SMPOptions
 from service.schemas import PruneSpec
 from tests.worker.engine.support import linear_weights, pattern, zeros_per_group
+from worker.engine.methods.smp.options import SMPOptions
+from worker.engine.methods.smp.task import LearnedMask, smp_s_ratios
 from worker.engine.run import plan, run
 from worker.engine.train.schedule import Schedule
-from worker.engine.train.smp_task import LearnedMask, smp_s_ratios
 from worker.engine.train.tasks import TaskInputs
 
 TRAIN: dict = {}

@@ -1,5 +1,11 @@
-"""Soft movement pruning (Sanh et al., 2020): keep the weights whose score clears a threshold
-that every matrix shares, so each matrix's sparsity is what its scores give.
+"""Movement pruning's training tasks (Sanh et al., 2020), on the cubic schedule
+(train/schedule.py): weights train and scores accumulate the movement signal.
+
+Hard movement (`Movement`): keep the top (1 - v_t) of the scores per row (or per matrix, or
+its N:M subset).
+
+Soft movement (`SoftMovement`): keep the weights whose score clears a threshold that every
+matrix shares, so each matrix's sparsity is what its scores give.
 
 The scores accumulate the movement signal as hard movement's do, S -= alpha_S * W * dL/dW',
 plus the paper's regulariser lambda_t * mean sigmoid(S), normalised per matrix (each matrix's
@@ -17,16 +23,87 @@ Equal scores (all of them at the start) fall by |W|, the lower pruned first.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import nn
 
+from worker.engine.methods.base import Method
+from worker.engine.model.hf_types import HFModule
+from worker.engine.model.model_io import get_weight
 from worker.engine.prune.masks import Pattern
-from worker.engine.train.gradual import Movement, ties_by_magnitude
-from worker.engine.train.masked import original, transposed
-from worker.engine.train.schedule import Schedule
-from worker.engine.train.tasks import TaskInputs
+from worker.engine.train.masked import ScoreMask, attach, bake, original, transposed
+from worker.engine.train.schedule import Schedule, select_at, ties_by_magnitude
+from worker.engine.train.tasks import Modules, TaskInputs
+
+
+class Movement:
+    """Hard movement: keep the top (1 - v_t) of S per row (or its N:M subset; equal scores fall
+    by |W|, the lower pruned first). S starts at 0 and takes plain steps
+    S -= alpha_S * W * dL/dW' after each optimizer step, so S = -alpha_S * sum_t W * dL/dW
+    exactly as the paper writes it. Soft movement is `SoftMovement` (below)."""
+
+    stage, trainable = "train", "weights and movement scores"
+    default_lr = 1e-4
+
+    def __init__(self, modules: Modules, pattern: Pattern, schedule: Schedule | None, options):
+        self.modules, self.pattern, self.schedule = modules, pattern, schedule
+        self.tau, self.lam, self.alpha = (
+            options.movement_tau,
+            options.movement_lambda,
+            options.score_lr,
+        )
+        self.ratio = schedule.initial if schedule is not None else 0.0
+        self.scope = options.scope
+        self.masks: dict[str, ScoreMask] = {}
+
+    @classmethod
+    def build(cls, inputs: TaskInputs) -> Movement:
+        return cls(inputs.modules, inputs.pattern, inputs.schedule, inputs.options)
+
+    def _select(self, scores: torch.Tensor, module: HFModule) -> torch.Tensor:
+        w: torch.Tensor = original(module)
+        w = w.t() if transposed(module) else w  # (out, in), as the scores
+        return select_at(ties_by_magnitude(scores, w), self.ratio, self.pattern, self.scope)
+
+    def attach(self) -> dict[str, nn.Parameter]:
+        params = {}
+        for name, module in self.modules.items():
+            scores = torch.zeros(get_weight(module).shape)
+            select = functools.partial(self._select, module=module)
+            mask = ScoreMask(scores, select, transposed(module))
+            attach(module, mask, master=True)
+            mask.scores.requires_grad_(True)
+            self.masks[name] = mask
+            params[name] = original(module)
+        return params
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint must hold besides the optimizer's parameters."""
+        return {f"scores.{n}": m.scores for n, m in self.masks.items()}
+
+    def before_step(self, step: int) -> None:
+        if self.schedule is not None:
+            self.ratio = self.schedule.sparsity_at(step)
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        for mask in self.masks.values():
+            s = mask.scores
+            grad = s.grad if s.grad is not None else torch.zeros_like(s)
+            s.sub_(self.alpha * grad)
+            s.grad = None
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        if self.schedule is not None:
+            self.ratio = self.schedule.final
+        out = {}
+        for name, module in self.modules.items():
+            out[name] = self.masks[name].pruned().cpu()
+            bake(module, out[name])
+        return out
+
 
 FLOOR = 0.005  # the least fraction of a matrix kept
 
@@ -150,3 +227,6 @@ def soft_summary(masks, threshold: str) -> str:
     if threshold == "fixed":
         line += "; with the fixed threshold the sparsity asked for is not enforced"
     return line
+
+
+METHOD = Method(None, needs=None, task=build_movement)

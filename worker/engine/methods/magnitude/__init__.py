@@ -1,0 +1,1 @@
+"""Magnitude pruning: `options.py` (its options and facts), `prune.py` (the math)."""

@@ -1,0 +1,1 @@
+"""Wanda (Sun et al., 2023): `options.py` (its options and facts), `prune.py` (the math)."""
