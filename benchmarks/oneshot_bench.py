@@ -58,7 +58,7 @@ def reference_sparsegpt():
             masks.append(W == 0)
         return MethodResult(out, masks)
 
-    return Method(fn, needs="hessian")
+    return Method(fn)
 
 
 def main() -> None:

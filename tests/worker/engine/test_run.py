@@ -18,7 +18,7 @@ from service.schemas import REPORT_FILE as REPORT_NAME
 from service.schemas import CalibrationSpec, EvalSpec, PruneSpec
 from tests.worker.engine.support import ARCHS, LAYERS_PATH, layers_of, linear_weights
 from worker.engine.errors import CalibrationError, ModelLoadError, SpecError
-from worker.engine.methods import get_method
+from worker.engine.methods import METHODS, get_method
 from worker.engine.progress import Reporter
 from worker.engine.run import run
 
@@ -103,7 +103,9 @@ def check_report(out, report, arch, n_modules, method):
     assert len(saved["modules"]) == n_modules
     assert all(m["name"].startswith(LAYERS_PATH[arch] + ".") for m in saved["modules"])
     assert {"torch", "transformers", "python", "safetensors"} <= saved["versions"].keys()
-    stages = {"load", "prune", "save"} | ({"calibrate"} if get_method(method).needs else set())
+    stages = {"load", "prune", "save"} | (
+        {"calibrate"} if METHODS[method]().calibrates() else set()
+    )
     assert stages <= saved["stages_s"].keys()
     assert saved["peak_rss_mb"] > 0
     assert saved["spec"]["method"] == method

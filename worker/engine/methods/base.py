@@ -33,12 +33,19 @@ MethodFn = Callable[[list[torch.Tensor], InputStats | None, Pattern, Any], Metho
 
 @dataclass(frozen=True)
 class Method:
-    """A registered method: its function, the statistics the walker must collect and, for
-    methods that learn, the training task the engine runs after the walk."""
+    """A registered method: its function and, for methods that learn, the training task the
+    engine runs after the walk. What the walk must collect for it is its options' fact
+    (`Options.statistics()`), read by `stats_for`."""
 
     fn: MethodFn | None  # None: the method prunes only while training (movement, gmp)
-    needs: str | None | Callable[[Any], str | None]  # None, "norms", "hessian" (or per options)
     task: Callable[..., Any] | None = None  # (TaskInputs) -> Task
 
-    def stats_for(self, options: Any) -> str | None:
-        return self.needs(options) if callable(self.needs) else self.needs
+    @staticmethod
+    def stats_for(options: Any) -> str | None:
+        """The walker's statistics for a method with these options: None, "norms" or
+        "hessian"."""
+        return WALK_STATS[options.statistics()]
+
+
+# the options' statistics fact -> what the walker accumulates
+WALK_STATS: dict[str, str | None] = {"none": None, "norms": "norms", "hessians": "hessian"}

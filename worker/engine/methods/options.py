@@ -31,8 +31,9 @@ class Options(BaseModel):
     ONE_SHOT: ClassVar[bool] = False
 
     def calibrates(self) -> bool:
-        """Whether the method reads calibration data (known without the engine or torch)."""
-        return True
+        """Whether the method reads calibration data (known without the engine or torch): it
+        does when its walk accumulates statistics."""
+        return self.statistics() != "none"
 
     def statistics(self) -> str:
         """The walk's statistics for this method (the planner counts their bytes)."""
@@ -65,9 +66,6 @@ class PrunesWhileTraining(Options):
 
     TRAINS: ClassVar[bool] = True
     STATISTICS: ClassVar[str] = "none"
-
-    def calibrates(self) -> bool:
-        return False
 
     def walks(self) -> bool:
         return False

@@ -97,5 +97,5 @@ def test_cpu_offload_trains_the_same_weights_as_one_process(setup, tmp_path):
     for processes in (1, 2):
         out = tmp_path / f"offload{processes}"
         off = run(spec(model, text, processes, "cpu"), out)
-        assert off.training[0].loss == pytest.approx(one.training[0].loss, rel=1e-5)
+        assert off.training[0].loss == pytest.approx(one.training[0].loss, abs=2e-6)  # 6 decimals
         assert_same(weights(tmp_path / "one"), weights(out))

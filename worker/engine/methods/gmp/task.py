@@ -78,4 +78,4 @@ class GradualMagnitude:
         return out
 
 
-METHOD = Method(None, needs=None, task=GradualMagnitude.build)
+METHOD = Method(None, task=GradualMagnitude.build)

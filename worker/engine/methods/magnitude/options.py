@@ -19,8 +19,5 @@ class MagnitudeOptions(Options):
         "matrix", description="one threshold per matrix (the reference) or per output row"
     )
 
-    def calibrates(self) -> bool:
-        return False
-
 
 OPTIONS = MagnitudeOptions

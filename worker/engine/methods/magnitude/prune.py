@@ -34,4 +34,4 @@ def magnitude(
     return MethodResult([w.masked_fill(m, 0) for w, m in zip(weights, masks, strict=True)], masks)
 
 
-METHOD = Method(magnitude, needs=None)
+METHOD = Method(magnitude)

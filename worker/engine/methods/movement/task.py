@@ -229,4 +229,4 @@ def soft_summary(masks, threshold: str) -> str:
     return line
 
 
-METHOD = Method(None, needs=None, task=build_movement)
+METHOD = Method(None, task=build_movement)

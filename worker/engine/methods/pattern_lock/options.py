@@ -17,8 +17,5 @@ class PatternLockOptions(Options):
     SELF_TEACHER: ClassVar[bool] = True
     STATISTICS: ClassVar[str] = "none"
 
-    def calibrates(self) -> bool:
-        return False
-
 
 OPTIONS = PatternLockOptions

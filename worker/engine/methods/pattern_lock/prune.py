@@ -30,4 +30,4 @@ def pattern_lock(
     return MethodResult(list(weights), masks)
 
 
-METHOD = Method(pattern_lock, needs=None)
+METHOD = Method(pattern_lock)

@@ -47,9 +47,6 @@ class SMPOptions(Options):
 
     SCHEDULE_NOTE: ClassVar[str] = "smp with smp_init 'zero'"
 
-    def calibrates(self) -> bool:
-        return self.smp_init == "oneshot" and METHODS[self.init_method]().calibrates()
-
     def walks(self) -> bool:
         return self.smp_init == "oneshot"
 

@@ -23,14 +23,6 @@ if TYPE_CHECKING:
     from worker.engine.methods.smp.options import SMPOptions
 
 
-def needs(options: SMPOptions) -> str | None:
-    """The init method's statistics; none when the scores start at zero (no walk)."""
-    if not options.walks():
-        return None
-    init = options.init_method
-    return get_method(init).stats_for(METHODS[init]())
-
-
 def select(pattern: Pattern, scope: str = "row"):
     """The SMP mask of scores S (out, in): the lowest per row or over the whole matrix
     (`scope`), or the n lowest of every m."""

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from worker.engine.methods.base import Method
-from worker.engine.methods.smp.prune import needs, smp
+from worker.engine.methods.smp.prune import smp
 from worker.engine.model.model_io import get_weight, set_weight
 from worker.engine.train.masked import ScoreMask, attach, bake, original, transposed
 from worker.engine.train.schedule import select_at, ties_by_magnitude
@@ -134,4 +134,4 @@ class LearnedMask:
         return out
 
 
-METHOD = Method(smp, needs=needs, task=LearnedMask.smp)
+METHOD = Method(smp, task=LearnedMask.smp)

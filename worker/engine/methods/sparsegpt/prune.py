@@ -69,7 +69,7 @@ def sparsegpt(
 
     Works on W transposed, (in, rows), so each column step touches contiguous memory.
     """
-    assert stats is not None, "sparsegpt needs the walk's Hessians (Method.needs)"
+    assert stats is not None, "sparsegpt needs the walk's Hessians (its options' STATISTICS)"
     H = stats.hessian_upper  # (in, in) fp32, upper triangle; a new tensor: changed below
     WT = torch.cat([w.float() for w in weights], dim=0).t().contiguous()  # (in, rows)
     bounds = torch.tensor([0] + [w.shape[0] for w in weights]).cumsum(0).tolist()
@@ -130,4 +130,4 @@ def sparsegpt(
     return MethodResult(out, masks, warnings, {"damping": damp})
 
 
-METHOD = Method(sparsegpt, needs="hessian")
+METHOD = Method(sparsegpt)

@@ -32,9 +32,9 @@ def wanda(
     options: WandaOptions,
 ) -> MethodResult:
     """Prune the lowest-scoring weights of every row; kept weights are unchanged."""
-    assert stats is not None, "wanda needs the walk's norms (Method.needs)"
+    assert stats is not None, "wanda needs the walk's norms (its options' STATISTICS)"
     masks = [wanda_mask(wanda_score(w, stats.col_norm_sq), pattern) for w in weights]
     return MethodResult([w.masked_fill(m, 0) for w, m in zip(weights, masks, strict=True)], masks)
 
 
-METHOD = Method(wanda, needs="norms")
+METHOD = Method(wanda)

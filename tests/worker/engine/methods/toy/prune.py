@@ -13,4 +13,4 @@ def toy(weights, stats, pattern, options):
     return MethodResult([w.masked_fill(m, 0) for w, m in zip(weights, masks, strict=True)], masks)
 
 
-METHOD = Method(toy, needs=None)
+METHOD = Method(toy)
