@@ -153,8 +153,12 @@ def test_the_last_layer_is_not_run_again_after_pruning(tiny_model_dir):
     pruner = Pruner(get_method("wanda"), Pattern(0.5), WandaOptions(), MaskState(), print)
     targets = [prunable_linears(t, f"{LAYERS_PATH[arch]}.{i}") for i, t in enumerate(layers)]
     seen = []
-    walk(LayerStreamer(model, layers, torch.device("cpu")), ids, "norms", targets, pruner,
-         Reporter(), after_layer=lambda i, inps, layer: seen.append(inps is None))  # fmt: skip
+    streamer = LayerStreamer(model, layers, torch.device("cpu"))
+
+    def note(i, inps, layer):
+        seen.append(inps is None)
+
+    walk(streamer, ids, "norms", targets, pruner, Reporter(), after_layer=note)
     for h in handles:
         h.remove()
     # a forward hook fires when the layer returns: the statistics pass returns only on the
