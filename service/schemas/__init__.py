@@ -2,59 +2,69 @@
 the local `pruneserve prune` command and the client. Pure pydantic, no torch.
 """
 
-from service.schemas.spec import (
+from service.schemas.common import (
     DEFAULT_PROMPTS,
     DEVICES,
     DTYPES,
-    LOADS,
     MAX_NAME,
     MAX_PATH,
     MAX_PROMPT_CHARS,
     MAX_PROMPTS,
     MAX_SAMPLE_TOKENS,
     MAX_SKIP,
-    MAX_TASKS,
     NAMED_DATASETS,
-    OBJECTIVES,
-    PLAN_FOR_PATTERN,
-    REFINERS,
     REPORT_FILE,
     REVISION_ALLOWED,
-    SCHEDULE_FIELDS,
-    SPARSITY_PROFILES,
     SPARSITY_SCHEMA,
-    TASK_NAME,
-    TASKS_ALLOWED,
+    check_revision,
+    describe_errors,
+    partial_dir,
+    resume_dir,
+)
+from service.schemas.jobs import (
+    PLAN_FOR_PATTERN,
     Artifact,
     ArtifactList,
-    CalibrationSpec,
     DatasetPublic,
-    DSnoTSpec,
     ErrorBody,
-    EvalSpec,
     JobCreate,
     JobError,
     JobEvent,
     JobList,
     JobPublic,
     JobState,
+    Progress,
+)
+from service.schemas.parts import (
+    MAX_TASKS,
+    TASK_NAME,
+    TASKS_ALLOWED,
+    CalibrationSpec,
+    DSnoTSpec,
+    EvalSpec,
+    OWLSpec,
+    TeacherSpec,
+)
+from service.schemas.report import (
     LayerReport,
     ModuleReport,
-    OWLSpec,
     Perplexity,
-    Progress,
     PruneReport,
-    PruneSpec,
     ReportSummary,
     Samples,
     TaskResult,
-    TeacherSpec,
     TrainingReport,
+)
+from service.schemas.spec import (
+    LOADS,
+    REFINERS,
+    SPARSITY_PROFILES,
+    PruneSpec,
+)
+from service.schemas.training import (
+    OBJECTIVES,
+    SCHEDULE_FIELDS,
     TrainingSpec,
-    check_revision,
-    describe_errors,
-    partial_dir,
-    resume_dir,
 )
 
 __all__ = [
